@@ -1,0 +1,15 @@
+//! The wire between OpenIM, the gateway and workers.
+//!
+//! This crate owns every name that crosses a process boundary: the catalog of OpenIM
+//! callback commands and their kind, the common answer OpenIM parses, the typed request and
+//! answer of `callbackBeforeSetGroupMemberInfoCommand`, the NATS subject naming and every
+//! header name. It depends on serde only and does no I/O.
+
+pub mod answer;
+pub mod catalog;
+pub mod group_member;
+pub mod headers;
+pub mod subject;
+
+pub use answer::CommonAnswer;
+pub use catalog::{CallbackKind, Command};
