@@ -1,1 +1,79 @@
-fn main() {}
+//! The `openim-gateway` binary: settings, then logging, then build, then run.
+//!
+//! Exit codes: 0 after a clean shutdown, 2 for a bad setting (one line on stderr naming the
+//! variable, the value and the rule, before anything binds), 1 for any other failure.
+
+use std::{io::Write, process::ExitCode};
+
+use openim_gateway::{config::Config, Gateway};
+
+fn main() -> ExitCode {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("openim-gateway: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log_filter))
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("openim-gateway: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("openim-gateway: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    let budget = config.budget();
+    let gateway = Gateway::build(config).await?;
+    let address = gateway.local_addr()?;
+    tracing::info!(%address, budget_ms = budget.as_millis() as u64, "openim-gateway listening");
+    // The one line scripts and tests wait for.
+    let mut stdout = std::io::stdout();
+    writeln!(stdout, "openim-gateway listening on http://{address}")?;
+    stdout.flush()?;
+    gateway.run(shutdown_signal()).await?;
+    tracing::info!("openim-gateway stopped");
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down: finishing in-flight callbacks");
+}

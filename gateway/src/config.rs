@@ -1,0 +1,398 @@
+//! Settings: the environment table of CONTRACT.md, parsed and validated before anything binds.
+//!
+//! Nothing else in the gateway reads the environment. Settings are read through a lookup
+//! function, so tests pass a map instead of touching the process environment. Every error
+//! names the variable, the value and the rule, on one line, so that a bad deployment stops
+//! with a message an operator can act on.
+
+use std::{net::SocketAddr, str::FromStr, time::Duration};
+
+use openim_gateway_proto::{answer::CommonAnswer, subject};
+use thiserror::Error;
+
+/// NATS server URL, or a comma-separated list of them.
+pub const NATS_URL: &str = "NATS_URL";
+/// Address the HTTP server binds.
+pub const GATEWAY_LISTEN: &str = "GATEWAY_LISTEN";
+/// Subjects are `{prefix}.{command}`.
+pub const GATEWAY_SUBJECT_PREFIX: &str = "GATEWAY_SUBJECT_PREFIX";
+/// OpenIM's `timeout` for the callbacks, in milliseconds.
+pub const GATEWAY_CALLBACK_TIMEOUT_MS: &str = "GATEWAY_CALLBACK_TIMEOUT_MS";
+/// How long before OpenIM's timeout the answer must leave.
+pub const GATEWAY_SAFETY_MARGIN_MS: &str = "GATEWAY_SAFETY_MARGIN_MS";
+/// `allow` or `reject`: the answer when no valid worker reply arrives in time.
+pub const GATEWAY_DEFAULT_DECISION: &str = "GATEWAY_DEFAULT_DECISION";
+/// `errCode` of the default reject.
+pub const GATEWAY_REJECT_ERR_CODE: &str = "GATEWAY_REJECT_ERR_CODE";
+/// `errMsg` of the default reject.
+pub const GATEWAY_REJECT_ERR_MSG: &str = "GATEWAY_REJECT_ERR_MSG";
+/// A path segment OpenIM's URL must carry before the command.
+pub const GATEWAY_WEBHOOK_SECRET: &str = "GATEWAY_WEBHOOK_SECRET";
+/// The largest request body accepted.
+pub const GATEWAY_MAX_BODY_BYTES: &str = "GATEWAY_MAX_BODY_BYTES";
+/// The tracing filter.
+pub const RUST_LOG: &str = "RUST_LOG";
+
+/// OpenIM's HTTP client has `Timeout: 15s` (openimsdk/tools `NewClientConfig`): no callback
+/// waits longer, whatever `webhooks.yml` says.
+pub const OPENIM_TIMEOUT_CAP_MS: u64 = 15_000;
+/// 10006 is the port of the `url` in OpenIM's shipped `webhooks.yml`.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:10006";
+/// The NATS default port on this host.
+pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
+/// OpenIM's shipped `timeout: 5` (seconds).
+pub const DEFAULT_CALLBACK_TIMEOUT_MS: u64 = 5_000;
+/// Room for the answer to travel back and be read before OpenIM gives up.
+pub const DEFAULT_SAFETY_MARGIN_MS: u64 = 250;
+/// OpenIM's docs suggest custom error codes in 5000..=9999.
+pub const DEFAULT_REJECT_ERR_CODE: i32 = 5000;
+/// What the end user reads when the default reject applies.
+pub const DEFAULT_REJECT_ERR_MSG: &str = "rejected: decision service unavailable";
+/// 1 MiB: far above any OpenIM callback body, and NATS's default `max_payload`.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1_048_576;
+const MIN_BODY_BYTES: usize = 1024;
+const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+const MIN_SECRET_CHARS: usize = 16;
+
+/// A setting that is not valid: the variable, its value and the rule it breaks.
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("{variable}={value:?} is not valid: {rule}")]
+pub struct ConfigError {
+    /// The environment variable.
+    pub variable: &'static str,
+    /// The value as given (the secret's value is never shown).
+    pub value: String,
+    /// What a valid value looks like.
+    pub rule: String,
+}
+
+/// What the gateway answers when no valid worker decision arrives in time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DefaultDecision {
+    /// Let the operation through unchanged (fail open).
+    Allow,
+    /// Refuse it with this code and message (fail closed).
+    Reject {
+        /// 5000..=9999.
+        err_code: i32,
+        /// Non-empty.
+        err_msg: String,
+    },
+}
+
+impl DefaultDecision {
+    /// The common answer of this decision.
+    pub fn common_answer(&self) -> CommonAnswer {
+        match self {
+            Self::Allow => CommonAnswer::allow(),
+            Self::Reject { err_code, err_msg } => CommonAnswer::reject(*err_code, err_msg.clone()),
+        }
+    }
+}
+
+/// The shared secret of the webhook URL. Its `Debug` never shows the value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookSecret(String);
+
+impl WebhookSecret {
+    /// The secret's bytes, for the constant-time comparison.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for WebhookSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WebhookSecret(<redacted>)")
+    }
+}
+
+/// Every setting of the gateway, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// NATS servers to connect to (any of them).
+    pub nats_urls: Vec<async_nats::ServerAddr>,
+    /// The HTTP listen address; port 0 picks a free port (tests).
+    pub listen: SocketAddr,
+    /// Subjects are `{subject_prefix}.{command}`.
+    pub subject_prefix: String,
+    /// OpenIM's timeout for a callback.
+    pub callback_timeout: Duration,
+    /// How long before OpenIM's timeout the answer must leave.
+    pub safety_margin: Duration,
+    /// The answer when no valid worker decision arrives in time.
+    pub default_decision: DefaultDecision,
+    /// When set, the path segment before the command must equal it.
+    pub webhook_secret: Option<WebhookSecret>,
+    /// Bodies larger than this are refused with 413.
+    pub max_body_bytes: usize,
+    /// The tracing filter directive (`RUST_LOG`).
+    pub log_filter: String,
+}
+
+impl Config {
+    /// The time a before-callback has from arrival to answer.
+    pub fn budget(&self) -> Duration {
+        self.callback_timeout.saturating_sub(self.safety_margin)
+    }
+
+    /// Reads the settings from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the settings through `lookup` (the environment, or a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let setting = |name: &'static str, default: &str| {
+            let value = lookup(name).unwrap_or_else(|| default.to_owned());
+            Setting { name, value }
+        };
+
+        let nats_urls = setting(NATS_URL, DEFAULT_NATS_URL).nats_urls()?;
+        let listen = setting(GATEWAY_LISTEN, DEFAULT_LISTEN).parse::<SocketAddr>("a socket address such as 127.0.0.1:10006 or 0.0.0.0:10006")?;
+        let subject_prefix = setting(GATEWAY_SUBJECT_PREFIX, subject::DEFAULT_PREFIX);
+        if !subject::is_valid_publish_subject(&subject_prefix.value) {
+            return Err(subject_prefix.invalid(
+                "must be a NATS subject of dot-separated tokens without wildcards or spaces",
+            ));
+        }
+        let timeout_ms = setting(
+            GATEWAY_CALLBACK_TIMEOUT_MS,
+            &DEFAULT_CALLBACK_TIMEOUT_MS.to_string(),
+        )
+        .integer_in(1..=OPENIM_TIMEOUT_CAP_MS, "OpenIM caps every callback at 15 s")?;
+        let margin = setting(GATEWAY_SAFETY_MARGIN_MS, &DEFAULT_SAFETY_MARGIN_MS.to_string());
+        let margin_ms = margin.integer_in(0..=u64::MAX, "")?;
+        if margin_ms >= timeout_ms {
+            return Err(margin.invalid(&format!(
+                "must be smaller than {GATEWAY_CALLBACK_TIMEOUT_MS} ({timeout_ms})"
+            )));
+        }
+        let default_decision = match setting(GATEWAY_DEFAULT_DECISION, "allow") {
+            decision if decision.value == "allow" => DefaultDecision::Allow,
+            decision if decision.value == "reject" => {
+                let err_code = setting(
+                    GATEWAY_REJECT_ERR_CODE,
+                    &DEFAULT_REJECT_ERR_CODE.to_string(),
+                )
+                .integer_in(5000..=9999, "OpenIM's range for custom error codes")?;
+                let err_msg = setting(GATEWAY_REJECT_ERR_MSG, DEFAULT_REJECT_ERR_MSG);
+                if err_msg.value.trim().is_empty() {
+                    return Err(err_msg.invalid("must not be empty"));
+                }
+                DefaultDecision::Reject {
+                    // The range check above makes this conversion lossless.
+                    err_code: err_code as i32,
+                    err_msg: err_msg.value,
+                }
+            }
+            decision => return Err(decision.invalid("must be allow or reject")),
+        };
+        // Validate the reject settings even when the default is allow: a typo there should
+        // not wait for the day someone switches to reject.
+        if default_decision == DefaultDecision::Allow {
+            setting(GATEWAY_REJECT_ERR_CODE, &DEFAULT_REJECT_ERR_CODE.to_string())
+                .integer_in(5000..=9999, "OpenIM's range for custom error codes")?;
+            let err_msg = setting(GATEWAY_REJECT_ERR_MSG, DEFAULT_REJECT_ERR_MSG);
+            if err_msg.value.trim().is_empty() {
+                return Err(err_msg.invalid("must not be empty"));
+            }
+        }
+        let webhook_secret = match lookup(GATEWAY_WEBHOOK_SECRET) {
+            None => None,
+            Some(value) => Some(validate_secret(value)?),
+        };
+        let max_body_bytes = setting(GATEWAY_MAX_BODY_BYTES, &DEFAULT_MAX_BODY_BYTES.to_string())
+            .integer_in(MIN_BODY_BYTES as u64..=MAX_BODY_BYTES as u64, "")?
+            as usize;
+        let log_filter = setting(RUST_LOG, "info");
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&log_filter.value) {
+            return Err(log_filter.invalid(&format!("must be a tracing filter such as info or openim_gateway=debug ({error})")));
+        }
+
+        Ok(Self {
+            nats_urls,
+            listen,
+            subject_prefix: subject_prefix.value,
+            callback_timeout: Duration::from_millis(timeout_ms),
+            safety_margin: Duration::from_millis(margin_ms),
+            default_decision,
+            webhook_secret,
+            max_body_bytes,
+            log_filter: log_filter.value,
+        })
+    }
+}
+
+/// One variable and its raw value, with the checks that turn it into a typed setting.
+struct Setting {
+    name: &'static str,
+    value: String,
+}
+
+impl Setting {
+    fn invalid(&self, rule: &str) -> ConfigError {
+        ConfigError {
+            variable: self.name,
+            value: self.value.clone(),
+            rule: rule.to_owned(),
+        }
+    }
+
+    fn parse<T: FromStr>(&self, rule: &str) -> Result<T, ConfigError> {
+        self.value
+            .trim()
+            .parse()
+            .map_err(|_| self.invalid(&format!("must be {rule}")))
+    }
+
+    fn integer_in(
+        &self,
+        range: std::ops::RangeInclusive<u64>,
+        why: &str,
+    ) -> Result<u64, ConfigError> {
+        let rule = match (range.end(), why.is_empty()) {
+            (&u64::MAX, _) => format!("must be an integer of at least {}", range.start()),
+            (end, true) => format!("must be an integer in {}..={end}", range.start()),
+            (end, false) => format!("must be an integer in {}..={end}: {why}", range.start()),
+        };
+        match self.value.trim().parse::<u64>() {
+            Ok(number) if range.contains(&number) => Ok(number),
+            _ => Err(self.invalid(&rule)),
+        }
+    }
+
+    fn nats_urls(&self) -> Result<Vec<async_nats::ServerAddr>, ConfigError> {
+        let rule = "must be a NATS URL such as nats://127.0.0.1:4222, or a comma-separated list";
+        let urls = self
+            .value
+            .split(',')
+            .map(str::trim)
+            .map(|url| {
+                if url.is_empty() {
+                    return Err(self.invalid(rule));
+                }
+                url.parse::<async_nats::ServerAddr>()
+                    .map_err(|error| self.invalid(&format!("{rule} ({error})")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(urls)
+    }
+}
+
+fn validate_secret(value: String) -> Result<WebhookSecret, ConfigError> {
+    let invalid = |rule: &str| ConfigError {
+        variable: GATEWAY_WEBHOOK_SECRET,
+        // The secret itself never appears in an error or a log line.
+        value: format!("<{} characters>", value.chars().count()),
+        rule: rule.to_owned(),
+    };
+    if value.chars().count() < MIN_SECRET_CHARS {
+        return Err(invalid("must be at least 16 characters"));
+    }
+    let url_safe = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '~');
+    if !value.chars().all(url_safe) {
+        return Err(invalid(
+            "must be URL-safe: letters, digits and - _ . ~ only",
+        ));
+    }
+    Ok(WebhookSecret(value))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let config = config(&[]).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:10006".parse().unwrap());
+        assert_eq!(config.subject_prefix, "openim.callback");
+        assert_eq!(config.callback_timeout, Duration::from_millis(5000));
+        assert_eq!(config.safety_margin, Duration::from_millis(250));
+        assert_eq!(config.budget(), Duration::from_millis(4750));
+        assert_eq!(config.default_decision, DefaultDecision::Allow);
+        assert_eq!(config.webhook_secret, None);
+        assert_eq!(config.max_body_bytes, 1_048_576);
+        assert_eq!(config.nats_urls.len(), 1);
+    }
+
+    #[test]
+    fn reject_default_carries_code_and_message() {
+        let config = config(&[
+            (GATEWAY_DEFAULT_DECISION, "reject"),
+            (GATEWAY_REJECT_ERR_CODE, "5099"),
+            (GATEWAY_REJECT_ERR_MSG, "try later"),
+        ])
+        .unwrap();
+        assert_eq!(
+            config.default_decision,
+            DefaultDecision::Reject {
+                err_code: 5099,
+                err_msg: "try later".to_owned()
+            }
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_the_value_and_the_rule() {
+        let cases: &[(&str, &str)] = &[
+            (GATEWAY_CALLBACK_TIMEOUT_MS, "0"),
+            (GATEWAY_CALLBACK_TIMEOUT_MS, "15001"),
+            (GATEWAY_CALLBACK_TIMEOUT_MS, "abc"),
+            (GATEWAY_CALLBACK_TIMEOUT_MS, "-5"),
+            (GATEWAY_SAFETY_MARGIN_MS, "5000"),
+            (GATEWAY_SAFETY_MARGIN_MS, "x"),
+            (GATEWAY_DEFAULT_DECISION, "maybe"),
+            (GATEWAY_REJECT_ERR_CODE, "4999"),
+            (GATEWAY_REJECT_ERR_CODE, "10000"),
+            (GATEWAY_REJECT_ERR_MSG, ""),
+            (GATEWAY_REJECT_ERR_MSG, "   "),
+            (GATEWAY_MAX_BODY_BYTES, "1023"),
+            (GATEWAY_MAX_BODY_BYTES, "67108865"),
+            (GATEWAY_LISTEN, "nope"),
+            (GATEWAY_SUBJECT_PREFIX, "a.*"),
+            (GATEWAY_SUBJECT_PREFIX, "a..b"),
+            (GATEWAY_SUBJECT_PREFIX, ""),
+            (NATS_URL, ""),
+            (NATS_URL, "nats://a:4222,,nats://b:4222"),
+            (RUST_LOG, "=[bad"),
+        ];
+        for (variable, value) in cases {
+            let error = config(&[(variable, value)]).expect_err(&format!("{variable}={value}"));
+            assert_eq!(error.variable, *variable);
+            let line = error.to_string();
+            assert!(line.starts_with(&format!("{variable}={value:?} is not valid: ")), "{line}");
+            assert!(!line.contains('\n'), "{line}");
+        }
+    }
+
+    #[test]
+    fn secret_must_be_long_and_url_safe_and_is_never_shown() {
+        for bad in ["short-secret-15c", "a/b-c-d-e-f-g-h-i-j", "with space in it ok?"] {
+            let bad = if bad.len() == 16 { &bad[..15] } else { bad };
+            let error = config(&[(GATEWAY_WEBHOOK_SECRET, bad)]).unwrap_err();
+            assert_eq!(error.variable, GATEWAY_WEBHOOK_SECRET);
+            assert!(!error.to_string().contains(bad), "{error}");
+        }
+        let config = config(&[(GATEWAY_WEBHOOK_SECRET, "s3cr3t-Path_Token.0123~")]).unwrap();
+        let secret = config.webhook_secret.unwrap();
+        assert_eq!(secret.as_bytes(), b"s3cr3t-Path_Token.0123~");
+        assert!(!format!("{secret:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn several_nats_urls_are_accepted() {
+        let config = config(&[(NATS_URL, "nats://a:4222, nats://b:4223")]).unwrap();
+        assert_eq!(config.nats_urls.len(), 2);
+    }
+}

@@ -1,0 +1,527 @@
+//! Decisions: default answers, worker-reply validation and normalisation. No I/O.
+//!
+//! One rule for every command, whatever OpenIM's handlers do: a field that is absent or
+//! `null` keeps the request's value, a value replaces it. This module turns a worker's reply
+//! into an answer OpenIM applies that way (filling the fields OpenIM would otherwise
+//! overwrite with `""`), and refuses replies OpenIM would misapply or crash on. It never
+//! invents a modification: every field it writes comes from the worker or from the request.
+
+use openim_gateway_proto::{
+    answer::{CommonAnswer, MIN_REJECT_ERR_CODE, NEXT_CODE_STOP},
+    catalog::{Command, IDENTITY_FIELDS},
+};
+use serde_json::{Map, Value};
+use thiserror::Error;
+
+use crate::config::DefaultDecision;
+
+/// A parsed callback body: always a JSON object.
+pub type Body = Map<String, Value>;
+
+/// Who decided an answer: the `X-Decision-Source` header and the `source` metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DecisionSource {
+    /// A valid worker reply arrived in time.
+    Worker,
+    /// An after-callback, published without waiting.
+    Ack,
+    /// No reply by the deadline.
+    Timeout,
+    /// Nobody subscribes to the subject.
+    NoResponders,
+    /// NATS is not connected, or the request could not be sent.
+    Unavailable,
+    /// The reply was not an answer OpenIM can safely apply.
+    InvalidReply,
+    /// The request itself was bad (4xx): nothing was asked.
+    BadRequest,
+    /// A bug in the gateway (a caught panic).
+    InternalError,
+}
+
+impl DecisionSource {
+    /// The header and label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Worker => "worker",
+            Self::Ack => "ack",
+            Self::Timeout => "fallback:timeout",
+            Self::NoResponders => "fallback:no_responders",
+            Self::Unavailable => "fallback:unavailable",
+            Self::InvalidReply => "fallback:invalid_reply",
+            Self::BadRequest => "fallback:bad_request",
+            Self::InternalError => "fallback:internal_error",
+        }
+    }
+}
+
+/// Why a worker reply cannot be forwarded to OpenIM.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum InvalidReply {
+    /// The worker answered with the NATS service API's error header.
+    #[error("worker reported an error: {0}")]
+    ServiceError(String),
+    /// Not JSON at all (OpenIM: 90007 DataError).
+    #[error("reply is not JSON: {0}")]
+    NotJson(String),
+    /// JSON, but not an object.
+    #[error("reply is not a JSON object")]
+    NotObject,
+    /// Two keys that Go's case-insensitive decoder would both apply to one field.
+    #[error("reply has the key {0:?} twice (keys are matched case-insensitively)")]
+    DuplicateKey(String),
+    /// A field of the wrong JSON type, or an integer outside int32 (OpenIM: 90007).
+    #[error("reply field {field:?} must be {expected}")]
+    WrongType {
+        /// The reply's key.
+        field: String,
+        /// What OpenIM's Go struct accepts.
+        expected: &'static str,
+    },
+    /// A refusal with an `errCode` OpenIM turns into an internal error or a silent success.
+    #[error("reply refuses with errCode {0}: a refusal needs errCode >= 100")]
+    RejectCodeTooSmall(i64),
+    /// A change of who or what the operation is about, applied after OpenIM's checks.
+    #[error("reply changes the identity field {0:?}")]
+    IdentityChanged(String),
+    /// A field OpenIM would dereference through the request's own `null` pointer.
+    #[error("reply sets {0:?}, which the request has null: OpenIM would crash on it")]
+    SetsNullPointerField(String),
+}
+
+/// The common answer fields, with the JSON type OpenIM's Go struct gives each.
+const COMMON_INT_FIELDS: [&str; 3] = ["actionCode", "errCode", "nextCode"];
+const COMMON_STRING_FIELDS: [&str; 2] = ["errMsg", "errDlt"];
+
+/// Command-specific fields with a fixed Go type, so that a reply OpenIM could not decode is
+/// refused here instead of failing the user's operation with 90007.
+fn typed_field(command: &str, field: &str) -> Option<FieldType> {
+    use FieldType::{Int32, Str};
+    match (command, field) {
+        (
+            "callbackBeforeSetGroupMemberInfoCommand",
+            "nickName" | "faceURL" | "ex",
+        ) => Some(Str),
+        ("callbackBeforeSetGroupMemberInfoCommand", "roleLevel") => Some(Int32),
+        (
+            "callbackBeforeSetGroupInfoCommand" | "callbackBeforeSetGroupInfoExCommand",
+            "groupID" | "groupName" | "notification" | "introduction" | "faceURL" | "ex",
+        ) => Some(Str),
+        (
+            "callbackBeforeSetGroupInfoCommand" | "callbackBeforeSetGroupInfoExCommand",
+            "needVerification" | "lookMemberInfo" | "applyMemberFriend",
+        ) => Some(Int32),
+        (
+            "callbackBeforeUpdateUserInfoCommand" | "callbackBeforeUpdateUserInfoExCommand",
+            "nickName" | "faceURL" | "ex",
+        ) => Some(Str),
+        _ => None,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FieldType {
+    Str,
+    Int32,
+}
+
+impl FieldType {
+    /// `null` is always accepted: Go leaves the field at its zero value or nil pointer.
+    fn accepts(self, value: &Value) -> bool {
+        match self {
+            Self::Str => value.is_string() || value.is_null(),
+            Self::Int32 => value.is_null() || as_int32(value).is_some(),
+        }
+    }
+
+    const fn describe(self) -> &'static str {
+        match self {
+            Self::Str => "a string or null",
+            Self::Int32 => "an integer that fits int32, or null",
+        }
+    }
+}
+
+fn as_int32(value: &Value) -> Option<i32> {
+    value.as_i64().and_then(|number| i32::try_from(number).ok())
+}
+
+/// Looks a field up the way Go's `encoding/json` matches keys: exactly, else ignoring case.
+fn get_field<'a>(object: &'a Body, field: &str) -> Option<&'a Value> {
+    object.get(field).or_else(|| {
+        object
+            .iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(field))
+            .map(|(_, value)| value)
+    })
+}
+
+fn non_null(value: Option<&Value>) -> Option<&Value> {
+    value.filter(|value| !value.is_null())
+}
+
+/// The default answer for `command`: the configured decision, plus, for the commands whose
+/// answer OpenIM always writes back, the request's own values (so "allow" lets the change
+/// through unchanged). `request` is `None` when the body could not be parsed.
+pub fn default_answer(
+    decision: &DefaultDecision,
+    command: Option<&Command>,
+    request: Option<&Body>,
+) -> Body {
+    let common = decision.common_answer();
+    let mut answer = common_to_object(&common);
+    if let (false, Some(command), Some(request)) = (common.is_reject(), command, request) {
+        echo_overwritten_fields(command, request, &mut answer);
+    }
+    answer
+}
+
+fn common_to_object(common: &CommonAnswer) -> Body {
+    let mut object = Map::with_capacity(8);
+    object.insert("actionCode".to_owned(), common.action_code.into());
+    object.insert("errCode".to_owned(), common.err_code.into());
+    object.insert("errMsg".to_owned(), common.err_msg.clone().into());
+    object.insert("errDlt".to_owned(), common.err_dlt.clone().into());
+    object.insert("nextCode".to_owned(), common.next_code.into());
+    object
+}
+
+/// Fills every field OpenIM overwrites unconditionally and `answer` leaves absent or `null`
+/// with the request's value (`null` included, when the request has `null`).
+fn echo_overwritten_fields(command: &Command, request: &Body, answer: &mut Body) {
+    for field in command.overwritten_fields {
+        if non_null(get_field(answer, field)).is_some() {
+            continue;
+        }
+        // Drop a `null` under any spelling before writing the canonical key.
+        answer.retain(|key, _| !key.eq_ignore_ascii_case(field));
+        if let Some(value) = request.get(*field) {
+            answer.insert((*field).to_owned(), value.clone());
+        }
+    }
+}
+
+/// Turns a worker's reply into the answer for OpenIM, or says why it cannot be forwarded.
+///
+/// Allow comes out as `actionCode 0, nextCode 0` with the worker's non-null fields; reject as
+/// `actionCode 0, nextCode 1` with the common fields only. A reply with `nextCode 1` is a
+/// refusal whatever its `actionCode`: OpenIM would ignore `actionCode 1, nextCode 1`, but the
+/// worker's intent is plain, and letting an operation through that a worker refused is the
+/// worse mistake.
+pub fn normalise_reply(command: &Command, request: &Body, reply: &[u8]) -> Result<Body, InvalidReply> {
+    let reply: Value =
+        serde_json::from_slice(reply).map_err(|error| InvalidReply::NotJson(error.to_string()))?;
+    let Value::Object(reply) = reply else {
+        return Err(InvalidReply::NotObject);
+    };
+    check_no_case_duplicates(&reply)?;
+
+    let int_field = |field: &'static str| -> Result<i64, InvalidReply> {
+        match non_null(get_field(&reply, field)) {
+            None => Ok(0),
+            Some(value) => as_int32(value).map(i64::from).ok_or(InvalidReply::WrongType {
+                field: field.to_owned(),
+                expected: FieldType::Int32.describe(),
+            }),
+        }
+    };
+    let string_field = |field: &'static str| -> Result<String, InvalidReply> {
+        match non_null(get_field(&reply, field)) {
+            None => Ok(String::new()),
+            Some(Value::String(text)) => Ok(text.clone()),
+            Some(_) => Err(InvalidReply::WrongType {
+                field: field.to_owned(),
+                expected: FieldType::Str.describe(),
+            }),
+        }
+    };
+    let _action_code = int_field("actionCode")?;
+    let err_code = int_field("errCode")?;
+    let next_code = int_field("nextCode")?;
+    let err_msg = string_field("errMsg")?;
+    let err_dlt = string_field("errDlt")?;
+
+    for (key, value) in &reply {
+        if is_common_field(key) {
+            continue;
+        }
+        check_field_type(command, request, key, value)?;
+        check_identity_kept(request, key, value)?;
+    }
+    for field in command.deref_fields {
+        if non_null(get_field(&reply, field)).is_some() && non_null(request.get(*field)).is_none()
+        {
+            return Err(InvalidReply::SetsNullPointerField((*field).to_owned()));
+        }
+    }
+
+    if next_code == i64::from(NEXT_CODE_STOP) {
+        if err_code < i64::from(MIN_REJECT_ERR_CODE) {
+            return Err(InvalidReply::RejectCodeTooSmall(err_code));
+        }
+        let mut refusal = CommonAnswer::reject(err_code as i32, err_msg);
+        refusal.err_dlt = err_dlt;
+        return Ok(common_to_object(&refusal));
+    }
+
+    let allow = CommonAnswer {
+        // The int_field check above makes these conversions lossless.
+        err_code: err_code as i32,
+        err_msg,
+        err_dlt,
+        ..CommonAnswer::allow()
+    };
+    let mut answer = common_to_object(&allow);
+    for (key, value) in reply {
+        if !value.is_null() && !is_common_field(&key) {
+            answer.insert(key, value);
+        }
+    }
+    echo_overwritten_fields(command, request, &mut answer);
+    Ok(answer)
+}
+
+fn is_common_field(key: &str) -> bool {
+    COMMON_INT_FIELDS
+        .iter()
+        .chain(COMMON_STRING_FIELDS.iter())
+        .any(|field| key.eq_ignore_ascii_case(field))
+}
+
+fn check_no_case_duplicates(reply: &Body) -> Result<(), InvalidReply> {
+    let mut seen = std::collections::HashSet::with_capacity(reply.len());
+    for key in reply.keys() {
+        if !seen.insert(key.to_ascii_lowercase()) {
+            return Err(InvalidReply::DuplicateKey(key.clone()));
+        }
+    }
+    Ok(())
+}
+
+fn check_field_type(command: &Command, request: &Body, key: &str, value: &Value) -> Result<(), InvalidReply> {
+    let wrong = |expected| InvalidReply::WrongType {
+        field: key.to_owned(),
+        expected,
+    };
+    if let Some(field_type) = typed_field(command.name, key) {
+        return if field_type.accepts(value) {
+            Ok(())
+        } else {
+            Err(wrong(field_type.describe()))
+        };
+    }
+    // Other commands: answer fields mirror request fields, so a scalar must keep the
+    // request's JSON type for Go to decode it.
+    match (non_null(get_field(request, key)), value) {
+        (_, Value::Null) | (None, _) => Ok(()),
+        (Some(Value::String(_)), Value::String(_)) | (Some(Value::Bool(_)), Value::Bool(_)) => Ok(()),
+        (Some(Value::Number(_)), Value::Number(number)) if number.is_i64() || number.is_u64() => Ok(()),
+        (Some(Value::String(_)), _) => Err(wrong("a string or null, like the request's")),
+        (Some(Value::Bool(_)), _) => Err(wrong("a boolean or null, like the request's")),
+        (Some(Value::Number(_)), _) => Err(wrong("an integer or null, like the request's")),
+        (Some(_), _) => Ok(()),
+    }
+}
+
+fn check_identity_kept(request: &Body, key: &str, value: &Value) -> Result<(), InvalidReply> {
+    if value.is_null() {
+        return Ok(());
+    }
+    let Some(identity) = IDENTITY_FIELDS
+        .iter()
+        .find(|field| key.eq_ignore_ascii_case(field))
+    else {
+        return Ok(());
+    };
+    match get_field(request, identity) {
+        Some(original) if original == value => Ok(()),
+        _ => Err(InvalidReply::IdentityChanged(key.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const SEED: &str = "callbackBeforeSetGroupMemberInfoCommand";
+
+    fn command(name: &str) -> &'static Command {
+        Command::lookup(name).unwrap()
+    }
+
+    fn object(value: Value) -> Body {
+        match value {
+            Value::Object(map) => map,
+            _ => panic!("not an object"),
+        }
+    }
+
+    fn member_request() -> Body {
+        object(json!({
+            "callbackCommand": SEED, "groupID": "g1", "userID": "u1",
+            "nickName": "  Alice  ", "faceURL": null, "roleLevel": null, "ex": null
+        }))
+    }
+
+    fn normalise(name: &str, request: &Body, reply: &Value) -> Result<Value, InvalidReply> {
+        normalise_reply(command(name), request, reply.to_string().as_bytes()).map(Value::Object)
+    }
+
+    #[test]
+    fn default_allow_is_the_five_common_fields() {
+        let answer = default_answer(&DefaultDecision::Allow, Some(command(SEED)), Some(&member_request()));
+        assert_eq!(
+            serde_json::to_string(&answer).unwrap(),
+            r#"{"actionCode":0,"errCode":0,"errMsg":"","errDlt":"","nextCode":0}"#
+        );
+    }
+
+    #[test]
+    fn default_reject_carries_the_configured_code() {
+        let decision = DefaultDecision::Reject { err_code: 5099, err_msg: "later".to_owned() };
+        let answer = default_answer(&decision, Some(command("callbackBeforeSetGroupInfoCommand")), None);
+        assert_eq!(
+            Value::Object(answer),
+            json!({"actionCode":0,"errCode":5099,"errMsg":"later","errDlt":"","nextCode":1})
+        );
+    }
+
+    #[test]
+    fn default_allow_for_set_group_info_echoes_the_four_overwritten_fields() {
+        let request = object(json!({
+            "callbackCommand": "callbackBeforeSetGroupInfoCommand", "operationID": "",
+            "groupID": "g1", "groupName": "Rust <fans>", "notification": "", "introduction": "",
+            "faceURL": "", "ex": "", "needVerification": 0, "lookMemberInfo": 0, "applyMemberFriend": 0
+        }));
+        let answer = default_answer(&DefaultDecision::Allow, Some(command("callbackBeforeSetGroupInfoCommand")), Some(&request));
+        assert_eq!(
+            Value::Object(answer),
+            json!({"actionCode":0,"errCode":0,"errMsg":"","errDlt":"","nextCode":0,
+                   "groupID":"g1","groupName":"Rust <fans>","faceURL":"","introduction":""})
+        );
+    }
+
+    #[test]
+    fn default_allow_for_set_group_info_ex_echoes_all_eight_nulls_included() {
+        let request = object(json!({
+            "callbackCommand": "callbackBeforeSetGroupInfoExCommand", "groupID": "g1",
+            "groupName": "new", "notification": null, "introduction": null, "faceURL": null,
+            "ex": null, "needVerification": 1, "lookMemberInfo": null, "applyMemberFriend": null
+        }));
+        let answer = default_answer(&DefaultDecision::Allow, Some(command("callbackBeforeSetGroupInfoExCommand")), Some(&request));
+        assert_eq!(answer.len(), 5 + 8);
+        assert_eq!(answer["groupName"], json!("new"));
+        assert_eq!(answer["needVerification"], json!(1));
+        assert_eq!(answer["ex"], Value::Null);
+        assert!(!answer.contains_key("notification"));
+    }
+
+    #[test]
+    fn allow_with_modification_is_forwarded() {
+        let answer = normalise(SEED, &member_request(), &json!({"actionCode":0,"nextCode":0,"nickName":"Alice"})).unwrap();
+        assert_eq!(
+            answer,
+            json!({"actionCode":0,"errCode":0,"errMsg":"","errDlt":"","nextCode":0,"nickName":"Alice"})
+        );
+    }
+
+    #[test]
+    fn nulls_in_a_reply_mean_keep_and_are_dropped() {
+        let answer = normalise(SEED, &member_request(), &json!({"nickName":null,"ex":null})).unwrap();
+        assert_eq!(answer, json!({"actionCode":0,"errCode":0,"errMsg":"","errDlt":"","nextCode":0}));
+    }
+
+    #[test]
+    fn reject_is_forwarded_as_action_zero_next_one_without_fields() {
+        let answer = normalise(
+            SEED,
+            &member_request(),
+            &json!({"actionCode":0,"nextCode":1,"errCode":5001,"errMsg":"banned","nickName":"x"}),
+        )
+        .unwrap();
+        assert_eq!(answer, json!({"actionCode":0,"errCode":5001,"errMsg":"banned","errDlt":"","nextCode":1}));
+        let mistaken = normalise(SEED, &member_request(), &json!({"actionCode":1,"nextCode":1,"errCode":5001})).unwrap();
+        assert_eq!(mistaken["actionCode"], json!(0));
+        assert_eq!(mistaken["nextCode"], json!(1));
+    }
+
+    #[test]
+    fn invalid_replies_are_named() {
+        let request = member_request();
+        let cases: Vec<(&[u8], InvalidReply)> = vec![
+            (b"not json", InvalidReply::NotJson(String::new())),
+            (b"", InvalidReply::NotJson(String::new())),
+            (b"[1]", InvalidReply::NotObject),
+            (b"null", InvalidReply::NotObject),
+            (br#"{"actionCode":"0"}"#, InvalidReply::WrongType { field: "actionCode".to_owned(), expected: "" }),
+            (br#"{"errCode":2147483648}"#, InvalidReply::WrongType { field: "errCode".to_owned(), expected: "" }),
+            (br#"{"nextCode":1.0}"#, InvalidReply::WrongType { field: "nextCode".to_owned(), expected: "" }),
+            (br#"{"errMsg":5}"#, InvalidReply::WrongType { field: "errMsg".to_owned(), expected: "" }),
+            (br#"{"roleLevel":"60"}"#, InvalidReply::WrongType { field: "roleLevel".to_owned(), expected: "" }),
+            (br#"{"nickName":1}"#, InvalidReply::WrongType { field: "nickName".to_owned(), expected: "" }),
+            (br#"{"nextCode":1,"errCode":0}"#, InvalidReply::RejectCodeTooSmall(0)),
+            (br#"{"nextCode":1,"errCode":99}"#, InvalidReply::RejectCodeTooSmall(99)),
+            (br#"{"nextCode":1}"#, InvalidReply::RejectCodeTooSmall(0)),
+            (br#"{"groupID":"g2"}"#, InvalidReply::IdentityChanged("groupID".to_owned())),
+            (br#"{"userid":"u2"}"#, InvalidReply::IdentityChanged("userid".to_owned())),
+            (br#"{"sendID":"s"}"#, InvalidReply::IdentityChanged("sendID".to_owned())),
+            (br#"{"nickName":"a","NICKNAME":"b"}"#, InvalidReply::DuplicateKey(String::new())),
+        ];
+        for (reply, expected) in cases {
+            let error = normalise_reply(command(SEED), &request, reply).unwrap_err();
+            assert_eq!(
+                std::mem::discriminant(&error),
+                std::mem::discriminant(&expected),
+                "{}: {error}",
+                String::from_utf8_lossy(reply)
+            );
+        }
+    }
+
+    #[test]
+    fn echoing_identity_fields_unchanged_is_fine() {
+        let answer = normalise(SEED, &member_request(), &json!({"groupID":"g1","userID":"u1"})).unwrap();
+        assert_eq!(answer["groupID"], json!("g1"));
+    }
+
+    #[test]
+    fn setting_a_field_openim_dereferences_through_a_null_pointer_is_invalid() {
+        let request = object(json!({
+            "callbackCommand": "callbackBeforeUpdateUserInfoExCommand", "userID": "u1",
+            "nickName": null, "faceURL": "https://x/y.png", "ex": null
+        }));
+        let name = "callbackBeforeUpdateUserInfoExCommand";
+        assert_eq!(
+            normalise(name, &request, &json!({"nickName":"Bob"})).unwrap_err(),
+            InvalidReply::SetsNullPointerField("nickName".to_owned())
+        );
+        assert!(normalise(name, &request, &json!({"faceURL":"https://x/z.png"})).is_ok());
+        let modify = object(json!({"callbackCommand":"callbackBeforeMsgModifyCommand","sendID":"s","content":"{}"}));
+        assert!(normalise("callbackBeforeMsgModifyCommand", &modify, &json!({"offlinePushInfo":{"title":"t"}})).is_err());
+        assert!(normalise("callbackBeforeMsgModifyCommand", &modify, &json!({"content":"{\"a\":1}"})).is_ok());
+    }
+
+    #[test]
+    fn set_group_info_reply_is_filled_from_the_request() {
+        let request = object(json!({
+            "callbackCommand": "callbackBeforeSetGroupInfoCommand", "groupID": "g1",
+            "groupName": "Rust", "notification": "", "introduction": "hi", "faceURL": "",
+            "ex": "", "needVerification": 0, "lookMemberInfo": 0, "applyMemberFriend": 0
+        }));
+        let answer = normalise("callbackBeforeSetGroupInfoCommand", &request, &json!({"introduction":"hello","groupName":null})).unwrap();
+        assert_eq!(answer["groupID"], json!("g1"));
+        assert_eq!(answer["groupName"], json!("Rust"));
+        assert_eq!(answer["introduction"], json!("hello"));
+        assert_eq!(answer["faceURL"], json!(""));
+        assert!(!answer.as_object().unwrap().contains_key("ex"));
+    }
+
+    #[test]
+    fn generic_commands_keep_the_request_types() {
+        let request = object(json!({"callbackCommand":"callbackBeforeSetFriendRemarkCommand","ownerUserID":"o","friendUserID":"f","remark":"r"}));
+        let name = "callbackBeforeSetFriendRemarkCommand";
+        assert!(normalise(name, &request, &json!({"remark":"new"})).is_ok());
+        assert!(matches!(normalise(name, &request, &json!({"remark":5})), Err(InvalidReply::WrongType { .. })));
+    }
+}

@@ -1,0 +1,556 @@
+//! HTTP: the router, the handlers, and the one place where every outcome becomes an answer.
+//!
+//! Every answer on a callback route is a valid OpenIM answer, because OpenIM ignores the
+//! HTTP status and parses the body: a 4xx carries the default decision and an `error` field.
+//! Failures are classified by who is at fault (see [`Rejection`] for the caller's, the
+//! [`DecisionSource`] fallbacks for upstream's, and the panic handler for ours).
+
+use std::{
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use axum::{
+    body::Body as HttpBody,
+    extract::{Request, State},
+    http::{header, request::Parts, HeaderValue, Method, StatusCode},
+    response::{IntoResponse, Response},
+    routing::get,
+    Router,
+};
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use openim_gateway_proto::{
+    catalog::{CallbackKind, Command},
+    headers, subject,
+};
+use serde_json::Value;
+use subtle::ConstantTimeEq;
+use tokio::time::Instant;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::{
+    config::{Config, DefaultDecision, WebhookSecret},
+    decision::{self, Body, DecisionSource},
+    forward::{Forwarder, Outcome},
+    metrics::{CallbackLabels, CommandLabels, Metrics},
+};
+
+/// OpenIM's header, as `http::HeaderMap` stores names (lowercase; lookups ignore case).
+const OPENIM_OPERATION_ID_HEADER: &str = "operationid";
+/// Longest command name echoed in an error answer or a log line.
+const MAX_ECHOED_NAME: usize = 128;
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    /// Publishes callbacks and routes replies.
+    pub forwarder: Forwarder,
+    /// Counters and histograms.
+    pub metrics: Arc<Metrics>,
+    /// Arrival to answer: `GATEWAY_CALLBACK_TIMEOUT_MS - GATEWAY_SAFETY_MARGIN_MS`.
+    pub budget: Duration,
+    /// Subjects are `{subject_prefix}.{command}`.
+    pub subject_prefix: String,
+    /// The answer when no valid worker decision arrives.
+    pub default_decision: DefaultDecision,
+    /// The path segment required before the command, when configured.
+    pub webhook_secret: Option<WebhookSecret>,
+    /// Larger bodies get 413.
+    pub max_body_bytes: usize,
+}
+
+impl AppState {
+    /// The shared state of a gateway configured by `config`.
+    pub fn new(config: &Config, forwarder: Forwarder, metrics: Arc<Metrics>) -> Self {
+        Self {
+            forwarder,
+            metrics,
+            budget: config.budget(),
+            subject_prefix: config.subject_prefix.clone(),
+            default_decision: config.default_decision.clone(),
+            webhook_secret: config.webhook_secret.clone(),
+            max_body_bytes: config.max_body_bytes,
+        }
+    }
+}
+
+/// The gateway's routes. Callbacks are the fallback: any path not listed here is a callback
+/// path, parsed by hand so that doubled slashes and any base before the command work.
+pub fn router(state: Arc<AppState>) -> Router {
+    let panic_body = answer_bytes(&decision::default_answer(
+        &state.default_decision,
+        None,
+        None,
+    ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(callback)
+        .with_state(state)
+        // Outermost: a bug in a handler still gives OpenIM a valid answer (the default).
+        .layer(CatchPanicLayer::custom(move |_panic| {
+            tracing::error!("a handler panicked: answering the default decision");
+            json_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                DecisionSource::InternalError,
+                None,
+                panic_body.clone(),
+            )
+        }))
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.forwarder.is_connected() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not connected to nats\n").into_response()
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    state
+        .metrics
+        .pending_replies
+        .set(i64::try_from(state.forwarder.pending_len()).unwrap_or(i64::MAX));
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+/// A request refused before anything was asked: the caller's fault.
+#[derive(Debug)]
+struct Rejection {
+    status: StatusCode,
+    /// The `reason` label of `openim_gateway_bad_requests_total`.
+    reason: &'static str,
+    /// The `error` field of the answer.
+    message: String,
+    /// The command, when the path named a known one.
+    command: Option<&'static Command>,
+}
+
+impl Rejection {
+    fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            reason,
+            message: message.into(),
+            command: None,
+        }
+    }
+
+    fn for_command(mut self, command: &'static Command) -> Self {
+        self.command = Some(command);
+        self
+    }
+}
+
+/// The callback handler: validate, then ask the workers (before) or notify them (after).
+async fn callback(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let arrival = Instant::now();
+    let deadline = arrival + state.budget;
+    let request_id = uuid::Uuid::now_v7();
+    let (parts, body) = request.into_parts();
+    match accept(&state, &parts, body, deadline).await {
+        Ok((command, payload, parsed)) => match command.kind {
+            CallbackKind::Before => {
+                decide(&state, command, &parts, payload, parsed, arrival, deadline, request_id).await
+            }
+            CallbackKind::After => {
+                notify(&state, command, &parts, payload, &parsed, arrival, deadline, request_id)
+                    .await
+            }
+        },
+        Err(rejection) => reject(&state, rejection, request_id),
+    }
+}
+
+/// Checks everything about the request that does not need NATS, in the order a client
+/// would want to hear about it: path, method, command, body.
+async fn accept(
+    state: &AppState,
+    parts: &Parts,
+    body: HttpBody,
+    deadline: Instant,
+) -> Result<(&'static Command, Bytes, Body), Rejection> {
+    let name = command_from_path(parts.uri.path(), state.webhook_secret.as_ref())?;
+    if parts.method != Method::POST {
+        return Err(Rejection::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method",
+            format!("method {} is not allowed: callbacks are POST", parts.method),
+        ));
+    }
+    let Some(command) = Command::lookup(name) else {
+        let shown: String = name.chars().take(MAX_ECHOED_NAME).collect();
+        tracing::warn!(command = %shown.escape_debug(), "unknown callback command: a newer OpenIM? answering the default");
+        return Err(Rejection::new(
+            StatusCode::NOT_FOUND,
+            "unknown_command",
+            format!("unknown callback command {shown:?}"),
+        ));
+    };
+    let payload = read_body(body, state.max_body_bytes, deadline)
+        .await
+        .map_err(|rejection| rejection.for_command(command))?;
+    let parsed = parse_body(&payload).map_err(|rejection| rejection.for_command(command))?;
+    Ok((command, payload, parsed))
+}
+
+/// The command is the last non-empty path segment; with a secret, the segment before it
+/// must equal the secret (compared in constant time). Nothing about the path is logged.
+fn command_from_path<'a>(
+    path: &'a str,
+    secret: Option<&WebhookSecret>,
+) -> Result<&'a str, Rejection> {
+    let mut segments = path.rsplit('/').filter(|segment| !segment.is_empty());
+    let not_found = || Rejection::new(StatusCode::NOT_FOUND, "not_found", "no callback at this path");
+    let Some(command) = segments.next() else {
+        return Err(Rejection::new(
+            StatusCode::NOT_FOUND,
+            "no_command",
+            "no callback command in the path",
+        ));
+    };
+    if let Some(secret) = secret {
+        let given = segments.next().unwrap_or_default();
+        if !bool::from(given.as_bytes().ct_eq(secret.as_bytes())) {
+            return Err(not_found());
+        }
+    }
+    Ok(command)
+}
+
+async fn read_body(body: HttpBody, limit: usize, deadline: Instant) -> Result<Bytes, Rejection> {
+    let too_large = || {
+        Rejection::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("body is larger than {limit} bytes"),
+        )
+    };
+    let reading = Limited::new(body, limit).collect();
+    match tokio::time::timeout_at(deadline, reading).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) if error.is::<LengthLimitError>() => Err(too_large()),
+        Ok(Err(error)) => Err(Rejection::new(
+            StatusCode::BAD_REQUEST,
+            "body_read",
+            format!("body could not be read: {error}"),
+        )),
+        Err(_) => Err(Rejection::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "body_timeout",
+            "body did not arrive before the deadline",
+        )),
+    }
+}
+
+fn parse_body(payload: &[u8]) -> Result<Body, Rejection> {
+    let bad = |reason, message: String| Rejection::new(StatusCode::BAD_REQUEST, reason, message);
+    if payload.iter().all(u8::is_ascii_whitespace) {
+        return Err(bad("empty", "body is empty".to_owned()));
+    }
+    if std::str::from_utf8(payload).is_err() {
+        return Err(bad("not_utf8", "body is not valid UTF-8".to_owned()));
+    }
+    match serde_json::from_slice::<Value>(payload) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(_) => Err(bad("not_object", "body is not a JSON object".to_owned())),
+        Err(error) => Err(bad("not_json", format!("body is not JSON: {error}"))),
+    }
+}
+
+/// The operation id for `X-Operation-Id`: OpenIM's `operationID` header (any case), else the
+/// body's `operationID`; empty or unprintable values count as absent.
+fn operation_id<'a>(parts: &'a Parts, body: &'a Body) -> Option<&'a str> {
+    let usable = |value: &str| !value.is_empty() && !value.chars().any(char::is_control);
+    parts
+        .headers
+        .get(OPENIM_OPERATION_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .filter(|value| usable(value))
+        .or_else(|| {
+            body.get(headers::OPENIM_OPERATION_ID)
+                .and_then(Value::as_str)
+                .filter(|value| usable(value))
+        })
+}
+
+fn unix_ms(at: SystemTime) -> u128 {
+    at.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default()
+}
+
+fn nats_headers(
+    command: &Command,
+    parts: &Parts,
+    body: &Body,
+    request_id: uuid::Uuid,
+    deadline: Instant,
+) -> async_nats::HeaderMap {
+    let now = Instant::now();
+    let left = deadline.saturating_duration_since(now);
+    let deadline_unix_ms = unix_ms(SystemTime::now() + left);
+    let mut map = async_nats::HeaderMap::new();
+    map.insert(headers::REQUEST_ID, request_id.to_string());
+    map.insert(headers::CALLBACK_COMMAND, command.name);
+    if let Some(operation_id) = operation_id(parts, body) {
+        map.insert(headers::OPERATION_ID, operation_id);
+    }
+    map.insert(headers::DEADLINE_UNIX_MS, deadline_unix_ms.to_string());
+    map.insert(headers::TIMEOUT_MS, left.as_millis().to_string());
+    map
+}
+
+/// Asks a worker and answers with its normalised reply, or the default with the reason.
+#[allow(clippy::too_many_arguments)]
+async fn decide(
+    state: &AppState,
+    command: &'static Command,
+    parts: &Parts,
+    payload: Bytes,
+    request: Body,
+    arrival: Instant,
+    deadline: Instant,
+    request_id: uuid::Uuid,
+) -> Response {
+    let _inflight = InflightGuard::new(&state.metrics);
+    let nats_headers = nats_headers(command, parts, &request, request_id, deadline);
+    let subject = subject::for_command(&state.subject_prefix, command.name);
+    let outcome = state.forwarder.ask(subject, nats_headers, payload, deadline).await;
+    let (source, answer) = match outcome {
+        Outcome::Reply { message, waited } => {
+            state
+                .metrics
+                .worker_duration
+                .get_or_create(&CommandLabels { command: command.name })
+                .observe(waited.as_secs_f64());
+            match checked_reply(command, &request, &message) {
+                Ok(answer) => (DecisionSource::Worker, answer),
+                Err(error) => {
+                    state
+                        .metrics
+                        .invalid_replies
+                        .get_or_create(&CommandLabels { command: command.name })
+                        .inc();
+                    tracing::warn!(command = command.name, %request_id, %error, "invalid worker reply: answering the default");
+                    (DecisionSource::InvalidReply, default_for(state, command, &request))
+                }
+            }
+        }
+        Outcome::Timeout => {
+            tracing::warn!(command = command.name, %request_id, "no worker reply before the deadline: answering the default");
+            (DecisionSource::Timeout, default_for(state, command, &request))
+        }
+        Outcome::NoResponders => {
+            tracing::warn!(command = command.name, %request_id, "no worker subscribes to this callback: answering the default");
+            (DecisionSource::NoResponders, default_for(state, command, &request))
+        }
+        Outcome::Unavailable => {
+            tracing::debug!(command = command.name, %request_id, "nats unavailable: answering the default");
+            (DecisionSource::Unavailable, default_for(state, command, &request))
+        }
+    };
+    record(state, command, source, arrival);
+    json_response(StatusCode::OK, source, Some(request_id), answer_bytes(&answer))
+}
+
+fn checked_reply(
+    command: &Command,
+    request: &Body,
+    message: &async_nats::Message,
+) -> Result<Body, decision::InvalidReply> {
+    if let Some(error) = message
+        .headers
+        .as_ref()
+        .and_then(|map| map.get(headers::NATS_SERVICE_ERROR))
+    {
+        return Err(decision::InvalidReply::ServiceError(error.as_str().to_owned()));
+    }
+    decision::normalise_reply(command, request, &message.payload)
+}
+
+fn default_for(state: &AppState, command: &Command, request: &Body) -> Body {
+    decision::default_answer(&state.default_decision, Some(command), Some(request))
+}
+
+/// Publishes an after-callback and acknowledges at once: OpenIM has two senders per process
+/// for these, so a slow answer would stall it.
+#[allow(clippy::too_many_arguments)]
+async fn notify(
+    state: &AppState,
+    command: &'static Command,
+    parts: &Parts,
+    payload: Bytes,
+    request: &Body,
+    arrival: Instant,
+    deadline: Instant,
+    request_id: uuid::Uuid,
+) -> Response {
+    let nats_headers = nats_headers(command, parts, request, request_id, deadline);
+    let subject = subject::for_command(&state.subject_prefix, command.name);
+    let published = state.forwarder.notify(subject, nats_headers, payload, deadline).await;
+    let label = if published {
+        DecisionSource::Ack.as_str()
+    } else {
+        tracing::warn!(command = command.name, %request_id, "after-callback not published: nats unavailable");
+        "unpublished"
+    };
+    state
+        .metrics
+        .callbacks
+        .get_or_create(&CallbackLabels {
+            command: command.name,
+            kind: command.kind.as_str(),
+            source: label,
+        })
+        .inc();
+    observe_duration(state, command, arrival);
+    let answer = decision::default_answer(&DefaultDecision::Allow, None, None);
+    json_response(StatusCode::OK, DecisionSource::Ack, Some(request_id), answer_bytes(&answer))
+}
+
+fn record(state: &AppState, command: &'static Command, source: DecisionSource, arrival: Instant) {
+    state
+        .metrics
+        .callbacks
+        .get_or_create(&CallbackLabels {
+            command: command.name,
+            kind: command.kind.as_str(),
+            source: source.as_str(),
+        })
+        .inc();
+    observe_duration(state, command, arrival);
+}
+
+fn observe_duration(state: &AppState, command: &'static Command, arrival: Instant) {
+    state
+        .metrics
+        .callback_duration
+        .get_or_create(&CommandLabels { command: command.name })
+        .observe(arrival.elapsed().as_secs_f64());
+}
+
+/// The caller's fault: a 4xx carrying the default decision and what was wrong.
+fn reject(state: &AppState, rejection: Rejection, request_id: uuid::Uuid) -> Response {
+    state.metrics.bad_request(rejection.reason);
+    tracing::info!(status = rejection.status.as_u16(), reason = rejection.reason, %request_id, "bad callback request");
+    let mut answer = decision::default_answer(&state.default_decision, rejection.command, None);
+    answer.insert("error".to_owned(), Value::String(rejection.message));
+    let mut response = json_response(
+        rejection.status,
+        DecisionSource::BadRequest,
+        Some(request_id),
+        answer_bytes(&answer),
+    );
+    if rejection.status == StatusCode::METHOD_NOT_ALLOWED {
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+    }
+    response
+}
+
+fn answer_bytes(answer: &Body) -> Bytes {
+    // A map of JSON values always serialises.
+    Bytes::from(serde_json::to_vec(answer).unwrap_or_default())
+}
+
+fn json_response(
+    status: StatusCode,
+    source: DecisionSource,
+    request_id: Option<uuid::Uuid>,
+    body: Bytes,
+) -> Response {
+    let mut response = (status, body).into_response();
+    let response_headers = response.headers_mut();
+    response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response_headers.insert(
+        headers::DECISION_SOURCE,
+        HeaderValue::from_static(source.as_str()),
+    );
+    if let Some(request_id) = request_id {
+        let mut buffer = uuid::Uuid::encode_buffer();
+        if let Ok(value) = HeaderValue::from_str(request_id.hyphenated().encode_lower(&mut buffer)) {
+            response_headers.insert(headers::REQUEST_ID, value);
+        }
+    }
+    response
+}
+
+/// Counts a before-callback in flight for as long as it is being decided, even if OpenIM
+/// hangs up and the handler is dropped.
+struct InflightGuard<'a>(&'a Metrics);
+
+impl<'a> InflightGuard<'a> {
+    fn new(metrics: &'a Metrics) -> Self {
+        metrics.inflight.inc();
+        Self(metrics)
+    }
+}
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.inflight.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_is_the_last_non_empty_segment() {
+        for (path, expected) in [
+            ("/callbackX", "callbackX"),
+            ("/callbackExample/callbackX", "callbackX"),
+            ("//callbackX", "callbackX"),
+            ("/a//b/callbackX/", "callbackX"),
+        ] {
+            assert_eq!(command_from_path(path, None).unwrap(), expected, "{path}");
+        }
+        assert_eq!(command_from_path("/", None).unwrap_err().reason, "no_command");
+        assert_eq!(command_from_path("", None).unwrap_err().reason, "no_command");
+    }
+
+    #[test]
+    fn secret_must_stand_just_before_the_command() {
+        let config = Config::from_lookup(|name| {
+            (name == crate::config::GATEWAY_WEBHOOK_SECRET).then(|| "0123456789abcdef-_".to_owned())
+        })
+        .unwrap();
+        let secret = config.webhook_secret.as_ref();
+        assert_eq!(command_from_path("/0123456789abcdef-_/cb", secret).unwrap(), "cb");
+        assert_eq!(command_from_path("/base/0123456789abcdef-_/cb", secret).unwrap(), "cb");
+        for bad in ["/cb", "/wrong/cb", "/0123456789abcdef-_x/cb", "/0123456789abcdef-_/x/cb", "/0123456789abcdef-_"] {
+            assert_eq!(command_from_path(bad, secret).unwrap_err().status, StatusCode::NOT_FOUND, "{bad}");
+        }
+    }
+
+    #[test]
+    fn bodies_are_classified() {
+        assert!(parse_body(b"{\"a\":1}\n").is_ok());
+        for (body, reason) in [
+            (&b""[..], "empty"),
+            (b" \n", "empty"),
+            (b"\xff\xfe", "not_utf8"),
+            (b"[1,2]", "not_object"),
+            (b"\"s\"", "not_object"),
+            (b"{\"a\":", "not_json"),
+            (b"{} {}", "not_json"),
+        ] {
+            assert_eq!(parse_body(body).unwrap_err().reason, reason);
+        }
+    }
+}
