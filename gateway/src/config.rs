@@ -149,7 +149,8 @@ impl Config {
         };
 
         let nats_urls = setting(NATS_URL, DEFAULT_NATS_URL).nats_urls()?;
-        let listen = setting(GATEWAY_LISTEN, DEFAULT_LISTEN).parse::<SocketAddr>("a socket address such as 127.0.0.1:10006 or 0.0.0.0:10006")?;
+        let listen = setting(GATEWAY_LISTEN, DEFAULT_LISTEN)
+            .parse::<SocketAddr>("a socket address such as 127.0.0.1:10006 or 0.0.0.0:10006")?;
         let subject_prefix = setting(GATEWAY_SUBJECT_PREFIX, subject::DEFAULT_PREFIX);
         if !subject::is_valid_publish_subject(&subject_prefix.value) {
             return Err(subject_prefix.invalid(
@@ -160,8 +161,14 @@ impl Config {
             GATEWAY_CALLBACK_TIMEOUT_MS,
             &DEFAULT_CALLBACK_TIMEOUT_MS.to_string(),
         )
-        .integer_in(1..=OPENIM_TIMEOUT_CAP_MS, "OpenIM caps every callback at 15 s")?;
-        let margin = setting(GATEWAY_SAFETY_MARGIN_MS, &DEFAULT_SAFETY_MARGIN_MS.to_string());
+        .integer_in(
+            1..=OPENIM_TIMEOUT_CAP_MS,
+            "OpenIM caps every callback at 15 s",
+        )?;
+        let margin = setting(
+            GATEWAY_SAFETY_MARGIN_MS,
+            &DEFAULT_SAFETY_MARGIN_MS.to_string(),
+        );
         let margin_ms = margin.integer_in(0..=u64::MAX, "")?;
         if margin_ms >= timeout_ms {
             return Err(margin.invalid(&format!(
@@ -191,8 +198,11 @@ impl Config {
         // Validate the reject settings even when the default is allow: a typo there should
         // not wait for the day someone switches to reject.
         if default_decision == DefaultDecision::Allow {
-            setting(GATEWAY_REJECT_ERR_CODE, &DEFAULT_REJECT_ERR_CODE.to_string())
-                .integer_in(5000..=9999, "OpenIM's range for custom error codes")?;
+            setting(
+                GATEWAY_REJECT_ERR_CODE,
+                &DEFAULT_REJECT_ERR_CODE.to_string(),
+            )
+            .integer_in(5000..=9999, "OpenIM's range for custom error codes")?;
             let err_msg = setting(GATEWAY_REJECT_ERR_MSG, DEFAULT_REJECT_ERR_MSG);
             if err_msg.value.trim().is_empty() {
                 return Err(err_msg.invalid("must not be empty"));
@@ -207,7 +217,9 @@ impl Config {
             as usize;
         let log_filter = setting(RUST_LOG, "info");
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&log_filter.value) {
-            return Err(log_filter.invalid(&format!("must be a tracing filter such as info or openim_gateway=debug ({error})")));
+            return Err(log_filter.invalid(&format!(
+                "must be a tracing filter such as info or openim_gateway=debug ({error})"
+            )));
         }
 
         Ok(Self {
@@ -371,14 +383,21 @@ mod tests {
             let error = config(&[(variable, value)]).expect_err(&format!("{variable}={value}"));
             assert_eq!(error.variable, *variable);
             let line = error.to_string();
-            assert!(line.starts_with(&format!("{variable}={value:?} is not valid: ")), "{line}");
+            assert!(
+                line.starts_with(&format!("{variable}={value:?} is not valid: ")),
+                "{line}"
+            );
             assert!(!line.contains('\n'), "{line}");
         }
     }
 
     #[test]
     fn secret_must_be_long_and_url_safe_and_is_never_shown() {
-        for bad in ["short-secret-15c", "a/b-c-d-e-f-g-h-i-j", "with space in it ok?"] {
+        for bad in [
+            "short-secret-15c",
+            "a/b-c-d-e-f-g-h-i-j",
+            "with space in it ok?",
+        ] {
             let bad = if bad.len() == 16 { &bad[..15] } else { bad };
             let error = config(&[(GATEWAY_WEBHOOK_SECRET, bad)]).unwrap_err();
             assert_eq!(error.variable, GATEWAY_WEBHOOK_SECRET);

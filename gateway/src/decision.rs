@@ -98,10 +98,7 @@ const COMMON_STRING_FIELDS: [&str; 2] = ["errMsg", "errDlt"];
 fn typed_field(command: &str, field: &str) -> Option<FieldType> {
     use FieldType::{Int32, Str};
     match (command, field) {
-        (
-            "callbackBeforeSetGroupMemberInfoCommand",
-            "nickName" | "faceURL" | "ex",
-        ) => Some(Str),
+        ("callbackBeforeSetGroupMemberInfoCommand", "nickName" | "faceURL" | "ex") => Some(Str),
         ("callbackBeforeSetGroupMemberInfoCommand", "roleLevel") => Some(Int32),
         (
             "callbackBeforeSetGroupInfoCommand" | "callbackBeforeSetGroupInfoExCommand",
@@ -208,7 +205,11 @@ fn echo_overwritten_fields(command: &Command, request: &Body, answer: &mut Body)
 /// refusal whatever its `actionCode`: OpenIM would ignore `actionCode 1, nextCode 1`, but the
 /// worker's intent is plain, and letting an operation through that a worker refused is the
 /// worse mistake.
-pub fn normalise_reply(command: &Command, request: &Body, reply: &[u8]) -> Result<Body, InvalidReply> {
+pub fn normalise_reply(
+    command: &Command,
+    request: &Body,
+    reply: &[u8],
+) -> Result<Body, InvalidReply> {
     let reply: Value =
         serde_json::from_slice(reply).map_err(|error| InvalidReply::NotJson(error.to_string()))?;
     let Value::Object(reply) = reply else {
@@ -219,10 +220,12 @@ pub fn normalise_reply(command: &Command, request: &Body, reply: &[u8]) -> Resul
     let int_field = |field: &'static str| -> Result<i64, InvalidReply> {
         match non_null(get_field(&reply, field)) {
             None => Ok(0),
-            Some(value) => as_int32(value).map(i64::from).ok_or(InvalidReply::WrongType {
-                field: field.to_owned(),
-                expected: FieldType::Int32.describe(),
-            }),
+            Some(value) => as_int32(value)
+                .map(i64::from)
+                .ok_or(InvalidReply::WrongType {
+                    field: field.to_owned(),
+                    expected: FieldType::Int32.describe(),
+                }),
         }
     };
     let string_field = |field: &'static str| -> Result<String, InvalidReply> {
@@ -249,8 +252,7 @@ pub fn normalise_reply(command: &Command, request: &Body, reply: &[u8]) -> Resul
         check_identity_kept(request, key, value)?;
     }
     for field in command.deref_fields {
-        if non_null(get_field(&reply, field)).is_some() && non_null(request.get(*field)).is_none()
-        {
+        if non_null(get_field(&reply, field)).is_some() && non_null(request.get(*field)).is_none() {
             return Err(InvalidReply::SetsNullPointerField((*field).to_owned()));
         }
     }
@@ -298,7 +300,12 @@ fn check_no_case_duplicates(reply: &Body) -> Result<(), InvalidReply> {
     Ok(())
 }
 
-fn check_field_type(command: &Command, request: &Body, key: &str, value: &Value) -> Result<(), InvalidReply> {
+fn check_field_type(
+    command: &Command,
+    request: &Body,
+    key: &str,
+    value: &Value,
+) -> Result<(), InvalidReply> {
     let wrong = |expected| InvalidReply::WrongType {
         field: key.to_owned(),
         expected,
@@ -314,8 +321,12 @@ fn check_field_type(command: &Command, request: &Body, key: &str, value: &Value)
     // request's JSON type for Go to decode it.
     match (non_null(get_field(request, key)), value) {
         (_, Value::Null) | (None, _) => Ok(()),
-        (Some(Value::String(_)), Value::String(_)) | (Some(Value::Bool(_)), Value::Bool(_)) => Ok(()),
-        (Some(Value::Number(_)), Value::Number(number)) if number.is_i64() || number.is_u64() => Ok(()),
+        (Some(Value::String(_)), Value::String(_)) | (Some(Value::Bool(_)), Value::Bool(_)) => {
+            Ok(())
+        }
+        (Some(Value::Number(_)), Value::Number(number)) if number.is_i64() || number.is_u64() => {
+            Ok(())
+        }
         (Some(Value::String(_)), _) => Err(wrong("a string or null, like the request's")),
         (Some(Value::Bool(_)), _) => Err(wrong("a boolean or null, like the request's")),
         (Some(Value::Number(_)), _) => Err(wrong("an integer or null, like the request's")),
@@ -370,7 +381,11 @@ mod tests {
 
     #[test]
     fn default_allow_is_the_five_common_fields() {
-        let answer = default_answer(&DefaultDecision::Allow, Some(command(SEED)), Some(&member_request()));
+        let answer = default_answer(
+            &DefaultDecision::Allow,
+            Some(command(SEED)),
+            Some(&member_request()),
+        );
         assert_eq!(
             serde_json::to_string(&answer).unwrap(),
             r#"{"actionCode":0,"errCode":0,"errMsg":"","errDlt":"","nextCode":0}"#
@@ -379,8 +394,15 @@ mod tests {
 
     #[test]
     fn default_reject_carries_the_configured_code() {
-        let decision = DefaultDecision::Reject { err_code: 5099, err_msg: "later".to_owned() };
-        let answer = default_answer(&decision, Some(command("callbackBeforeSetGroupInfoCommand")), None);
+        let decision = DefaultDecision::Reject {
+            err_code: 5099,
+            err_msg: "later".to_owned(),
+        };
+        let answer = default_answer(
+            &decision,
+            Some(command("callbackBeforeSetGroupInfoCommand")),
+            None,
+        );
         assert_eq!(
             Value::Object(answer),
             json!({"actionCode":0,"errCode":5099,"errMsg":"later","errDlt":"","nextCode":1})
@@ -394,7 +416,11 @@ mod tests {
             "groupID": "g1", "groupName": "Rust <fans>", "notification": "", "introduction": "",
             "faceURL": "", "ex": "", "needVerification": 0, "lookMemberInfo": 0, "applyMemberFriend": 0
         }));
-        let answer = default_answer(&DefaultDecision::Allow, Some(command("callbackBeforeSetGroupInfoCommand")), Some(&request));
+        let answer = default_answer(
+            &DefaultDecision::Allow,
+            Some(command("callbackBeforeSetGroupInfoCommand")),
+            Some(&request),
+        );
         assert_eq!(
             Value::Object(answer),
             json!({"actionCode":0,"errCode":0,"errMsg":"","errDlt":"","nextCode":0,
@@ -409,7 +435,11 @@ mod tests {
             "groupName": "new", "notification": null, "introduction": null, "faceURL": null,
             "ex": null, "needVerification": 1, "lookMemberInfo": null, "applyMemberFriend": null
         }));
-        let answer = default_answer(&DefaultDecision::Allow, Some(command("callbackBeforeSetGroupInfoExCommand")), Some(&request));
+        let answer = default_answer(
+            &DefaultDecision::Allow,
+            Some(command("callbackBeforeSetGroupInfoExCommand")),
+            Some(&request),
+        );
         assert_eq!(answer.len(), 5 + 8);
         assert_eq!(answer["groupName"], json!("new"));
         assert_eq!(answer["needVerification"], json!(1));
@@ -419,7 +449,12 @@ mod tests {
 
     #[test]
     fn allow_with_modification_is_forwarded() {
-        let answer = normalise(SEED, &member_request(), &json!({"actionCode":0,"nextCode":0,"nickName":"Alice"})).unwrap();
+        let answer = normalise(
+            SEED,
+            &member_request(),
+            &json!({"actionCode":0,"nextCode":0,"nickName":"Alice"}),
+        )
+        .unwrap();
         assert_eq!(
             answer,
             json!({"actionCode":0,"errCode":0,"errMsg":"","errDlt":"","nextCode":0,"nickName":"Alice"})
@@ -428,8 +463,12 @@ mod tests {
 
     #[test]
     fn nulls_in_a_reply_mean_keep_and_are_dropped() {
-        let answer = normalise(SEED, &member_request(), &json!({"nickName":null,"ex":null})).unwrap();
-        assert_eq!(answer, json!({"actionCode":0,"errCode":0,"errMsg":"","errDlt":"","nextCode":0}));
+        let answer =
+            normalise(SEED, &member_request(), &json!({"nickName":null,"ex":null})).unwrap();
+        assert_eq!(
+            answer,
+            json!({"actionCode":0,"errCode":0,"errMsg":"","errDlt":"","nextCode":0})
+        );
     }
 
     #[test]
@@ -440,8 +479,16 @@ mod tests {
             &json!({"actionCode":0,"nextCode":1,"errCode":5001,"errMsg":"banned","nickName":"x"}),
         )
         .unwrap();
-        assert_eq!(answer, json!({"actionCode":0,"errCode":5001,"errMsg":"banned","errDlt":"","nextCode":1}));
-        let mistaken = normalise(SEED, &member_request(), &json!({"actionCode":1,"nextCode":1,"errCode":5001})).unwrap();
+        assert_eq!(
+            answer,
+            json!({"actionCode":0,"errCode":5001,"errMsg":"banned","errDlt":"","nextCode":1})
+        );
+        let mistaken = normalise(
+            SEED,
+            &member_request(),
+            &json!({"actionCode":1,"nextCode":1,"errCode":5001}),
+        )
+        .unwrap();
         assert_eq!(mistaken["actionCode"], json!(0));
         assert_eq!(mistaken["nextCode"], json!(1));
     }
@@ -454,19 +501,73 @@ mod tests {
             (b"", InvalidReply::NotJson(String::new())),
             (b"[1]", InvalidReply::NotObject),
             (b"null", InvalidReply::NotObject),
-            (br#"{"actionCode":"0"}"#, InvalidReply::WrongType { field: "actionCode".to_owned(), expected: "" }),
-            (br#"{"errCode":2147483648}"#, InvalidReply::WrongType { field: "errCode".to_owned(), expected: "" }),
-            (br#"{"nextCode":1.0}"#, InvalidReply::WrongType { field: "nextCode".to_owned(), expected: "" }),
-            (br#"{"errMsg":5}"#, InvalidReply::WrongType { field: "errMsg".to_owned(), expected: "" }),
-            (br#"{"roleLevel":"60"}"#, InvalidReply::WrongType { field: "roleLevel".to_owned(), expected: "" }),
-            (br#"{"nickName":1}"#, InvalidReply::WrongType { field: "nickName".to_owned(), expected: "" }),
-            (br#"{"nextCode":1,"errCode":0}"#, InvalidReply::RejectCodeTooSmall(0)),
-            (br#"{"nextCode":1,"errCode":99}"#, InvalidReply::RejectCodeTooSmall(99)),
+            (
+                br#"{"actionCode":"0"}"#,
+                InvalidReply::WrongType {
+                    field: "actionCode".to_owned(),
+                    expected: "",
+                },
+            ),
+            (
+                br#"{"errCode":2147483648}"#,
+                InvalidReply::WrongType {
+                    field: "errCode".to_owned(),
+                    expected: "",
+                },
+            ),
+            (
+                br#"{"nextCode":1.0}"#,
+                InvalidReply::WrongType {
+                    field: "nextCode".to_owned(),
+                    expected: "",
+                },
+            ),
+            (
+                br#"{"errMsg":5}"#,
+                InvalidReply::WrongType {
+                    field: "errMsg".to_owned(),
+                    expected: "",
+                },
+            ),
+            (
+                br#"{"roleLevel":"60"}"#,
+                InvalidReply::WrongType {
+                    field: "roleLevel".to_owned(),
+                    expected: "",
+                },
+            ),
+            (
+                br#"{"nickName":1}"#,
+                InvalidReply::WrongType {
+                    field: "nickName".to_owned(),
+                    expected: "",
+                },
+            ),
+            (
+                br#"{"nextCode":1,"errCode":0}"#,
+                InvalidReply::RejectCodeTooSmall(0),
+            ),
+            (
+                br#"{"nextCode":1,"errCode":99}"#,
+                InvalidReply::RejectCodeTooSmall(99),
+            ),
             (br#"{"nextCode":1}"#, InvalidReply::RejectCodeTooSmall(0)),
-            (br#"{"groupID":"g2"}"#, InvalidReply::IdentityChanged("groupID".to_owned())),
-            (br#"{"userid":"u2"}"#, InvalidReply::IdentityChanged("userid".to_owned())),
-            (br#"{"sendID":"s"}"#, InvalidReply::IdentityChanged("sendID".to_owned())),
-            (br#"{"nickName":"a","NICKNAME":"b"}"#, InvalidReply::DuplicateKey(String::new())),
+            (
+                br#"{"groupID":"g2"}"#,
+                InvalidReply::IdentityChanged("groupID".to_owned()),
+            ),
+            (
+                br#"{"userid":"u2"}"#,
+                InvalidReply::IdentityChanged("userid".to_owned()),
+            ),
+            (
+                br#"{"sendID":"s"}"#,
+                InvalidReply::IdentityChanged("sendID".to_owned()),
+            ),
+            (
+                br#"{"nickName":"a","NICKNAME":"b"}"#,
+                InvalidReply::DuplicateKey(String::new()),
+            ),
         ];
         for (reply, expected) in cases {
             let error = normalise_reply(command(SEED), &request, reply).unwrap_err();
@@ -481,7 +582,12 @@ mod tests {
 
     #[test]
     fn echoing_identity_fields_unchanged_is_fine() {
-        let answer = normalise(SEED, &member_request(), &json!({"groupID":"g1","userID":"u1"})).unwrap();
+        let answer = normalise(
+            SEED,
+            &member_request(),
+            &json!({"groupID":"g1","userID":"u1"}),
+        )
+        .unwrap();
         assert_eq!(answer["groupID"], json!("g1"));
     }
 
@@ -497,9 +603,21 @@ mod tests {
             InvalidReply::SetsNullPointerField("nickName".to_owned())
         );
         assert!(normalise(name, &request, &json!({"faceURL":"https://x/z.png"})).is_ok());
-        let modify = object(json!({"callbackCommand":"callbackBeforeMsgModifyCommand","sendID":"s","content":"{}"}));
-        assert!(normalise("callbackBeforeMsgModifyCommand", &modify, &json!({"offlinePushInfo":{"title":"t"}})).is_err());
-        assert!(normalise("callbackBeforeMsgModifyCommand", &modify, &json!({"content":"{\"a\":1}"})).is_ok());
+        let modify = object(
+            json!({"callbackCommand":"callbackBeforeMsgModifyCommand","sendID":"s","content":"{}"}),
+        );
+        assert!(normalise(
+            "callbackBeforeMsgModifyCommand",
+            &modify,
+            &json!({"offlinePushInfo":{"title":"t"}})
+        )
+        .is_err());
+        assert!(normalise(
+            "callbackBeforeMsgModifyCommand",
+            &modify,
+            &json!({"content":"{\"a\":1}"})
+        )
+        .is_ok());
     }
 
     #[test]
@@ -509,7 +627,12 @@ mod tests {
             "groupName": "Rust", "notification": "", "introduction": "hi", "faceURL": "",
             "ex": "", "needVerification": 0, "lookMemberInfo": 0, "applyMemberFriend": 0
         }));
-        let answer = normalise("callbackBeforeSetGroupInfoCommand", &request, &json!({"introduction":"hello","groupName":null})).unwrap();
+        let answer = normalise(
+            "callbackBeforeSetGroupInfoCommand",
+            &request,
+            &json!({"introduction":"hello","groupName":null}),
+        )
+        .unwrap();
         assert_eq!(answer["groupID"], json!("g1"));
         assert_eq!(answer["groupName"], json!("Rust"));
         assert_eq!(answer["introduction"], json!("hello"));
@@ -519,9 +642,14 @@ mod tests {
 
     #[test]
     fn generic_commands_keep_the_request_types() {
-        let request = object(json!({"callbackCommand":"callbackBeforeSetFriendRemarkCommand","ownerUserID":"o","friendUserID":"f","remark":"r"}));
+        let request = object(
+            json!({"callbackCommand":"callbackBeforeSetFriendRemarkCommand","ownerUserID":"o","friendUserID":"f","remark":"r"}),
+        );
         let name = "callbackBeforeSetFriendRemarkCommand";
         assert!(normalise(name, &request, &json!({"remark":"new"})).is_ok());
-        assert!(matches!(normalise(name, &request, &json!({"remark":5})), Err(InvalidReply::WrongType { .. })));
+        assert!(matches!(
+            normalise(name, &request, &json!({"remark":5})),
+            Err(InvalidReply::WrongType { .. })
+        ));
     }
 }

@@ -19,7 +19,9 @@ use std::{
     time::Duration,
 };
 
-use async_nats::{connection::State, Client, ConnectOptions, Event, HeaderMap, Message, StatusCode};
+use async_nats::{
+    connection::State, Client, ConnectOptions, Event, HeaderMap, Message, StatusCode,
+};
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::{sync::oneshot, time::Instant};

@@ -165,11 +165,16 @@ async fn callback(State(state): State<Arc<AppState>>, request: Request) -> Respo
     match accept(&state, &parts, body, deadline).await {
         Ok((command, payload, parsed)) => match command.kind {
             CallbackKind::Before => {
-                decide(&state, command, &parts, payload, parsed, arrival, deadline, request_id).await
+                decide(
+                    &state, command, &parts, payload, parsed, arrival, deadline, request_id,
+                )
+                .await
             }
             CallbackKind::After => {
-                notify(&state, command, &parts, payload, &parsed, arrival, deadline, request_id)
-                    .await
+                notify(
+                    &state, command, &parts, payload, &parsed, arrival, deadline, request_id,
+                )
+                .await
             }
         },
         Err(rejection) => reject(&state, rejection, request_id),
@@ -215,7 +220,13 @@ fn command_from_path<'a>(
     secret: Option<&WebhookSecret>,
 ) -> Result<&'a str, Rejection> {
     let mut segments = path.rsplit('/').filter(|segment| !segment.is_empty());
-    let not_found = || Rejection::new(StatusCode::NOT_FOUND, "not_found", "no callback at this path");
+    let not_found = || {
+        Rejection::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no callback at this path",
+        )
+    };
     let Some(command) = segments.next() else {
         return Err(Rejection::new(
             StatusCode::NOT_FOUND,
@@ -289,7 +300,9 @@ fn operation_id<'a>(parts: &'a Parts, body: &'a Body) -> Option<&'a str> {
 }
 
 fn unix_ms(at: SystemTime) -> u128 {
-    at.duration_since(UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or_default()
+    at.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default()
 }
 
 fn nats_headers(
@@ -328,13 +341,18 @@ async fn decide(
     let _inflight = InflightGuard::new(&state.metrics);
     let nats_headers = nats_headers(command, parts, &request, request_id, deadline);
     let subject = subject::for_command(&state.subject_prefix, command.name);
-    let outcome = state.forwarder.ask(subject, nats_headers, payload, deadline).await;
+    let outcome = state
+        .forwarder
+        .ask(subject, nats_headers, payload, deadline)
+        .await;
     let (source, answer) = match outcome {
         Outcome::Reply { message, waited } => {
             state
                 .metrics
                 .worker_duration
-                .get_or_create(&CommandLabels { command: command.name })
+                .get_or_create(&CommandLabels {
+                    command: command.name,
+                })
                 .observe(waited.as_secs_f64());
             match checked_reply(command, &request, &message) {
                 Ok(answer) => (DecisionSource::Worker, answer),
@@ -342,28 +360,47 @@ async fn decide(
                     state
                         .metrics
                         .invalid_replies
-                        .get_or_create(&CommandLabels { command: command.name })
+                        .get_or_create(&CommandLabels {
+                            command: command.name,
+                        })
                         .inc();
                     tracing::warn!(command = command.name, %request_id, %error, "invalid worker reply: answering the default");
-                    (DecisionSource::InvalidReply, default_for(state, command, &request))
+                    (
+                        DecisionSource::InvalidReply,
+                        default_for(state, command, &request),
+                    )
                 }
             }
         }
         Outcome::Timeout => {
             tracing::warn!(command = command.name, %request_id, "no worker reply before the deadline: answering the default");
-            (DecisionSource::Timeout, default_for(state, command, &request))
+            (
+                DecisionSource::Timeout,
+                default_for(state, command, &request),
+            )
         }
         Outcome::NoResponders => {
             tracing::warn!(command = command.name, %request_id, "no worker subscribes to this callback: answering the default");
-            (DecisionSource::NoResponders, default_for(state, command, &request))
+            (
+                DecisionSource::NoResponders,
+                default_for(state, command, &request),
+            )
         }
         Outcome::Unavailable => {
             tracing::debug!(command = command.name, %request_id, "nats unavailable: answering the default");
-            (DecisionSource::Unavailable, default_for(state, command, &request))
+            (
+                DecisionSource::Unavailable,
+                default_for(state, command, &request),
+            )
         }
     };
     record(state, command, source, arrival);
-    json_response(StatusCode::OK, source, Some(request_id), answer_bytes(&answer))
+    json_response(
+        StatusCode::OK,
+        source,
+        Some(request_id),
+        answer_bytes(&answer),
+    )
 }
 
 fn checked_reply(
@@ -376,7 +413,9 @@ fn checked_reply(
         .as_ref()
         .and_then(|map| map.get(headers::NATS_SERVICE_ERROR))
     {
-        return Err(decision::InvalidReply::ServiceError(error.as_str().to_owned()));
+        return Err(decision::InvalidReply::ServiceError(
+            error.as_str().to_owned(),
+        ));
     }
     decision::normalise_reply(command, request, &message.payload)
 }
@@ -400,7 +439,10 @@ async fn notify(
 ) -> Response {
     let nats_headers = nats_headers(command, parts, request, request_id, deadline);
     let subject = subject::for_command(&state.subject_prefix, command.name);
-    let published = state.forwarder.notify(subject, nats_headers, payload, deadline).await;
+    let published = state
+        .forwarder
+        .notify(subject, nats_headers, payload, deadline)
+        .await;
     let label = if published {
         DecisionSource::Ack.as_str()
     } else {
@@ -418,7 +460,12 @@ async fn notify(
         .inc();
     observe_duration(state, command, arrival);
     let answer = decision::default_answer(&DefaultDecision::Allow, None, None);
-    json_response(StatusCode::OK, DecisionSource::Ack, Some(request_id), answer_bytes(&answer))
+    json_response(
+        StatusCode::OK,
+        DecisionSource::Ack,
+        Some(request_id),
+        answer_bytes(&answer),
+    )
 }
 
 fn record(state: &AppState, command: &'static Command, source: DecisionSource, arrival: Instant) {
@@ -438,7 +485,9 @@ fn observe_duration(state: &AppState, command: &'static Command, arrival: Instan
     state
         .metrics
         .callback_duration
-        .get_or_create(&CommandLabels { command: command.name })
+        .get_or_create(&CommandLabels {
+            command: command.name,
+        })
         .observe(arrival.elapsed().as_secs_f64());
 }
 
@@ -475,14 +524,18 @@ fn json_response(
 ) -> Response {
     let mut response = (status, body).into_response();
     let response_headers = response.headers_mut();
-    response_headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response_headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     response_headers.insert(
         headers::DECISION_SOURCE,
         HeaderValue::from_static(source.as_str()),
     );
     if let Some(request_id) = request_id {
         let mut buffer = uuid::Uuid::encode_buffer();
-        if let Ok(value) = HeaderValue::from_str(request_id.hyphenated().encode_lower(&mut buffer)) {
+        if let Ok(value) = HeaderValue::from_str(request_id.hyphenated().encode_lower(&mut buffer))
+        {
             response_headers.insert(headers::REQUEST_ID, value);
         }
     }
@@ -520,8 +573,14 @@ mod tests {
         ] {
             assert_eq!(command_from_path(path, None).unwrap(), expected, "{path}");
         }
-        assert_eq!(command_from_path("/", None).unwrap_err().reason, "no_command");
-        assert_eq!(command_from_path("", None).unwrap_err().reason, "no_command");
+        assert_eq!(
+            command_from_path("/", None).unwrap_err().reason,
+            "no_command"
+        );
+        assert_eq!(
+            command_from_path("", None).unwrap_err().reason,
+            "no_command"
+        );
     }
 
     #[test]
@@ -531,10 +590,26 @@ mod tests {
         })
         .unwrap();
         let secret = config.webhook_secret.as_ref();
-        assert_eq!(command_from_path("/0123456789abcdef-_/cb", secret).unwrap(), "cb");
-        assert_eq!(command_from_path("/base/0123456789abcdef-_/cb", secret).unwrap(), "cb");
-        for bad in ["/cb", "/wrong/cb", "/0123456789abcdef-_x/cb", "/0123456789abcdef-_/x/cb", "/0123456789abcdef-_"] {
-            assert_eq!(command_from_path(bad, secret).unwrap_err().status, StatusCode::NOT_FOUND, "{bad}");
+        assert_eq!(
+            command_from_path("/0123456789abcdef-_/cb", secret).unwrap(),
+            "cb"
+        );
+        assert_eq!(
+            command_from_path("/base/0123456789abcdef-_/cb", secret).unwrap(),
+            "cb"
+        );
+        for bad in [
+            "/cb",
+            "/wrong/cb",
+            "/0123456789abcdef-_x/cb",
+            "/0123456789abcdef-_/x/cb",
+            "/0123456789abcdef-_",
+        ] {
+            assert_eq!(
+                command_from_path(bad, secret).unwrap_err().status,
+                StatusCode::NOT_FOUND,
+                "{bad}"
+            );
         }
     }
 

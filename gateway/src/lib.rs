@@ -45,12 +45,13 @@ impl Gateway {
     /// Binds the listener and starts the NATS connection. Returns before NATS is reachable:
     /// until it is, callbacks get the default decision and `/readyz` says 503.
     pub async fn build(config: Config) -> Result<Self, BuildError> {
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| BuildError::Bind {
-                address: config.listen,
-                source,
-            })?;
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| BuildError::Bind {
+                    address: config.listen,
+                    source,
+                })?;
         let metrics = Arc::new(Metrics::new());
         let forwarder = Forwarder::connect(config.nats_urls.clone(), Arc::clone(&metrics)).await?;
         let state = Arc::new(AppState::new(&config, forwarder, metrics));

@@ -3,7 +3,10 @@
 //! Exit codes: 0 after a clean shutdown, 2 for a bad setting (one line on stderr naming the
 //! variable, the value and the rule, before anything binds), 1 for any other failure.
 
-use std::{io::Write, process::ExitCode};
+use std::{
+    io::{IsTerminal, Write},
+    process::ExitCode,
+};
 
 use openim_gateway::{config::Config, Gateway};
 
@@ -18,8 +21,12 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log_filter))
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("openim-gateway: cannot start the async runtime: {error}");

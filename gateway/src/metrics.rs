@@ -80,10 +80,12 @@ impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("openim_gateway");
         let callbacks = Family::<CallbackLabels, Counter>::default();
-        let callback_duration =
-            Family::<CommandLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
-        let worker_duration =
-            Family::<CommandLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let callback_duration = Family::<CommandLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        let worker_duration = Family::<CommandLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         let inflight = Gauge::default();
         let nats_connected = Gauge::default();
         let pending_replies = Gauge::default();
@@ -159,6 +161,8 @@ impl Metrics {
 
     /// Counts a request refused before anything was asked.
     pub fn bad_request(&self, reason: &'static str) {
-        self.bad_requests.get_or_create(&ReasonLabels { reason }).inc();
+        self.bad_requests
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 }
