@@ -20,7 +20,7 @@ use std::{
 };
 
 use async_nats::{
-    connection::State, Client, ConnectOptions, Event, HeaderMap, Message, StatusCode,
+    connection::State, Client, ConnectOptions, Event, HeaderMap, Message, StatusCode, Subject,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -160,7 +160,7 @@ impl Forwarder {
     /// Publishes a before-callback and waits for one reply, never past `deadline`.
     pub async fn ask(
         &self,
-        subject: String,
+        subject: Subject,
         headers: HeaderMap,
         payload: Bytes,
         deadline: Instant,
@@ -206,7 +206,7 @@ impl Forwarder {
     /// Publishes an after-callback without waiting for anyone, never past `deadline`.
     pub async fn notify(
         &self,
-        subject: String,
+        subject: Subject,
         headers: HeaderMap,
         payload: Bytes,
         deadline: Instant,

@@ -6,6 +6,7 @@
 //! [`DecisionSource`] fallbacks for upstream's, and the panic handler for ours).
 
 use std::{
+    collections::HashMap,
     sync::Arc,
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
@@ -21,7 +22,7 @@ use axum::{
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use openim_gateway_proto::{
-    catalog::{CallbackKind, Command},
+    catalog::{self, CallbackKind, Command},
     headers, subject,
 };
 use serde_json::Value;
@@ -50,8 +51,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Arrival to answer: `GATEWAY_CALLBACK_TIMEOUT_MS - GATEWAY_SAFETY_MARGIN_MS`.
     pub budget: Duration,
-    /// Subjects are `{subject_prefix}.{command}`.
-    pub subject_prefix: String,
+    /// `{GATEWAY_SUBJECT_PREFIX}.{command}` for every catalog command, built once.
+    pub subjects: HashMap<&'static str, async_nats::Subject>,
     /// The answer when no valid worker decision arrives.
     pub default_decision: DefaultDecision,
     /// The path segment required before the command, when configured.
@@ -67,11 +68,27 @@ impl AppState {
             forwarder,
             metrics,
             budget: config.budget(),
-            subject_prefix: config.subject_prefix.clone(),
+            subjects: catalog::COMMANDS
+                .iter()
+                .map(|command| {
+                    let name = subject::for_command(&config.subject_prefix, command.name);
+                    (command.name, async_nats::Subject::from(name))
+                })
+                .collect(),
             default_decision: config.default_decision.clone(),
             webhook_secret: config.webhook_secret.clone(),
             max_body_bytes: config.max_body_bytes,
         }
+    }
+}
+
+impl AppState {
+    fn subject(&self, command: &Command) -> async_nats::Subject {
+        self.subjects.get(command.name).cloned().unwrap_or_else(|| {
+            // Every catalog command has an entry (built from the same table); a command
+            // from elsewhere is a bug, answered by the panic layer's default.
+            unreachable!("no subject for {}", command.name)
+        })
     }
 }
 
@@ -340,7 +357,7 @@ async fn decide(
 ) -> Response {
     let _inflight = InflightGuard::new(&state.metrics);
     let nats_headers = nats_headers(command, parts, &request, request_id, deadline);
-    let subject = subject::for_command(&state.subject_prefix, command.name);
+    let subject = state.subject(command);
     let outcome = state
         .forwarder
         .ask(subject, nats_headers, payload, deadline)
@@ -438,7 +455,7 @@ async fn notify(
     request_id: uuid::Uuid,
 ) -> Response {
     let nats_headers = nats_headers(command, parts, request, request_id, deadline);
-    let subject = subject::for_command(&state.subject_prefix, command.name);
+    let subject = state.subject(command);
     let published = state
         .forwarder
         .notify(subject, nats_headers, payload, deadline)
