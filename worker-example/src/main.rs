@@ -1,1 +1,69 @@
-fn main() {}
+//! The `openim-worker-example` binary: settings -> tracing -> connect -> run -> exit code.
+//!
+//! Only wiring lives here; the policy, the settings and the NATS loop are in the library so
+//! they can be tested without a process.
+//!
+//! Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM), 1 when the worker cannot run,
+//! 2 when a setting is invalid (one line on stderr naming the variable, the value and the rule).
+
+use std::io::IsTerminal as _;
+use std::process::ExitCode;
+
+use openim_worker_example::settings::{Settings, DEFAULT_LOG_FILTER};
+use openim_worker_example::{shutdown, worker};
+use tracing_subscriber::EnvFilter;
+
+/// The exit code for a bad setting, the same as the gateway's.
+const EXIT_BAD_SETTINGS: u8 = 2;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("{error}");
+            return ExitCode::from(EXIT_BAD_SETTINGS);
+        }
+    };
+    init_tracing(&settings.log_filter);
+
+    // Host and port only: a NATS URL may carry a user and password.
+    let servers: Vec<String> = settings
+        .nats_servers
+        .iter()
+        .map(|server| format!("{}:{}", server.host(), server.port()))
+        .collect();
+    tracing::info!(
+        ?servers,
+        banned_words = settings.rules.banned_words().len(),
+        max_nickname_chars = settings.rules.max_nickname_chars(),
+        "connecting to NATS"
+    );
+    let client = match worker::connect(&settings.nats_servers).await {
+        Ok(client) => client,
+        Err(error) => {
+            tracing::error!(%error, "cannot connect to NATS");
+            return ExitCode::FAILURE;
+        }
+    };
+    match worker::run(client, &settings, shutdown::signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "worker stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr, leaving stdout to the single readiness line; colours only on a
+/// terminal, so that files and log collectors get plain text.
+fn init_tracing(log_filter: &str) {
+    // `Settings` already checked that the filter parses; the fallback is never used.
+    let filter =
+        EnvFilter::try_new(log_filter).unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
