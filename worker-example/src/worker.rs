@@ -50,12 +50,12 @@ pub enum WorkerError {
         source: async_nats::SubscribeError,
     },
     /// The subscription could not be confirmed with the server.
-    #[error("cannot flush the subscription to {subject}: {source}")]
-    Flush {
+    #[error("cannot confirm the subscription to {subject} with the server: {source}")]
+    Confirm {
         /// The subject the worker tried to join.
         subject: String,
         /// The client's reason.
-        source: async_nats::client::FlushError,
+        source: async_nats::RequestError,
     },
     /// The subscription ended without a shutdown (the client closed): exit non-zero so that a
     /// supervisor restarts the worker.
@@ -151,8 +151,8 @@ pub struct Worker {
 
 impl Worker {
     /// Joins the queue group on `{prefix}.callbackBeforeSetGroupMemberInfoCommand` and waits
-    /// for the server to have the subscription (a flush round trip), so that no request sent
-    /// after this returns can miss the worker.
+    /// for the server to have the subscription (a round trip), so that no request sent after
+    /// this returns can miss the worker.
     pub async fn subscribe(client: Client, settings: &Settings) -> Result<Self, WorkerError> {
         let subject = subject::for_command(&settings.subject_prefix, BEFORE_SET_GROUP_MEMBER_INFO);
         let subscriber = client
@@ -162,10 +162,19 @@ impl Worker {
                 subject: subject.clone(),
                 source,
             })?;
-        client.flush().await.map_err(|source| WorkerError::Flush {
-            subject: subject.clone(),
-            source,
-        })?;
+        // `flush` only writes to the socket. A request to a subject nobody serves comes back
+        // "no responders" once the server has processed everything this connection sent
+        // before it, the subscription included: that is the confirmation.
+        match client.request(client.new_inbox(), bytes::Bytes::new()).await {
+            Ok(_) => {}
+            Err(error) if error.kind() == async_nats::RequestErrorKind::NoResponders => {}
+            Err(source) => {
+                return Err(WorkerError::Confirm {
+                    subject: subject.clone(),
+                    source,
+                })
+            }
+        }
         Ok(Self {
             client,
             subscriber,

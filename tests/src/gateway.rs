@@ -1,0 +1,167 @@
+//! [`Gateway`]: the real `openim-gateway` binary, started the way an operator starts it.
+//!
+//! The child gets a clean environment (only `PATH`, the test's settings and the few the
+//! harness adds), binds `127.0.0.1:0` and announces its address with exactly one stdout line,
+//! `openim-gateway listening on http://127.0.0.1:PORT`, which is how the harness learns the
+//! port. Bad configuration is checked with [`Gateway::run_expecting_exit`].
+
+use std::net::SocketAddr;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use crate::binaries;
+use crate::nats::free_port;
+use crate::process::{self, OutputLog};
+
+/// How long the gateway may take to print its listening line.
+const LISTEN_BOUND: Duration = Duration::from_secs(15);
+/// How long a gateway given bad configuration may take to exit.
+const EXIT_BOUND: Duration = Duration::from_secs(10);
+/// The stdout line the gateway prints once bound, up to the address.
+pub const LISTENING_PREFIX: &str = "openim-gateway listening on http://";
+
+/// A running gateway process, killed on drop.
+#[derive(Debug)]
+pub struct Gateway {
+    child: Child,
+    address: SocketAddr,
+    stdout: OutputLog,
+    stderr: OutputLog,
+}
+
+/// What a gateway that was expected to refuse to start did.
+#[derive(Debug, Clone)]
+pub struct ExitReport {
+    /// The exit code, `None` when it was killed because it did not exit in time.
+    pub code: Option<i32>,
+    /// Whether it had to be killed (it kept running: the configuration was accepted).
+    pub killed: bool,
+    /// Everything it wrote to stdout (a listening line means it bound a socket).
+    pub stdout: String,
+    /// Everything it wrote to stderr.
+    pub stderr: String,
+}
+
+/// The environment every gateway child starts with, before the test's own settings.
+fn base_environment(nats_url: &str) -> Vec<(String, String)> {
+    vec![
+        ("GATEWAY_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+        ("NATS_URL".to_owned(), nats_url.to_owned()),
+        ("RUST_LOG".to_owned(), "info".to_owned()),
+    ]
+}
+
+fn command_with(nats_url: &str, settings: &[(&str, &str)]) -> std::process::Command {
+    let mut command = process::clean_command(&binaries::gateway());
+    for (name, value) in base_environment(nats_url) {
+        command.env(name, value);
+    }
+    for (name, value) in settings {
+        command.env(name, value);
+    }
+    command
+}
+
+impl Gateway {
+    /// Starts the gateway against `nats_url` with `settings` (which override the harness's
+    /// `GATEWAY_LISTEN`, `NATS_URL` and `RUST_LOG`) and waits for its listening line.
+    pub async fn start(nats_url: &str, settings: &[(&str, &str)]) -> Self {
+        let mut command = command_with(nats_url, settings);
+        let stdout = OutputLog::default();
+        let stderr = OutputLog::default();
+        let mut spawned = process::spawn(&mut command, stdout.clone(), stderr.clone())
+            .unwrap_or_else(|error| panic!("cannot run openim-gateway: {error}"));
+        let line = process::wait_for_line(&mut spawned.stdout_lines, LISTEN_BOUND, |line| {
+            line.starts_with(LISTENING_PREFIX)
+        })
+        .await;
+        let Some(line) = line else {
+            process::kill(&mut spawned.child);
+            stderr.wait_closed(Duration::from_secs(2)).await;
+            stderr.mark_reported();
+            panic!(
+                "openim-gateway did not print `{LISTENING_PREFIX}...` within {LISTEN_BOUND:?} \
+                 (settings {settings:?}, NATS_URL={nats_url});\nstdout:\n{}\nstderr:\n{}",
+                stdout.all(),
+                stderr.tail(60)
+            );
+        };
+        let address_text = line[LISTENING_PREFIX.len()..].trim().trim_end_matches('/');
+        let address: SocketAddr = address_text.parse().unwrap_or_else(|error| {
+            panic!("cannot parse the gateway's address from {line:?}: {error}")
+        });
+        Self {
+            child: spawned.child,
+            address,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Runs the gateway with `settings` and waits (bounded) for it to exit, as it must on bad
+    /// configuration. A gateway still running after the bound is killed and reported as such.
+    /// `NATS_URL` defaults to a closed loopback port: bad configuration must be refused
+    /// before any connection attempt.
+    pub async fn run_expecting_exit(settings: &[(&str, &str)]) -> ExitReport {
+        let nobody = format!("nats://127.0.0.1:{}", free_port());
+        let mut command = command_with(&nobody, settings);
+        let stdout = OutputLog::default();
+        let stderr = OutputLog::default();
+        let mut spawned = process::spawn(&mut command, stdout.clone(), stderr.clone())
+            .unwrap_or_else(|error| panic!("cannot run openim-gateway: {error}"));
+        let start = Instant::now();
+        let mut code = None;
+        let mut exited = false;
+        while start.elapsed() < EXIT_BOUND {
+            if let Ok(Some(status)) = spawned.child.try_wait() {
+                code = status.code();
+                exited = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if !exited {
+            process::kill(&mut spawned.child);
+        }
+        stdout.wait_closed(Duration::from_secs(2)).await;
+        stderr.wait_closed(Duration::from_secs(2)).await;
+        ExitReport {
+            code,
+            killed: !exited,
+            stdout: stdout.all(),
+            stderr: stderr.all(),
+        }
+    }
+
+    /// The address it listens on.
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// `http://127.0.0.1:PORT` followed by `path`.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    /// Whether the process is still running (it must never exit on its own in a test).
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The captured stderr (its logs).
+    pub fn stderr_log(&self) -> &OutputLog {
+        &self.stderr
+    }
+
+    /// The captured stdout (the listening line, nothing else).
+    pub fn stdout_log(&self) -> &OutputLog {
+        &self.stdout
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        process::report_on_panic("openim-gateway", &self.stderr);
+        process::kill(&mut self.child);
+    }
+}

@@ -1,0 +1,150 @@
+//! Bad configuration stops the start before anything binds: exit code 2 and one stderr line
+//! naming the variable and the value. Boundary values start normally.
+
+use openim_gateway_tests::gateway::LISTENING_PREFIX;
+use openim_gateway_tests::{Expect, Gateway, HttpRequest, NatsServer};
+
+/// One bad setting: the environment, the variable the line must name, and the value it
+/// must show (`None` where showing it would be wrong: a secret is never printed).
+struct BadSetting {
+    settings: Vec<(&'static str, &'static str)>,
+    variable: &'static str,
+    shown_value: Option<&'static str>,
+}
+
+fn bad(variable: &'static str, value: &'static str) -> BadSetting {
+    BadSetting {
+        settings: vec![(variable, value)],
+        variable,
+        shown_value: Some(value),
+    }
+}
+
+fn bad_settings() -> Vec<BadSetting> {
+    vec![
+        bad("GATEWAY_CALLBACK_TIMEOUT_MS", "0"),
+        bad("GATEWAY_CALLBACK_TIMEOUT_MS", "15001"),
+        bad("GATEWAY_CALLBACK_TIMEOUT_MS", "abc"),
+        bad("GATEWAY_CALLBACK_TIMEOUT_MS", "-5"),
+        BadSetting {
+            settings: vec![
+                ("GATEWAY_CALLBACK_TIMEOUT_MS", "1000"),
+                ("GATEWAY_SAFETY_MARGIN_MS", "1000"),
+            ],
+            variable: "GATEWAY_SAFETY_MARGIN_MS",
+            shown_value: Some("1000"),
+        },
+        BadSetting {
+            settings: vec![("GATEWAY_SAFETY_MARGIN_MS", "6000")],
+            variable: "GATEWAY_SAFETY_MARGIN_MS",
+            shown_value: Some("6000"),
+        },
+        bad("GATEWAY_DEFAULT_DECISION", "maybe"),
+        bad("GATEWAY_REJECT_ERR_CODE", "4999"),
+        bad("GATEWAY_REJECT_ERR_CODE", "10000"),
+        bad("GATEWAY_REJECT_ERR_CODE", "x"),
+        bad("GATEWAY_REJECT_ERR_MSG", ""),
+        BadSetting {
+            settings: vec![("GATEWAY_WEBHOOK_SECRET", "abcdefghijklmno")],
+            variable: "GATEWAY_WEBHOOK_SECRET",
+            shown_value: None,
+        },
+        BadSetting {
+            settings: vec![("GATEWAY_WEBHOOK_SECRET", "a/bcdefghijklmnopqrstuvw")],
+            variable: "GATEWAY_WEBHOOK_SECRET",
+            shown_value: None,
+        },
+        bad("GATEWAY_MAX_BODY_BYTES", "1023"),
+        bad("GATEWAY_MAX_BODY_BYTES", "67108865"),
+        bad("GATEWAY_LISTEN", "nope"),
+        bad("GATEWAY_SUBJECT_PREFIX", "a.*"),
+        bad("GATEWAY_SUBJECT_PREFIX", "a..b"),
+        bad("GATEWAY_SUBJECT_PREFIX", "a.>"),
+        bad("NATS_URL", ""),
+        bad("RUST_LOG", "=[bad"),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_configuration_exits_2_with_one_line_naming_the_variable() {
+    let mut failures = Vec::new();
+    for case in bad_settings() {
+        let report = Gateway::run_expecting_exit(&case.settings).await;
+        let lines: Vec<&str> = report
+            .stderr
+            .lines()
+            .filter(|line| !line.trim().is_empty())
+            .collect();
+        let mut problems = Vec::new();
+        if report.killed {
+            problems.push("it kept running (killed after the bound)".to_owned());
+        } else if report.code != Some(2) {
+            problems.push(format!("exit code {:?}, expected 2", report.code));
+        }
+        if report.stdout.contains(LISTENING_PREFIX) {
+            problems.push("it bound a socket (printed its listening line)".to_owned());
+        }
+        if lines.len() != 1 {
+            problems.push(format!("{} stderr lines, expected exactly 1", lines.len()));
+        }
+        let first = lines.first().copied().unwrap_or_default();
+        if !first.contains(case.variable) {
+            problems.push(format!("the line does not name {}", case.variable));
+        }
+        if let Some(value) = case.shown_value {
+            if !first.contains(&format!("\"{value}\"")) && !first.contains(value) {
+                problems.push(format!("the line does not show the value {value:?}"));
+            }
+        }
+        if !problems.is_empty() {
+            failures.push(format!(
+                "{:?}: {}\n  stdout: {:?}\n  stderr: {:?}",
+                case.settings,
+                problems.join("; "),
+                report.stdout,
+                report.stderr
+            ));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} bad settings were not refused as the contract says:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn boundary_configuration_values_start_normally() {
+    // Nothing needs NATS here: the gateway must start (and stay healthy) without it.
+    let nats = NatsServer::not_started();
+    let upper: &[(&str, &str)] = &[
+        ("GATEWAY_CALLBACK_TIMEOUT_MS", "15000"),
+        ("GATEWAY_SAFETY_MARGIN_MS", "14999"),
+        ("GATEWAY_DEFAULT_DECISION", "reject"),
+        ("GATEWAY_REJECT_ERR_CODE", "9999"),
+        ("GATEWAY_REJECT_ERR_MSG", "x"),
+        ("GATEWAY_WEBHOOK_SECRET", "aB3-_aB3-_aB3-_a"),
+        ("GATEWAY_MAX_BODY_BYTES", "67108864"),
+        ("GATEWAY_SUBJECT_PREFIX", "tenant-1.im_callbacks"),
+        ("RUST_LOG", "warn,openim_gateway=debug"),
+    ];
+    let lower: &[(&str, &str)] = &[
+        ("GATEWAY_CALLBACK_TIMEOUT_MS", "1"),
+        ("GATEWAY_SAFETY_MARGIN_MS", "0"),
+        ("GATEWAY_DEFAULT_DECISION", "allow"),
+        ("GATEWAY_REJECT_ERR_CODE", "5000"),
+        ("GATEWAY_MAX_BODY_BYTES", "1024"),
+        ("GATEWAY_SUBJECT_PREFIX", "a"),
+    ];
+    for settings in [upper, lower] {
+        let gateway = Gateway::start(&nats.url(), settings).await;
+        let response = openim_gateway_tests::http::get(gateway.address(), "/healthz").await;
+        let problems = openim_gateway_tests::check::differences(&response, &Expect::status(200));
+        assert!(
+            problems.is_empty(),
+            "{settings:?}: {problems:?}\n{}",
+            HttpRequest::get("/healthz")
+        );
+    }
+}

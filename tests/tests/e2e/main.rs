@@ -1,0 +1,48 @@
+//! End-to-end tests of CONTRACT.md: a real nats-server, the real `openim-gateway` binary and
+//! real or scripted workers, driven over HTTP with the bytes OpenIM's Go client sends.
+//!
+//! Every test starts its own nats-server and gateway on fresh ports, so tests run in
+//! parallel and share nothing. Every wait is bounded; timing assertions use generous bounds
+//! (speed is the benchmark's business, lateness is a test's). The modules follow the
+//! contract's sections.
+
+mod after_callbacks;
+mod bad_input;
+mod concurrency;
+mod config;
+mod decisions;
+mod defaults;
+mod fallbacks;
+mod forwarding;
+mod invalid_replies;
+mod nats_outage;
+mod plain_routes;
+mod routing;
+mod worker_example;
+
+use std::time::Duration;
+
+/// The seed command.
+const SET_MEMBER: &str = openim_gateway_tests::fixtures::SET_MEMBER;
+
+/// `GATEWAY_CALLBACK_TIMEOUT_MS=600` and `GATEWAY_SAFETY_MARGIN_MS=100`: a 500 ms budget,
+/// short enough to wait for and long enough to tell from "at once".
+const SHORT_BUDGET_SETTINGS: [(&str, &str); 2] = [
+    ("GATEWAY_CALLBACK_TIMEOUT_MS", "600"),
+    ("GATEWAY_SAFETY_MARGIN_MS", "100"),
+];
+/// The budget [`SHORT_BUDGET_SETTINGS`] give.
+const SHORT_BUDGET: Duration = Duration::from_millis(500);
+/// The budget of the default settings (5000 - 250 ms).
+const DEFAULT_BUDGET: Duration = Duration::from_millis(4750);
+/// What "at once" means: far below any budget, far above any scheduling hiccup.
+const AT_ONCE: Duration = Duration::from_secs(1);
+/// The slack allowed past a deadline, measured at the client on a loaded 2-core machine.
+const LATE_SLACK: Duration = Duration::from_millis(500);
+/// How long recovery (reconnecting to a restarted nats-server) may take.
+const RECOVERY_BOUND: Duration = Duration::from_secs(15);
+
+/// The gateway's default decision for a plain command with `GATEWAY_DEFAULT_DECISION=allow`.
+fn default_allow() -> serde_json::Value {
+    openim_gateway_tests::allow()
+}
