@@ -165,7 +165,10 @@ impl Worker {
         // `flush` only writes to the socket. A request to a subject nobody serves comes back
         // "no responders" once the server has processed everything this connection sent
         // before it, the subscription included: that is the confirmation.
-        match client.request(client.new_inbox(), bytes::Bytes::new()).await {
+        match client
+            .request(client.new_inbox(), bytes::Bytes::new())
+            .await
+        {
             Ok(_) => {}
             Err(error) if error.kind() == async_nats::RequestErrorKind::NoResponders => {}
             Err(source) => {
