@@ -24,7 +24,10 @@ use async_nats::{
 };
 use bytes::Bytes;
 use futures::StreamExt;
-use tokio::{sync::oneshot, time::Instant};
+use tokio::{
+    sync::{oneshot, Notify},
+    time::Instant,
+};
 
 use crate::metrics::Metrics;
 
@@ -66,6 +69,9 @@ pub struct Forwarder {
     pending: Arc<Pending>,
     /// The next request number.
     next_id: Arc<AtomicU64>,
+    /// Wakes every waiting callback when the connection drops: a reply published during the
+    /// outage is lost, so waiting for it only makes OpenIM wait.
+    disconnected: Arc<Notify>,
 }
 
 /// Removes a pending entry when its callback stops waiting, whatever the reason.
@@ -95,6 +101,8 @@ impl Forwarder {
     ) -> Result<Self, async_nats::ConnectError> {
         let event_metrics = Arc::clone(&metrics);
         let connected_once = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let disconnected = Arc::new(Notify::new());
+        let event_disconnected = Arc::clone(&disconnected);
         let options = ConnectOptions::new()
             .name("openim-gateway")
             .ping_interval(PING_INTERVAL)
@@ -108,6 +116,7 @@ impl Forwarder {
             .event_callback(move |event| {
                 let metrics = Arc::clone(&event_metrics);
                 let connected_once = Arc::clone(&connected_once);
+                let disconnected = Arc::clone(&event_disconnected);
                 async move {
                     match event {
                         Event::Connected => {
@@ -119,6 +128,7 @@ impl Forwarder {
                         }
                         Event::Disconnected => {
                             metrics.nats_connected.set(0);
+                            disconnected.notify_waiters();
                             tracing::warn!("disconnected from nats: callbacks get the default decision until it is back");
                         }
                         Event::Closed => {
@@ -144,6 +154,7 @@ impl Forwarder {
             reply_prefix: format!("{inbox}.").into(),
             pending,
             next_id: Arc::default(),
+            disconnected,
         })
     }
 
@@ -165,6 +176,8 @@ impl Forwarder {
         payload: Bytes,
         deadline: Instant,
     ) -> Outcome {
+        // Registered before the state check, so a drop right after it still wakes this call.
+        let disconnected = self.disconnected.notified();
         if !self.is_connected() {
             return Outcome::Unavailable;
         }
@@ -186,7 +199,11 @@ impl Forwarder {
                 tracing::warn!(%error, "could not publish a callback to nats");
                 return Outcome::Unavailable;
             }
-            match receiver.await {
+            let reply = tokio::select! {
+                reply = receiver => reply,
+                () = disconnected => return Outcome::Unavailable,
+            };
+            match reply {
                 Ok(message) if message.status == Some(StatusCode::NO_RESPONDERS) => {
                     Outcome::NoResponders
                 }

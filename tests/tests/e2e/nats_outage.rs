@@ -93,7 +93,7 @@ async fn gateway_starts_without_nats_and_recovers_when_it_appears() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn nats_killed_while_a_request_waits_still_answers_by_the_deadline() {
+async fn nats_killed_while_a_request_waits_answers_it_at_once() {
     let budget = Duration::from_millis(1900);
     let mut stack = Stack::start(&[
         ("GATEWAY_CALLBACK_TIMEOUT_MS", "2000"),
@@ -116,19 +116,18 @@ async fn nats_killed_while_a_request_waits_still_answers_by_the_deadline() {
             stack.report(&format!("no answer: {other:?}"), &request, None)
         ),
     };
+    // The reply could only come through the server that just died: the waiting callback is
+    // answered when the connection drops, not at its deadline.
     let source = response.source().unwrap_or_default().to_owned();
-    let on_time = response.elapsed <= budget + LATE_SLACK;
+    let at_once = response.elapsed < budget / 2;
     let body_ok = response.json().ok() == Some(default_allow());
     assert!(
-        response.status == 200
-            && on_time
-            && body_ok
-            && (source == "fallback:timeout" || source == "fallback:unavailable"),
+        response.status == 200 && at_once && body_ok && source == "fallback:unavailable",
         "{}",
         stack.report(
             &format!(
-                "expected 200, the default body and fallback:timeout or fallback:unavailable within {:?}",
-                budget + LATE_SLACK
+                "expected 200, the default body and fallback:unavailable within {:?}",
+                budget / 2
             ),
             &request,
             Some(&response)
