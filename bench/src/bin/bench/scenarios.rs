@@ -1,0 +1,629 @@
+//! The scenarios: each starts its own stack (a fresh nats-server on a free port, then the
+//! workers and servers it needs), runs its load, reads what it has to read, and returns its
+//! part of summary.json and its table rows. Every process is killed when the scenario ends.
+//!
+//! 1. `floors`: the direct server, the bare NATS round trip and the gateway (with the example
+//!    worker), one request at a time and at maximum throughput, in interleaved rounds; plus
+//!    two diagnostics: the NATS round trip carrying the gateway's five headers, and the
+//!    gateway on a one-thread runtime.
+//! 2. `hung_worker`: only a hung worker behind the gateway; every answer before the budget.
+//! 3. `nats_down`: nats-server killed mid-run and restarted on the same port.
+//! 4. `memory`: the gateway's RSS across a flood of timed-out requests.
+
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::Context as _;
+use openim_gateway_bench::result::RunResult;
+use serde_json::{json, Value};
+
+use crate::{
+    report::{Aggregate, Row},
+    stack::{GatewaySettings, Measured, Tools},
+};
+
+/// Durations, rates and concurrency of one suite.
+#[derive(Debug, Clone)]
+pub(crate) struct Plan {
+    /// `--quick`.
+    pub(crate) quick: bool,
+    /// Interleaved rounds of the floors scenario; its figures are the medians of the rounds.
+    pub(crate) rounds: usize,
+    /// Warm-up before each floors run, in seconds.
+    pub(crate) warmup_s: f64,
+    /// One request at a time: the measured window of each round, in seconds.
+    pub(crate) serial_s: f64,
+    /// Maximum throughput: the measured window of each round, in seconds.
+    pub(crate) max_s: f64,
+    /// Maximum throughput: concurrent callers (connections, or NATS requests in flight).
+    pub(crate) max_connections: usize,
+    /// hung_worker: the open-loop rate.
+    pub(crate) hung_rate: f64,
+    /// hung_worker: the duration, in seconds.
+    pub(crate) hung_s: f64,
+    /// nats_down: the open-loop rate.
+    pub(crate) down_rate: f64,
+    /// nats_down: the whole run, when nats-server is killed, when it is restarted (s).
+    pub(crate) down_s: (f64, f64, f64),
+    /// memory: concurrent callers.
+    pub(crate) memory_connections: usize,
+    /// memory: warm-up before the "before" RSS, and the measured flood, in seconds. The
+    /// warm-up is long enough for the allocator to reach its plateau (about 20 s, 250 000
+    /// timed-out requests on 2 cores), so that "before" is not read on the way up.
+    pub(crate) memory_s: (f64, f64),
+    /// memory: the flood is cut in this many runs, with an idle RSS reading after each, to
+    /// tell a plateau from a leak.
+    pub(crate) memory_segments: usize,
+}
+
+impl Plan {
+    /// The full suite (under 10 minutes on 2 cores) or the quick one (under 2).
+    pub(crate) fn new(quick: bool) -> Self {
+        if quick {
+            Self {
+                quick,
+                rounds: 1,
+                warmup_s: 1.0,
+                serial_s: 3.0,
+                max_s: 3.0,
+                max_connections: 64,
+                hung_rate: 2000.0,
+                hung_s: 5.0,
+                down_rate: 500.0,
+                down_s: (12.0, 3.0, 6.0),
+                memory_connections: 1024,
+                memory_s: (10.0, 16.0),
+                memory_segments: 2,
+            }
+        } else {
+            Self {
+                quick,
+                rounds: 3,
+                warmup_s: 1.0,
+                serial_s: 6.0,
+                max_s: 6.0,
+                max_connections: 64,
+                hung_rate: 2000.0,
+                hung_s: 10.0,
+                down_rate: 500.0,
+                down_s: (30.0, 8.0, 16.0),
+                memory_connections: 1024,
+                memory_s: (20.0, 75.0),
+                memory_segments: 3,
+            }
+        }
+    }
+}
+
+/// What a scenario adds to the summary and the table.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    /// Top-level keys of summary.json.
+    pub(crate) summary: BTreeMap<String, Value>,
+    /// Table rows.
+    pub(crate) rows: Vec<Row>,
+    /// Every run's result (timelines dropped), for `runs` in summary.json.
+    pub(crate) runs: Vec<Value>,
+}
+
+impl Outcome {
+    fn keep(&mut self, scenario: &str, measured: &Measured) {
+        let mut result = measured.result.clone();
+        result.timeline.clear();
+        let mut value = serde_json::to_value(&result).unwrap_or(Value::Null);
+        if let Value::Object(object) = &mut value {
+            object.insert("scenario".to_owned(), json!(scenario));
+            object.insert(
+                "background_cores".to_owned(),
+                json!(round2(measured.background_cores)),
+            );
+            object.insert("cpu_s".to_owned(), json!(measured.cpu_s));
+        }
+        self.runs.push(value);
+    }
+}
+
+fn round2(value: f64) -> f64 {
+    (value * 100.0).round() / 100.0
+}
+
+fn s(value: f64) -> String {
+    value.to_string()
+}
+
+fn closed(label: &str, connections: usize, warmup_s: f64, duration_s: f64) -> Vec<String> {
+    vec![
+        "--label".into(),
+        label.into(),
+        "--mode".into(),
+        "closed".into(),
+        "--connections".into(),
+        connections.to_string(),
+        "--warmup-s".into(),
+        s(warmup_s),
+        "--duration-s".into(),
+        s(duration_s),
+    ]
+}
+
+/// An open-loop run. `budget_ms` is the late check's budget; as many connections as the
+/// rate needs while every request waits out the budget are opened before the first request
+/// (an HTTP client keeps its pool), so the ramp-up does not count as the gateway's lateness.
+fn open(label: &str, rate: f64, duration_s: f64, budget_ms: f64) -> Vec<String> {
+    let connections = ((rate * budget_ms / 1e3 * 1.25).ceil() as usize).max(16);
+    vec![
+        "--label".into(),
+        label.into(),
+        "--mode".into(),
+        "open".into(),
+        "--rate".into(),
+        s(rate),
+        "--connections".into(),
+        connections.to_string(),
+        "--duration-s".into(),
+        s(duration_s),
+        "--budget-ms".into(),
+        s(budget_ms),
+    ]
+}
+
+/// One request at a time: the floors, the floor with the gateway's NATS headers, the gateway,
+/// and the gateway on one runtime thread.
+const SERIAL_TARGETS: [&str; 5] = [
+    "direct",
+    "nats_rr",
+    "nats_rr_headers",
+    "gateway",
+    "gateway_1thread",
+];
+/// Maximum throughput.
+const MAX_TARGETS: [&str; 4] = ["direct", "nats_rr", "gateway", "gateway_1thread"];
+
+/// Scenario 1: the floors and the gateway, one at a time and at maximum throughput.
+pub(crate) fn floors(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome> {
+    let nats = tools.nats("nats-server")?;
+    let worker = tools.worker(&nats)?;
+    let (direct, direct_url) = tools.direct()?;
+    // The gateway's defaults (5000 ms, margin 250): nothing times out here.
+    let gateway = tools.gateway(&nats, &GatewaySettings::new(5000, 250))?;
+    // The same gateway on a one-thread runtime (an environment variable, no code change):
+    // how much of its latency is hops between threads.
+    let gateway_1thread = tools.gateway(
+        &nats,
+        &GatewaySettings {
+            name: "openim-gateway-1thread",
+            worker_threads: Some(1),
+            ..GatewaySettings::new(5000, 250)
+        },
+    )?;
+    let nats_guard = nats.guard().context("nats-server is not running")?;
+    let stack = [
+        nats_guard,
+        &worker,
+        &direct,
+        &gateway.guard,
+        &gateway_1thread.guard,
+    ];
+    let mut outcome = Outcome::default();
+    let mut serial: BTreeMap<&str, Vec<RunResult>> = BTreeMap::new();
+    let mut max: BTreeMap<&str, Vec<RunResult>> = BTreeMap::new();
+    let mut background: Vec<f64> = Vec::new();
+    // Max-throughput runs: CPU µs per request of each process, summed over the rounds.
+    let mut cpu_per_request: BTreeMap<&str, BTreeMap<String, f64>> = BTreeMap::new();
+
+    for (phase, connections, duration_s, targets) in [
+        ("serial", 1, plan.serial_s, &SERIAL_TARGETS[..]),
+        ("max", plan.max_connections, plan.max_s, &MAX_TARGETS[..]),
+    ] {
+        for round in 1..=plan.rounds {
+            for &target in targets {
+                let label = format!("{target}_{phase}");
+                eprintln!("bench: floors: {label} round {round}/{}", plan.rounds);
+                let mut args = closed(&label, connections, plan.warmup_s, duration_s);
+                let measured = match target {
+                    "direct" => tools.loadgen(&direct_url, &args, &stack)?,
+                    "nats_rr" => tools.nats_client(&nats, &args, &stack)?,
+                    "nats_rr_headers" => {
+                        args.push("--with-headers".to_owned());
+                        tools.nats_client(&nats, &args, &stack)?
+                    }
+                    "gateway_1thread" => tools.loadgen(&gateway_1thread.url, &args, &stack)?,
+                    _ => tools.loadgen(&gateway.url, &args, &stack)?,
+                };
+                background.push(measured.background_cores);
+                outcome.keep("floors", &measured);
+                if phase == "max" {
+                    // CPU is counted over the whole run, warm-up included.
+                    let requests = (measured.result.rate * (plan.warmup_s + duration_s)).max(1.0);
+                    let sums = cpu_per_request.entry(target).or_default();
+                    for (process, seconds) in &measured.cpu_s {
+                        // Only the processes this target's requests go through.
+                        if seconds * 1e6 / requests >= 0.5 {
+                            *sums.entry(process.clone()).or_default() +=
+                                seconds * 1e6 / requests / plan.rounds as f64;
+                        }
+                    }
+                }
+                let runs = if phase == "serial" {
+                    &mut serial
+                } else {
+                    &mut max
+                };
+                runs.entry(target).or_default().push(measured.result);
+            }
+        }
+    }
+
+    let aggregate = |runs: &BTreeMap<&str, Vec<RunResult>>, target: &str| {
+        Aggregate::of(runs.get(target).map(Vec::as_slice).unwrap_or_default())
+    };
+    for target in SERIAL_TARGETS {
+        let one = aggregate(&serial, target);
+        let mut figures = json!({
+            "p50_us": one.p50_us,
+            "p99_us": one.p99_us,
+            "p999_us": one.p999_us,
+            "max_us": one.max_us,
+            "serial_rps": one.rate.round(),
+            "errors": one.errors,
+        });
+        outcome
+            .rows
+            .push(one.row(&format!("{target}: one at a time (c=1)")));
+        if MAX_TARGETS.contains(&target) {
+            let most = aggregate(&max, target);
+            figures["max_rps"] = json!(most.rate.round());
+            figures["max_load_p50_us"] = json!(most.p50_us);
+            figures["max_load_p99_us"] = json!(most.p99_us);
+            figures["errors"] = json!(one.errors + most.errors);
+            figures["max_load_cpu_us_per_request"] =
+                json!(cpu_per_request.get(target).map(|sums| sums
+                    .iter()
+                    .map(|(process, us)| (process.clone(), us.round()))
+                    .collect::<BTreeMap<_, _>>()));
+        }
+        outcome.summary.insert(target.to_owned(), figures);
+    }
+    for target in MAX_TARGETS {
+        outcome.rows.push(aggregate(&max, target).row(&format!(
+            "{target}: max throughput (c={})",
+            plan.max_connections
+        )));
+    }
+    // Own cost: the gateway's latency minus both floors', one request at a time.
+    let own_cost = |gateway: &str, nats_floor: &str, pick: fn(&Aggregate) -> u64| {
+        let value = |target: &str| i64::try_from(pick(&aggregate(&serial, target))).unwrap_or(0);
+        value(gateway) - value("direct") - value(nats_floor)
+    };
+    let own_costs = |gateway: &str, nats_floor: &str| {
+        json!({
+            "p50_us": own_cost(gateway, nats_floor, |a| a.p50_us),
+            "p99_us": own_cost(gateway, nats_floor, |a| a.p99_us),
+            "p999_us": own_cost(gateway, nats_floor, |a| a.p999_us),
+        })
+    };
+    outcome
+        .summary
+        .insert("own_cost".to_owned(), own_costs("gateway", "nats_rr"));
+    outcome.summary.insert(
+        "own_cost_vs_headers_floor".to_owned(),
+        own_costs("gateway", "nats_rr_headers"),
+    );
+    outcome.summary.insert(
+        "own_cost_1thread".to_owned(),
+        own_costs("gateway_1thread", "nats_rr"),
+    );
+    let ratio = |target: &str| {
+        let direct_max = aggregate(&max, "direct").rate;
+        if direct_max > 0.0 {
+            round2(aggregate(&max, target).rate / direct_max)
+        } else {
+            0.0
+        }
+    };
+    outcome.summary.insert(
+        "ratio".to_owned(),
+        json!({
+            "rps": ratio("gateway"),
+            "gateway_1thread_rps": ratio("gateway_1thread"),
+            "nats_rr_rps": ratio("nats_rr"),
+        }),
+    );
+    outcome.summary.insert(
+        "floors_background_cores_max".to_owned(),
+        json!(round2(background.iter().copied().fold(0.0, f64::max))),
+    );
+    Ok(outcome)
+}
+
+/// Scenario 2: a hung worker alone; every answer must beat the budget.
+pub(crate) fn hung_worker(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome> {
+    let (timeout_ms, margin_ms) = (300, 50);
+    let budget_ms = (timeout_ms - margin_ms) as f64;
+    let nats = tools.nats("nats-server")?;
+    let hung = tools.hung_worker(&nats)?;
+    let gateway = tools.gateway(&nats, &GatewaySettings::new(timeout_ms, margin_ms))?;
+    let nats_guard = nats.guard().context("nats-server is not running")?;
+    eprintln!(
+        "bench: hung_worker: {} rps for {} s, budget {budget_ms} ms",
+        plan.hung_rate, plan.hung_s
+    );
+    let mut args = open("hung_worker", plan.hung_rate, plan.hung_s, budget_ms);
+    args.extend(["--timeline-ms".to_owned(), "100".to_owned()]);
+    let measured = tools.loadgen(&gateway.url, &args, &[nats_guard, &hung, &gateway.guard])?;
+    let result = &measured.result;
+    // Whether late answers come in bursts (a stall of the machine) or spread out.
+    let late_windows: Vec<Value> = result
+        .timeline
+        .iter()
+        .filter(|bucket| bucket.late > 0)
+        .map(|bucket| json!([bucket.start_ms, bucket.late]))
+        .collect();
+    let mut outcome = Outcome::default();
+    outcome.summary.insert(
+        "hung_worker".to_owned(),
+        json!({
+            "sent": result.sent,
+            "late": result.late,
+            "worst_late_ms": result.worst_late_ms.map(round2),
+            "late_after_send": result.late_after_send,
+            "worst_late_after_send_ms": result.worst_late_after_send_ms.map(round2),
+            "dispatch_delay_p99_us": result.dispatch_delay.map(|p| p.p99_us),
+            "dispatch_delay_max_us": result.dispatch_delay.map(|p| p.max_us),
+            "late_windows_100ms": late_windows,
+            "budget_ms": budget_ms,
+            "rate": result.target_rate,
+            "p50_us": result.latency.p50_us,
+            "p99_us": result.latency.p99_us,
+            "max_us": result.latency.max_us,
+            "sources": result.sources,
+            "errors": result.errors,
+            "background_cores": round2(measured.background_cores),
+        }),
+    );
+    outcome
+        .rows
+        .push(Aggregate::of(std::slice::from_ref(result)).row(&format!(
+            "hung_worker: open {} rps, budget {budget_ms} ms",
+            plan.hung_rate
+        )));
+    outcome.keep("hung_worker", &measured);
+    Ok(outcome)
+}
+
+fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or_default()
+}
+
+fn sleep_until(instant: Instant) {
+    std::thread::sleep(instant.saturating_duration_since(Instant::now()));
+}
+
+/// Scenario 3: nats-server killed mid-run, then restarted on the same port.
+pub(crate) fn nats_down(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome> {
+    let (timeout_ms, margin_ms) = (300, 50);
+    let budget_ms = (timeout_ms - margin_ms) as f64;
+    let (run_s, kill_s, restart_s) = plan.down_s;
+    let mut nats = tools.nats("nats-server")?;
+    let worker = tools.worker(&nats)?;
+    let gateway = tools.gateway(&nats, &GatewaySettings::new(timeout_ms, margin_ms))?;
+    eprintln!(
+        "bench: nats_down: {} rps for {run_s} s; nats-server killed at {kill_s} s, restarted at {restart_s} s",
+        plan.down_rate
+    );
+    let mut args = open("nats_down", plan.down_rate, run_s, budget_ms);
+    args.extend(["--timeline-ms".to_owned(), "100".to_owned()]);
+    // nats-server is killed and replaced mid-run: the CPU accounting leaves it out, so this
+    // run's background figure includes nats-server's own CPU.
+    let running = tools.start_loadgen(&gateway.url, &args, &[&worker, &gateway.guard])?;
+    let started = running.started();
+    sleep_until(started + Duration::from_secs_f64(kill_s));
+    nats.kill();
+    let killed_unix_ms = unix_ms_now();
+    eprintln!("bench:   nats-server killed");
+    sleep_until(started + Duration::from_secs_f64(restart_s));
+    nats.start(tools)?;
+    let restarted_unix_ms = unix_ms_now();
+    eprintln!("bench:   nats-server restarted on the same port");
+    let measured = tools.finish(running, &[&worker, &gateway.guard])?;
+    let result = &measured.result;
+
+    let bucket_unix = |start_ms: u64| result.t0_unix_ms + start_ms;
+    let after_restart = result
+        .timeline
+        .iter()
+        .filter(|bucket| bucket_unix(bucket.start_ms) >= restarted_unix_ms);
+    let recovered: u64 = after_restart
+        .clone()
+        .map(|bucket| bucket.sources.get("worker").copied().unwrap_or_default())
+        .sum();
+    let first_worker_after_restart_ms = after_restart
+        .clone()
+        .find(|bucket| bucket.sources.get("worker").is_some_and(|count| *count > 0))
+        .map(|bucket| bucket_unix(bucket.start_ms).saturating_sub(restarted_unix_ms));
+    let while_down: BTreeMap<String, u64> = result
+        .timeline
+        .iter()
+        .filter(|bucket| {
+            let at = bucket_unix(bucket.start_ms);
+            at >= killed_unix_ms && at + 100 <= restarted_unix_ms
+        })
+        .fold(BTreeMap::new(), |mut sum, bucket| {
+            for (source, count) in &bucket.sources {
+                *sum.entry(source.clone()).or_default() += count;
+            }
+            sum
+        });
+    let unavailable = result.source_latency.get("fallback:unavailable");
+    let mut outcome = Outcome::default();
+    outcome.summary.insert(
+        "nats_down".to_owned(),
+        json!({
+            "sent": result.sent,
+            "late": result.late,
+            "recovered": recovered,
+            "worst_late_ms": result.worst_late_ms.map(round2),
+            "late_after_send": result.late_after_send,
+            "worst_late_after_send_ms": result.worst_late_after_send_ms.map(round2),
+            "budget_ms": budget_ms,
+            "rate": result.target_rate,
+            "killed_at_s": kill_s,
+            "restarted_at_s": restart_s,
+            "first_worker_answer_after_restart_ms": first_worker_after_restart_ms,
+            "sources": result.sources,
+            "sources_while_down": while_down,
+            "unavailable_p99_us": unavailable.map(|p| p.p99_us),
+            "unavailable_max_us": unavailable.map(|p| p.max_us),
+            "errors": result.errors,
+        }),
+    );
+    outcome
+        .rows
+        .push(Aggregate::of(std::slice::from_ref(result)).row(&format!(
+            "nats_down: open {} rps, budget {budget_ms} ms",
+            plan.down_rate
+        )));
+    outcome.keep("nats_down", &measured);
+    Ok(outcome)
+}
+
+/// The least-squares slope of `ys` over `xs`: how RSS moves per timed-out request. A leak
+/// shows as a steady positive slope; allocator noise as a small one of either sign.
+fn slope(xs: &[u64], ys: &[f64]) -> f64 {
+    let n = xs.len().min(ys.len()) as f64;
+    if n < 2.0 {
+        return 0.0;
+    }
+    let mean_x = xs.iter().map(|&x| x as f64).sum::<f64>() / n;
+    let mean_y = ys.iter().sum::<f64>() / n;
+    let (mut covariance, mut variance) = (0.0, 0.0);
+    for (&x, &y) in xs.iter().zip(ys) {
+        covariance += (x as f64 - mean_x) * (y - mean_y);
+        variance += (x as f64 - mean_x).powi(2);
+    }
+    if variance > 0.0 {
+        covariance / variance
+    } else {
+        0.0
+    }
+}
+
+fn mib(kib: u64) -> f64 {
+    round2(kib as f64 / 1024.0)
+}
+
+/// Scenario 4: the gateway's memory across a flood of timed-out requests.
+pub(crate) fn memory(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome> {
+    let (timeout_ms, margin_ms) = (60, 10);
+    let budget_ms = timeout_ms - margin_ms;
+    let (warmup_s, flood_s) = plan.memory_s;
+    let segments = plan.memory_segments.max(1);
+    let nats = tools.nats("nats-server")?;
+    let hung = tools.hung_worker(&nats)?;
+    // `error`: at this rate the per-timeout warning would measure the logger and fill the disk.
+    let gateway = tools.gateway(
+        &nats,
+        &GatewaySettings {
+            log_filter: "error",
+            ..GatewaySettings::new(timeout_ms, margin_ms)
+        },
+    )?;
+    let nats_guard = nats.guard().context("nats-server is not running")?;
+    let stack = [nats_guard, &hung, &gateway.guard];
+    let rss_start = gateway.guard.rss_kib()?;
+    eprintln!(
+        "bench: memory: {} callers, budget {budget_ms} ms; warm-up {warmup_s} s, then {flood_s} s in {segments} segments",
+        plan.memory_connections,
+    );
+    let mut outcome = Outcome::default();
+    let warmup = tools.loadgen(
+        &gateway.url,
+        &closed("memory_warmup", plan.memory_connections, 0.0, warmup_s),
+        &stack,
+    )?;
+    outcome.keep("memory_warmup", &warmup);
+    // Idle RSS (1 s after a flood, every deadline past) before the measured floods and after
+    // each segment of them; under-load RSS every 5 s.
+    std::thread::sleep(Duration::from_secs(1));
+    let rss_before = gateway.guard.rss_kib()?;
+    let mut idle_series = vec![mib(rss_before)];
+    // Timed-out requests so far at each idle reading, for the slope.
+    let mut idle_counts = vec![0_u64];
+    let mut load_series = Vec::new();
+    let mut results = Vec::new();
+    for segment in 1..=segments {
+        let mut args = closed(
+            "memory",
+            plan.memory_connections,
+            0.0,
+            flood_s / segments as f64,
+        );
+        args.extend(["--budget-ms".to_owned(), budget_ms.to_string()]);
+        let mut running = tools.start_loadgen(&gateway.url, &args, &stack)?;
+        let mut next_sample = running.started() + Duration::from_secs(5);
+        while !running.is_done() {
+            std::thread::sleep(Duration::from_millis(100));
+            if Instant::now() >= next_sample {
+                load_series.push(mib(gateway.guard.rss_kib()?));
+                next_sample += Duration::from_secs(5);
+            }
+        }
+        let measured = tools.finish(running, &stack)?;
+        std::thread::sleep(Duration::from_secs(1));
+        idle_series.push(mib(gateway.guard.rss_kib()?));
+        eprintln!("bench:   segment {segment}/{segments}: idle RSS {idle_series:?} MiB");
+        idle_counts.push(
+            idle_counts.last().copied().unwrap_or_default()
+                + measured.result.source_count("fallback:timeout"),
+        );
+        outcome.keep("memory", &measured);
+        results.push(measured.result);
+    }
+    let pending = gateway.metric("openim_gateway_pending_replies")?;
+    let inflight = gateway.metric("openim_gateway_inflight_callbacks")?;
+    let rss_after = gateway.guard.rss_kib()?;
+    let sum = |count: fn(&RunResult) -> u64| results.iter().map(count).sum::<u64>();
+    let timed_out = sum(|result| result.source_count("fallback:timeout"));
+    let late = sum(|result| result.late);
+    let growth_kib = rss_after.saturating_sub(rss_before);
+    let first_idle_after = idle_series.get(1).copied().unwrap_or_default();
+    outcome.summary.insert(
+        "memory".to_owned(),
+        json!({
+            "timed_out": timed_out,
+            "timed_out_with_warmup": timed_out + warmup.result.source_count("fallback:timeout"),
+            "rss_start_mb": mib(rss_start),
+            "rss_before_mb": mib(rss_before),
+            "rss_after_mb": mib(rss_after),
+            "growth_mb": mib(growth_kib),
+            "growth_pct": if rss_before > 0 { round2(growth_kib as f64 * 100.0 / rss_before as f64) } else { 0.0 },
+            "growth_after_first_segment_mb": round2(mib(rss_after) - first_idle_after),
+            "idle_slope_mb_per_million": round2(slope(&idle_counts, &idle_series) * 1e6),
+            "rss_idle_series_mb": idle_series,
+            "rss_under_load_series_mb": load_series,
+            "pending_replies_after": pending,
+            "inflight_after": inflight,
+            "rate": round2(timed_out as f64 / flood_s),
+            "budget_ms": budget_ms,
+            "late_overload": late,
+            "errors": sum(RunResult::error_count),
+        }),
+    );
+    // Back-to-back callers saturate the machine: requests queue before the gateway's clock
+    // starts (at the handler), so client-side lateness here is overload, not a budget.
+    let mut aggregate = Aggregate::of(&results);
+    aggregate.late = 0;
+    aggregate.rate = timed_out as f64 / flood_s;
+    let mut row = aggregate.row(&format!(
+        "memory: closed c={} (overload), budget {budget_ms} ms",
+        plan.memory_connections,
+    ));
+    row.answers.push_str(&format!(", late (overload) {late}"));
+    outcome.rows.push(row);
+    Ok(outcome)
+}
