@@ -291,6 +291,20 @@ fn is_common_field(key: &str) -> bool {
 }
 
 fn check_no_case_duplicates(reply: &Body) -> Result<(), InvalidReply> {
+    /// Up to this many keys, comparing pairs costs less than building a set of lowercase keys.
+    const PAIRWISE_UP_TO: usize = 32;
+    if reply.len() <= PAIRWISE_UP_TO {
+        let keys: Vec<&String> = reply.keys().collect();
+        for (index, key) in keys.iter().enumerate() {
+            if keys[index + 1..]
+                .iter()
+                .any(|other| other.eq_ignore_ascii_case(key))
+            {
+                return Err(InvalidReply::DuplicateKey((*key).clone()));
+            }
+        }
+        return Ok(());
+    }
     let mut seen = std::collections::HashSet::with_capacity(reply.len());
     for key in reply.keys() {
         if !seen.insert(key.to_ascii_lowercase()) {
@@ -491,6 +505,12 @@ mod tests {
         .unwrap();
         assert_eq!(mistaken["actionCode"], json!(0));
         assert_eq!(mistaken["nextCode"], json!(1));
+    }
+
+    fn many_keys_with_a_case_duplicate() -> &'static str {
+        let mut keys: Vec<String> = (0..40).map(|n| format!("\"k{n}\":1")).collect();
+        keys.push("\"K7\":2".to_owned());
+        Box::leak(format!("{{{}}}", keys.join(",")).into_boxed_str())
     }
 
     #[test]

@@ -39,6 +39,17 @@ use crate::{
 
 /// OpenIM's header, as `http::HeaderMap` stores names (lowercase; lookups ignore case).
 const OPENIM_OPERATION_ID_HEADER: &str = "operationid";
+/// tokio's timers fire on the first millisecond tick after their deadline, and a busy
+/// runtime polls the woken task a little later still: the gateway stops waiting this much
+/// before the budget ends, so that the answer has left when the budget ends.
+const TIMER_SLACK: Duration = Duration::from_millis(5);
+
+/// The wait a budget allows: the budget less [`TIMER_SLACK`], or less a tenth of a very
+/// small budget.
+fn answer_within(budget: Duration) -> Duration {
+    budget.saturating_sub(TIMER_SLACK.min(budget / 10))
+}
+
 /// Longest command name echoed in an error answer or a log line.
 const MAX_ECHOED_NAME: usize = 128;
 
@@ -49,8 +60,9 @@ pub struct AppState {
     pub forwarder: Forwarder,
     /// Counters and histograms.
     pub metrics: Arc<Metrics>,
-    /// Arrival to answer: `GATEWAY_CALLBACK_TIMEOUT_MS - GATEWAY_SAFETY_MARGIN_MS`.
-    pub budget: Duration,
+    /// Arrival to the moment the gateway stops waiting: the budget
+    /// (`GATEWAY_CALLBACK_TIMEOUT_MS - GATEWAY_SAFETY_MARGIN_MS`) less [`TIMER_SLACK`].
+    pub answer_within: Duration,
     /// `{GATEWAY_SUBJECT_PREFIX}.{command}` for every catalog command, built once.
     pub subjects: HashMap<&'static str, async_nats::Subject>,
     /// The answer when no valid worker decision arrives.
@@ -67,7 +79,7 @@ impl AppState {
         Self {
             forwarder,
             metrics,
-            budget: config.budget(),
+            answer_within: answer_within(config.budget()),
             subjects: catalog::COMMANDS
                 .iter()
                 .map(|command| {
@@ -176,7 +188,7 @@ impl Rejection {
 /// The callback handler: validate, then ask the workers (before) or notify them (after).
 async fn callback(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let arrival = Instant::now();
-    let deadline = arrival + state.budget;
+    let deadline = arrival + state.answer_within;
     let request_id = uuid::Uuid::now_v7();
     let (parts, body) = request.into_parts();
     match accept(&state, &parts, body, deadline).await {
@@ -579,6 +591,22 @@ impl Drop for InflightGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_wait_ends_before_the_budget() {
+        assert_eq!(
+            answer_within(Duration::from_millis(4750)),
+            Duration::from_millis(4745)
+        );
+        assert_eq!(
+            answer_within(Duration::from_millis(20)),
+            Duration::from_millis(18)
+        );
+        assert_eq!(
+            answer_within(Duration::from_millis(1)),
+            Duration::from_micros(900)
+        );
+    }
 
     #[test]
     fn command_is_the_last_non_empty_segment() {
