@@ -588,6 +588,10 @@ mod tests {
                 br#"{"nickName":"a","NICKNAME":"b"}"#,
                 InvalidReply::DuplicateKey(String::new()),
             ),
+            (
+                many_keys_with_a_case_duplicate().as_bytes(),
+                InvalidReply::DuplicateKey(String::new()),
+            ),
         ];
         for (reply, expected) in cases {
             let error = normalise_reply(command(SEED), &request, reply).unwrap_err();
