@@ -175,39 +175,26 @@ impl Config {
                 "must be smaller than {GATEWAY_CALLBACK_TIMEOUT_MS} ({timeout_ms})"
             )));
         }
+        // The reject settings are validated even when the default is allow: a typo there
+        // should not wait for the day someone switches to reject.
+        let reject_err_code = setting(
+            GATEWAY_REJECT_ERR_CODE,
+            &DEFAULT_REJECT_ERR_CODE.to_string(),
+        )
+        .integer_in(5000..=9999, "OpenIM's range for custom error codes")?;
+        let reject_err_msg = setting(GATEWAY_REJECT_ERR_MSG, DEFAULT_REJECT_ERR_MSG);
+        if reject_err_msg.value.trim().is_empty() {
+            return Err(reject_err_msg.invalid("must not be empty"));
+        }
         let default_decision = match setting(GATEWAY_DEFAULT_DECISION, "allow") {
             decision if decision.value == "allow" => DefaultDecision::Allow,
-            decision if decision.value == "reject" => {
-                let err_code = setting(
-                    GATEWAY_REJECT_ERR_CODE,
-                    &DEFAULT_REJECT_ERR_CODE.to_string(),
-                )
-                .integer_in(5000..=9999, "OpenIM's range for custom error codes")?;
-                let err_msg = setting(GATEWAY_REJECT_ERR_MSG, DEFAULT_REJECT_ERR_MSG);
-                if err_msg.value.trim().is_empty() {
-                    return Err(err_msg.invalid("must not be empty"));
-                }
-                DefaultDecision::Reject {
-                    // The range check above makes this conversion lossless.
-                    err_code: err_code as i32,
-                    err_msg: err_msg.value,
-                }
-            }
+            decision if decision.value == "reject" => DefaultDecision::Reject {
+                // The range check above makes this conversion lossless.
+                err_code: reject_err_code as i32,
+                err_msg: reject_err_msg.value,
+            },
             decision => return Err(decision.invalid("must be allow or reject")),
         };
-        // Validate the reject settings even when the default is allow: a typo there should
-        // not wait for the day someone switches to reject.
-        if default_decision == DefaultDecision::Allow {
-            setting(
-                GATEWAY_REJECT_ERR_CODE,
-                &DEFAULT_REJECT_ERR_CODE.to_string(),
-            )
-            .integer_in(5000..=9999, "OpenIM's range for custom error codes")?;
-            let err_msg = setting(GATEWAY_REJECT_ERR_MSG, DEFAULT_REJECT_ERR_MSG);
-            if err_msg.value.trim().is_empty() {
-                return Err(err_msg.invalid("must not be empty"));
-            }
-        }
         let webhook_secret = match lookup(GATEWAY_WEBHOOK_SECRET) {
             None => None,
             Some(value) => Some(validate_secret(value)?),

@@ -50,6 +50,8 @@ fn answer_within(budget: Duration) -> Duration {
     budget.saturating_sub(TIMER_SLACK.min(budget / 10))
 }
 
+/// The `source` label of an after-callback that could not be published (still acknowledged).
+const UNPUBLISHED: &str = "unpublished";
 /// Longest command name echoed in an error answer or a log line.
 const MAX_ECHOED_NAME: usize = 128;
 
@@ -423,7 +425,7 @@ async fn decide(
             )
         }
     };
-    record(state, command, source, arrival);
+    record(state, command, source.as_str(), arrival);
     json_response(
         StatusCode::OK,
         source,
@@ -476,18 +478,9 @@ async fn notify(
         DecisionSource::Ack.as_str()
     } else {
         tracing::warn!(command = command.name, %request_id, "after-callback not published: nats unavailable");
-        "unpublished"
+        UNPUBLISHED
     };
-    state
-        .metrics
-        .callbacks
-        .get_or_create(&CallbackLabels {
-            command: command.name,
-            kind: command.kind.as_str(),
-            source: label,
-        })
-        .inc();
-    observe_duration(state, command, arrival);
+    record(state, command, label, arrival);
     let answer = decision::default_answer(&DefaultDecision::Allow, None, None);
     json_response(
         StatusCode::OK,
@@ -497,20 +490,17 @@ async fn notify(
     )
 }
 
-fn record(state: &AppState, command: &'static Command, source: DecisionSource, arrival: Instant) {
+/// Counts an answered callback under its `source` label and observes arrival to answer.
+fn record(state: &AppState, command: &'static Command, source: &'static str, arrival: Instant) {
     state
         .metrics
         .callbacks
         .get_or_create(&CallbackLabels {
             command: command.name,
             kind: command.kind.as_str(),
-            source: source.as_str(),
+            source,
         })
         .inc();
-    observe_duration(state, command, arrival);
-}
-
-fn observe_duration(state: &AppState, command: &'static Command, arrival: Instant) {
     state
         .metrics
         .callback_duration
