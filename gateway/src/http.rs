@@ -14,7 +14,7 @@ use std::{
 use axum::{
     body::Body as HttpBody,
     extract::{Request, State},
-    http::{header, request::Parts, HeaderValue, Method, StatusCode},
+    http::{header, request::Parts, HeaderMap, HeaderValue, Method, StatusCode},
     response::{IntoResponse, Response},
     routing::get,
     Router,
@@ -144,19 +144,36 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+/// OpenMetrics when the scraper asks for it (Prometheus does), else the classic text format.
+async fn metrics(State(state): State<Arc<AppState>>, request_headers: HeaderMap) -> Response {
     state
         .metrics
         .pending_replies
         .set(i64::try_from(state.forwarder.pending_len()).unwrap_or(i64::MAX));
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
-    )
-        .into_response()
+    let wants_openmetrics = request_headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| value.contains("application/openmetrics-text"));
+    if wants_openmetrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            state.metrics.encode_openmetrics(),
+        )
+            .into_response()
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            state.metrics.encode_prometheus_text(),
+        )
+            .into_response()
+    }
 }
 
 /// A request refused before anything was asked: the caller's fault.

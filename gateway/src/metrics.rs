@@ -151,12 +151,19 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition of every metric.
-    pub fn encode(&self) -> String {
+    /// The OpenMetrics text exposition of every metric (what Prometheus asks for first).
+    pub fn encode_openmetrics(&self) -> String {
         let mut text = String::with_capacity(16 * 1024);
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+
+    /// The classic Prometheus text format (0.0.4), for scrapers and parsers that do not
+    /// speak OpenMetrics: the same samples, with counter families named by their `_total`
+    /// samples and no `# EOF`.
+    pub fn encode_prometheus_text(&self) -> String {
+        openmetrics_to_prometheus_text(&self.encode_openmetrics())
     }
 
     /// Counts a request refused before anything was asked.
@@ -164,5 +171,86 @@ impl Metrics {
         self.bad_requests
             .get_or_create(&ReasonLabels { reason })
             .inc();
+    }
+}
+
+/// Rewrites OpenMetrics text into the classic format: a counter family `x` (samples `x_total`)
+/// becomes `x_total` in its `# HELP` and `# TYPE` lines, and `# EOF` and `# UNIT` go.
+fn openmetrics_to_prometheus_text(openmetrics: &str) -> String {
+    let counters: Vec<&str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.strip_suffix(" counter"))
+        .collect();
+    let mut text = String::with_capacity(openmetrics.len() + 16 * counters.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let family_line = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            counters.contains(&name).then_some((prefix, name, tail))
+        });
+        match family_line {
+            Some((prefix, name, tail)) => {
+                text.push_str(prefix);
+                text.push_str(name);
+                text.push_str("_total ");
+                text.push_str(tail);
+            }
+            None => text.push_str(line),
+        }
+        text.push('\n');
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_text_names_counter_families_by_their_samples() {
+        let metrics = Metrics::new();
+        metrics
+            .callbacks
+            .get_or_create(&CallbackLabels {
+                command: "callbackBeforeSetGroupMemberInfoCommand",
+                kind: "before",
+                source: "worker",
+            })
+            .inc();
+        metrics.bad_request("not_json");
+        metrics
+            .callback_duration
+            .get_or_create(&CommandLabels {
+                command: "callbackBeforeSetGroupMemberInfoCommand",
+            })
+            .observe(0.001);
+        let text = metrics.encode_prometheus_text();
+        assert!(
+            text.contains("# TYPE openim_gateway_callbacks_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP openim_gateway_callbacks_total "),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE openim_gateway_bad_requests_total counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("openim_gateway_callbacks_total{command=\"callbackBeforeSetGroupMemberInfoCommand\",kind=\"before\",source=\"worker\"} 1\n"), "{text}");
+        assert!(
+            text.contains("# TYPE openim_gateway_callback_duration_seconds histogram\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE openim_gateway_inflight_callbacks gauge\n"),
+            "{text}"
+        );
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(metrics.encode_openmetrics().ends_with("# EOF\n"));
     }
 }
