@@ -162,4 +162,28 @@ async fn probes_and_metrics() {
     assert_eq!(status, StatusCode::OK);
     assert!(text.contains("openim_gateway_callbacks_total{command=\"callbackBeforeSetGroupMemberInfoCommand\",kind=\"before\",source=\"fallback:unavailable\"} 1"), "{text}");
     assert!(text.contains("openim_gateway_nats_connected 0"), "{text}");
+    assert!(
+        text.contains("# TYPE openim_gateway_callbacks_total counter"),
+        "{text}"
+    );
+    assert!(!text.contains("# EOF"), "{text}");
+    let openmetrics = router
+        .clone()
+        .oneshot(
+            Request::get("/metrics")
+                .header(
+                    "accept",
+                    "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+                )
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(openmetrics.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    let body = openmetrics.into_body().collect().await.unwrap().to_bytes();
+    assert!(body.ends_with(b"# EOF\n"));
 }
