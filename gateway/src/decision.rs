@@ -8,7 +8,7 @@
 
 use openim_gateway_proto::{
     answer::{CommonAnswer, MIN_REJECT_ERR_CODE, NEXT_CODE_STOP},
-    catalog::{Command, IDENTITY_FIELDS},
+    catalog::{Command, BEFORE_SET_GROUP_MEMBER_INFO, IDENTITY_FIELDS},
 };
 use serde_json::{Map, Value};
 use thiserror::Error;
@@ -98,8 +98,8 @@ const COMMON_STRING_FIELDS: [&str; 2] = ["errMsg", "errDlt"];
 fn typed_field(command: &str, field: &str) -> Option<FieldType> {
     use FieldType::{Int32, Str};
     match (command, field) {
-        ("callbackBeforeSetGroupMemberInfoCommand", "nickName" | "faceURL" | "ex") => Some(Str),
-        ("callbackBeforeSetGroupMemberInfoCommand", "roleLevel") => Some(Int32),
+        (BEFORE_SET_GROUP_MEMBER_INFO, "nickName" | "faceURL" | "ex") => Some(Str),
+        (BEFORE_SET_GROUP_MEMBER_INFO, "roleLevel") => Some(Int32),
         (
             "callbackBeforeSetGroupInfoCommand" | "callbackBeforeSetGroupInfoExCommand",
             "groupID" | "groupName" | "notification" | "introduction" | "faceURL" | "ex",

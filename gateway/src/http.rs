@@ -73,6 +73,8 @@ pub struct AppState {
     pub webhook_secret: Option<WebhookSecret>,
     /// Larger bodies get 413.
     pub max_body_bytes: usize,
+    /// The allow answer, serialised once: every after-callback's acknowledgement.
+    pub allow_body: Bytes,
 }
 
 impl AppState {
@@ -92,6 +94,11 @@ impl AppState {
             default_decision: config.default_decision.clone(),
             webhook_secret: config.webhook_secret.clone(),
             max_body_bytes: config.max_body_bytes,
+            allow_body: answer_bytes(&decision::default_answer(
+                &DefaultDecision::Allow,
+                None,
+                None,
+            )),
         }
     }
 }
@@ -204,6 +211,21 @@ impl Rejection {
     }
 }
 
+/// A callback that passed every check, with its clock.
+struct Callback<'a> {
+    command: &'static Command,
+    /// The HTTP request line and headers (OpenIM's `operationID` header).
+    parts: &'a Parts,
+    /// The body, forwarded byte for byte.
+    payload: Bytes,
+    /// The body, parsed once.
+    request: Body,
+    arrival: Instant,
+    /// When the gateway stops waiting: `arrival + answer_within`.
+    deadline: Instant,
+    request_id: uuid::Uuid,
+}
+
 /// The callback handler: validate, then ask the workers (before) or notify them (after).
 async fn callback(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let arrival = Instant::now();
@@ -211,20 +233,21 @@ async fn callback(State(state): State<Arc<AppState>>, request: Request) -> Respo
     let request_id = uuid::Uuid::now_v7();
     let (parts, body) = request.into_parts();
     match accept(&state, &parts, body, deadline).await {
-        Ok((command, payload, parsed)) => match command.kind {
-            CallbackKind::Before => {
-                decide(
-                    &state, command, &parts, payload, parsed, arrival, deadline, request_id,
-                )
-                .await
+        Ok((command, payload, request)) => {
+            let callback = Callback {
+                command,
+                parts: &parts,
+                payload,
+                request,
+                arrival,
+                deadline,
+                request_id,
+            };
+            match command.kind {
+                CallbackKind::Before => decide(&state, callback).await,
+                CallbackKind::After => notify(&state, callback).await,
             }
-            CallbackKind::After => {
-                notify(
-                    &state, command, &parts, payload, &parsed, arrival, deadline, request_id,
-                )
-                .await
-            }
-        },
+        }
         Err(rejection) => reject(&state, rejection, request_id),
     }
 }
@@ -353,20 +376,13 @@ fn unix_ms(at: SystemTime) -> u128 {
         .unwrap_or_default()
 }
 
-fn nats_headers(
-    command: &Command,
-    parts: &Parts,
-    body: &Body,
-    request_id: uuid::Uuid,
-    deadline: Instant,
-) -> async_nats::HeaderMap {
-    let now = Instant::now();
-    let left = deadline.saturating_duration_since(now);
+fn nats_headers(callback: &Callback<'_>) -> async_nats::HeaderMap {
+    let left = callback.deadline.saturating_duration_since(Instant::now());
     let deadline_unix_ms = unix_ms(SystemTime::now() + left);
     let mut map = async_nats::HeaderMap::new();
-    map.insert(headers::REQUEST_ID, request_id.to_string());
-    map.insert(headers::CALLBACK_COMMAND, command.name);
-    if let Some(operation_id) = operation_id(parts, body) {
+    map.insert(headers::REQUEST_ID, callback.request_id.to_string());
+    map.insert(headers::CALLBACK_COMMAND, callback.command.name);
+    if let Some(operation_id) = operation_id(callback.parts, &callback.request) {
         map.insert(headers::OPERATION_ID, operation_id);
     }
     map.insert(headers::DEADLINE_UNIX_MS, deadline_unix_ms.to_string());
@@ -375,74 +391,63 @@ fn nats_headers(
 }
 
 /// Asks a worker and answers with its normalised reply, or the default with the reason.
-#[allow(clippy::too_many_arguments)]
-async fn decide(
-    state: &AppState,
-    command: &'static Command,
-    parts: &Parts,
-    payload: Bytes,
-    request: Body,
-    arrival: Instant,
-    deadline: Instant,
-    request_id: uuid::Uuid,
-) -> Response {
+async fn decide(state: &AppState, callback: Callback<'_>) -> Response {
     let _inflight = InflightGuard::new(&state.metrics);
-    let nats_headers = nats_headers(command, parts, &request, request_id, deadline);
-    let subject = state.subject(command);
+    let Callback {
+        command,
+        request_id,
+        ..
+    } = callback;
+    let nats_headers = nats_headers(&callback);
     let outcome = state
         .forwarder
-        .ask(subject, nats_headers, payload, deadline)
+        .ask(
+            state.subject(command),
+            nats_headers,
+            callback.payload,
+            callback.deadline,
+        )
         .await;
-    let (source, answer) = match outcome {
+    let labels = CommandLabels {
+        command: command.name,
+    };
+    let (source, worker_answer) = match outcome {
         Outcome::Reply { message, waited } => {
             state
                 .metrics
                 .worker_duration
-                .get_or_create(&CommandLabels {
-                    command: command.name,
-                })
+                .get_or_create(&labels)
                 .observe(waited.as_secs_f64());
-            match checked_reply(command, &request, &message) {
-                Ok(answer) => (DecisionSource::Worker, answer),
+            match checked_reply(command, &callback.request, &message) {
+                Ok(answer) => (DecisionSource::Worker, Some(answer)),
                 Err(error) => {
-                    state
-                        .metrics
-                        .invalid_replies
-                        .get_or_create(&CommandLabels {
-                            command: command.name,
-                        })
-                        .inc();
+                    state.metrics.invalid_replies.get_or_create(&labels).inc();
                     tracing::warn!(command = command.name, %request_id, %error, "invalid worker reply: answering the default");
-                    (
-                        DecisionSource::InvalidReply,
-                        default_for(state, command, &request),
-                    )
+                    (DecisionSource::InvalidReply, None)
                 }
             }
         }
         Outcome::Timeout => {
             tracing::warn!(command = command.name, %request_id, "no worker reply before the deadline: answering the default");
-            (
-                DecisionSource::Timeout,
-                default_for(state, command, &request),
-            )
+            (DecisionSource::Timeout, None)
         }
         Outcome::NoResponders => {
             tracing::warn!(command = command.name, %request_id, "no worker subscribes to this callback: answering the default");
-            (
-                DecisionSource::NoResponders,
-                default_for(state, command, &request),
-            )
+            (DecisionSource::NoResponders, None)
         }
         Outcome::Unavailable => {
             tracing::debug!(command = command.name, %request_id, "nats unavailable: answering the default");
-            (
-                DecisionSource::Unavailable,
-                default_for(state, command, &request),
-            )
+            (DecisionSource::Unavailable, None)
         }
     };
-    record(state, command, source.as_str(), arrival);
+    let answer = worker_answer.unwrap_or_else(|| {
+        decision::default_answer(
+            &state.default_decision,
+            Some(command),
+            Some(&callback.request),
+        )
+    });
+    record(state, command, source.as_str(), callback.arrival);
     json_response(
         StatusCode::OK,
         source,
@@ -468,28 +473,23 @@ fn checked_reply(
     decision::normalise_reply(command, request, &message.payload)
 }
 
-fn default_for(state: &AppState, command: &Command, request: &Body) -> Body {
-    decision::default_answer(&state.default_decision, Some(command), Some(request))
-}
-
 /// Publishes an after-callback and acknowledges at once: OpenIM has two senders per process
 /// for these, so a slow answer would stall it.
-#[allow(clippy::too_many_arguments)]
-async fn notify(
-    state: &AppState,
-    command: &'static Command,
-    parts: &Parts,
-    payload: Bytes,
-    request: &Body,
-    arrival: Instant,
-    deadline: Instant,
-    request_id: uuid::Uuid,
-) -> Response {
-    let nats_headers = nats_headers(command, parts, request, request_id, deadline);
-    let subject = state.subject(command);
+async fn notify(state: &AppState, callback: Callback<'_>) -> Response {
+    let Callback {
+        command,
+        request_id,
+        ..
+    } = callback;
+    let nats_headers = nats_headers(&callback);
     let published = state
         .forwarder
-        .notify(subject, nats_headers, payload, deadline)
+        .notify(
+            state.subject(command),
+            nats_headers,
+            callback.payload,
+            callback.deadline,
+        )
         .await;
     let label = if published {
         DecisionSource::Ack.as_str()
@@ -497,13 +497,12 @@ async fn notify(
         tracing::warn!(command = command.name, %request_id, "after-callback not published: nats unavailable");
         UNPUBLISHED
     };
-    record(state, command, label, arrival);
-    let answer = decision::default_answer(&DefaultDecision::Allow, None, None);
+    record(state, command, label, callback.arrival);
     json_response(
         StatusCode::OK,
         DecisionSource::Ack,
         Some(request_id),
-        answer_bytes(&answer),
+        state.allow_body.clone(),
     )
 }
 
