@@ -132,16 +132,20 @@ impl HttpRequest {
 impl fmt::Display for HttpRequest {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(formatter, "{} {}", self.method, self.target)?;
-        for (name, value) in &self.headers {
-            writeln!(formatter, "{name}: {value}")?;
-        }
-        write!(
-            formatter,
-            "body ({} bytes): {}",
-            self.body.len(),
-            preview(&self.body)
-        )
+        write_headers_and_body(formatter, &self.headers, &self.body)
     }
+}
+
+/// The part of a failure report both directions share: headers, then the body's preview.
+fn write_headers_and_body(
+    formatter: &mut fmt::Formatter<'_>,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> fmt::Result {
+    for (name, value) in headers {
+        writeln!(formatter, "{name}: {value}")?;
+    }
+    write!(formatter, "body ({} bytes): {}", body.len(), preview(body))
 }
 
 /// An HTTP answer as read off the wire.
@@ -191,15 +195,7 @@ impl HttpResponse {
 impl fmt::Display for HttpResponse {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(formatter, "status {} after {:?}", self.status, self.elapsed)?;
-        for (name, value) in &self.headers {
-            writeln!(formatter, "{name}: {value}")?;
-        }
-        write!(
-            formatter,
-            "body ({} bytes): {}",
-            self.body.len(),
-            preview(&self.body)
-        )
+        write_headers_and_body(formatter, &self.headers, &self.body)
     }
 }
 

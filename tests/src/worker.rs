@@ -7,13 +7,8 @@
 use std::process::Child;
 use std::time::Duration;
 
-use bytes::Bytes;
-use openim_gateway_proto::catalog::BEFORE_SET_GROUP_MEMBER_INFO;
-use openim_gateway_proto::{headers, subject};
-
 use crate::binaries;
 use crate::process::{self, OutputLog};
-use crate::scripted::unix_ms_now;
 
 /// How long the worker may take to print `worker ready`.
 const READY_BOUND: Duration = Duration::from_secs(15);
@@ -54,21 +49,13 @@ impl Worker {
                 stderr.tail(60)
             );
         }
-        let worker = Self {
+        // `worker ready` comes after the worker's own round trip to the server, so the
+        // subscription is in place: the first callback cannot find nobody.
+        Self {
             child: spawned.child,
             stdout,
             stderr,
-        };
-        let prefix = settings
-            .iter()
-            .find(|(name, _)| *name == "WORKER_SUBJECT_PREFIX")
-            .map_or(subject::DEFAULT_PREFIX, |(_, value)| *value);
-        wait_until_serving(
-            nats_url,
-            &subject::for_command(prefix, BEFORE_SET_GROUP_MEMBER_INFO),
-        )
-        .await;
-        worker
+        }
     }
 
     /// Whether the process is still running.
@@ -84,41 +71,6 @@ impl Worker {
     /// The captured stdout.
     pub fn stdout_log(&self) -> &OutputLog {
         &self.stdout
-    }
-}
-
-/// Waits (bounded) until a request on `subject` gets an answer rather than "no responders".
-///
-/// The worker prints `worker ready` after flushing its SUB to the socket, which does not mean
-/// the server has processed it yet; a test's first callback could still find nobody. A probe
-/// the worker answers (with a service error: the body is not a request) closes that window.
-async fn wait_until_serving(nats_url: &str, subject: &str) {
-    let probing = async {
-        let client = async_nats::connect(nats_url).await.ok()?;
-        loop {
-            let mut probe_headers = async_nats::HeaderMap::new();
-            let deadline = (unix_ms_now() + 5000).to_string();
-            probe_headers.insert(headers::DEADLINE_UNIX_MS, deadline.as_str());
-            let answer = client
-                .request_with_headers(
-                    subject.to_owned(),
-                    probe_headers,
-                    Bytes::from_static(b"harness readiness probe"),
-                )
-                .await;
-            match answer {
-                Ok(_) => return Some(()),
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-    };
-    if tokio::time::timeout(READY_BOUND, probing)
-        .await
-        .ok()
-        .flatten()
-        .is_none()
-    {
-        panic!("openim-worker-example printed `worker ready` but did not answer on {subject} within {READY_BOUND:?}");
     }
 }
 
