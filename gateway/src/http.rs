@@ -54,6 +54,10 @@ fn answer_within(budget: Duration) -> Duration {
 const UNPUBLISHED: &str = "unpublished";
 /// Longest command name echoed in an error answer or a log line.
 const MAX_ECHOED_NAME: usize = 128;
+/// JSON larger than this is parsed (and a reply checked and written) on tokio's blocking pool,
+/// so that one large body does not hold up the event loop, and every other callback's timer,
+/// for the milliseconds it takes. OpenIM's bodies are a few hundred bytes.
+const INLINE_JSON_BYTES: usize = 64 * 1024;
 
 /// What the handlers share.
 #[derive(Debug)]
@@ -218,8 +222,8 @@ struct Callback<'a> {
     parts: &'a Parts,
     /// The body, forwarded byte for byte.
     payload: Bytes,
-    /// The body, parsed once.
-    request: Body,
+    /// The body, parsed once (shared with the blocking pool when a large reply is checked).
+    request: Arc<Body>,
     arrival: Instant,
     /// When the gateway stops waiting: `arrival + answer_within`.
     deadline: Instant,
@@ -259,7 +263,7 @@ async fn accept(
     parts: &Parts,
     body: HttpBody,
     deadline: Instant,
-) -> Result<(&'static Command, Bytes, Body), Rejection> {
+) -> Result<(&'static Command, Bytes, Arc<Body>), Rejection> {
     let name = command_from_path(parts.uri.path(), state.webhook_secret.as_ref())?;
     if parts.method != Method::POST {
         return Err(Rejection::new(
@@ -280,8 +284,12 @@ async fn accept(
     let payload = read_body(body, state.max_body_bytes, deadline)
         .await
         .map_err(|rejection| rejection.for_command(command))?;
-    let parsed = parse_body(&payload).map_err(|rejection| rejection.for_command(command))?;
-    Ok((command, payload, parsed))
+    let parsing = payload.clone();
+    let parsed = off_loop(payload.len(), deadline, move || parse_body(&parsing))
+        .await
+        .unwrap_or_else(|| Err(body_timeout()))
+        .map_err(|rejection| rejection.for_command(command))?;
+    Ok((command, payload, Arc::new(parsed)))
 }
 
 /// The command is the last non-empty path segment; with a secret, the segment before it
@@ -331,11 +339,37 @@ async fn read_body(body: HttpBody, limit: usize, deadline: Instant) -> Result<By
             "body_read",
             format!("body could not be read: {error}"),
         )),
-        Err(_) => Err(Rejection::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "body_timeout",
-            "body did not arrive before the deadline",
-        )),
+        Err(_) => Err(body_timeout()),
+    }
+}
+
+fn body_timeout() -> Rejection {
+    Rejection::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "body_timeout",
+        "body was not read and checked before the deadline",
+    )
+}
+
+/// Runs `work` inline when `size` is small, else on the blocking pool, never waiting past
+/// `deadline` (then `None`). A panic in `work` goes on as a panic in the caller, where the
+/// router's panic layer answers the default decision.
+async fn off_loop<T: Send + 'static>(
+    size: usize,
+    deadline: Instant,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Option<T> {
+    if size <= INLINE_JSON_BYTES {
+        return Some(work());
+    }
+    match tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(work)).await {
+        Ok(Ok(value)) => Some(value),
+        Ok(Err(error)) => match error.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            // Cancelled: only at runtime shutdown.
+            Err(_) => None,
+        },
+        Err(_) => None,
     }
 }
 
@@ -418,9 +452,18 @@ async fn decide(state: &AppState, callback: Callback<'_>) -> Response {
                 .worker_duration
                 .get_or_create(&labels)
                 .observe(waited.as_secs_f64());
-            match checked_reply(command, &callback.request, &message) {
-                Ok(answer) => (DecisionSource::Worker, Some(answer)),
-                Err(error) => {
+            let request = Arc::clone(&callback.request);
+            let checked = off_loop(message.payload.len(), callback.deadline, move || {
+                checked_reply(command, &request, &message)
+            })
+            .await;
+            match checked {
+                None => {
+                    tracing::warn!(command = command.name, %request_id, "the reply could not be checked before the deadline: answering the default");
+                    (DecisionSource::Timeout, None)
+                }
+                Some(Ok(answer)) => (DecisionSource::Worker, Some(answer)),
+                Some(Err(error)) => {
                     state.metrics.invalid_replies.get_or_create(&labels).inc();
                     tracing::warn!(command = command.name, %request_id, %error, "invalid worker reply: answering the default");
                     (DecisionSource::InvalidReply, None)
@@ -441,26 +484,22 @@ async fn decide(state: &AppState, callback: Callback<'_>) -> Response {
         }
     };
     let answer = worker_answer.unwrap_or_else(|| {
-        decision::default_answer(
+        answer_bytes(&decision::default_answer(
             &state.default_decision,
             Some(command),
             Some(&callback.request),
-        )
+        ))
     });
     record(state, command, source.as_str(), callback.arrival);
-    json_response(
-        StatusCode::OK,
-        source,
-        Some(request_id),
-        answer_bytes(&answer),
-    )
+    json_response(StatusCode::OK, source, Some(request_id), answer)
 }
 
+/// The worker's reply, checked and normalised, as the body to send OpenIM.
 fn checked_reply(
     command: &Command,
     request: &Body,
     message: &async_nats::Message,
-) -> Result<Body, decision::InvalidReply> {
+) -> Result<Bytes, decision::InvalidReply> {
     if let Some(error) = message
         .headers
         .as_ref()
@@ -471,6 +510,7 @@ fn checked_reply(
         ));
     }
     decision::normalise_reply(command, request, &message.payload)
+        .map(|answer| answer_bytes(&answer))
 }
 
 /// Publishes an after-callback and acknowledges at once: OpenIM has two senders per process

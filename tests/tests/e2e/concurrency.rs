@@ -36,7 +36,18 @@ fn numbered(index: usize) -> (HttpRequest, Expect) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_callbacks_through_two_workers_never_cross() {
-    let mut stack = Stack::start(&[]).await;
+    never_cross(&[]).await;
+}
+
+/// The same on the multi-thread runtime, where callbacks and the NATS connection run on
+/// different threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callbacks_never_cross_on_a_multi_thread_runtime() {
+    never_cross(&[("GATEWAY_RUNTIME_THREADS", "2")]).await;
+}
+
+async fn never_cross(settings: &[(&str, &str)]) {
+    let mut stack = Stack::start(settings).await;
     for _ in 0..2 {
         stack
             .add_example_worker(&[("WORKER_BANNED_WORDS", "spam")])

@@ -268,3 +268,50 @@ async fn every_callback_gets_a_fresh_time_ordered_request_id() {
         "UUID v7 timestamps must not go back: {ids:?}"
     );
 }
+
+/// Above 64 KiB the gateway parses the body, and checks the reply, off its event loop: the
+/// result must be the same as inline. A 300 KiB `ex` goes to the worker byte for byte, the
+/// worker's 300 KiB `ex` comes back normalised, and a 300 KiB body that is not JSON is still
+/// a 400 that names the problem.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_and_replies_get_the_same_checks_as_small_ones() {
+    let stack = Stack::start(&[]).await;
+    let big = |fill: char| fill.to_string().repeat(300 * 1024);
+    let body = serde_json::to_vec(&serde_json::json!({
+        "callbackCommand": SET_MEMBER,
+        "groupID": "3316849202",
+        "userID": "5427181639",
+        "nickName": "Zoe",
+        "ex": big('a'),
+    }))
+    .expect("a JSON value serialises");
+    let reply = serde_json::to_vec(&serde_json::json!({
+        "actionCode": 0,
+        "nextCode": 0,
+        "ex": big('b'),
+    }))
+    .expect("a JSON value serialises");
+    let recorder = stack.scripted(Behaviour::reply(reply)).await;
+
+    stack
+        .check(
+            &HttpRequest::openim("/callbackExample", SET_MEMBER, body.clone()),
+            &Expect::worker_fields(serde_json::json!({ "ex": big('b'), "nextCode": 0 })),
+        )
+        .await;
+    let received = recorder.wait_for(1, DELIVERY_BOUND).await;
+    assert_eq!(received.len(), 1, "{received:#?}");
+    assert!(
+        received[0].payload.as_ref() == body.as_slice(),
+        "the large body was not forwarded byte for byte"
+    );
+
+    let mut not_json = body;
+    not_json.truncate(not_json.len() - 1);
+    stack
+        .check(
+            &HttpRequest::openim("/callbackExample", SET_MEMBER, not_json),
+            &Expect::bad(400, openim_gateway_tests::check::allow()).mentioning("not JSON"),
+        )
+        .await;
+}

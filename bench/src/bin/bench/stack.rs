@@ -125,9 +125,8 @@ impl Tools {
             )
             .env("GATEWAY_SAFETY_MARGIN_MS", settings.margin_ms.to_string())
             .env("RUST_LOG", settings.log_filter);
-        if let Some(threads) = settings.worker_threads {
-            // tokio's multi-thread runtime reads it when the code sets no thread count.
-            command.env("TOKIO_WORKER_THREADS", threads.to_string());
+        if let Some(threads) = settings.runtime_threads {
+            command.env("GATEWAY_RUNTIME_THREADS", threads.to_string());
         }
         let mut guard = Guard::spawn(settings.name, command, &self.log_dir)?;
         let line = guard.wait_for_line("openim-gateway listening on", Duration::from_secs(15))?;
@@ -314,8 +313,8 @@ pub(crate) struct GatewaySettings<'a> {
     pub(crate) margin_ms: u64,
     /// `RUST_LOG`.
     pub(crate) log_filter: &'a str,
-    /// `TOKIO_WORKER_THREADS`, when set: the runtime's worker threads (default: one per core).
-    pub(crate) worker_threads: Option<usize>,
+    /// `GATEWAY_RUNTIME_THREADS`, when set (the gateway's default: one event loop).
+    pub(crate) runtime_threads: Option<usize>,
 }
 
 impl<'a> GatewaySettings<'a> {
@@ -326,7 +325,7 @@ impl<'a> GatewaySettings<'a> {
             timeout_ms,
             margin_ms,
             log_filter: "info",
-            worker_threads: None,
+            runtime_threads: None,
         }
     }
 }
