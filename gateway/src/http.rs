@@ -30,6 +30,8 @@ use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 use tower_http::catch_panic::CatchPanicLayer;
 
+use async_nats::header::HeaderName;
+
 use crate::{
     config::{Config, DefaultDecision, WebhookSecret},
     decision::{self, Body, DecisionSource},
@@ -410,18 +412,28 @@ fn unix_ms(at: SystemTime) -> u128 {
         .unwrap_or_default()
 }
 
+/// The worker protocol's header names, built once: a name given as a `&str` is validated and
+/// copied on every insert.
+const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(headers::REQUEST_ID);
+const CALLBACK_COMMAND_HEADER: HeaderName = HeaderName::from_static(headers::CALLBACK_COMMAND);
+const OPERATION_ID_HEADER: HeaderName = HeaderName::from_static(headers::OPERATION_ID);
+const DEADLINE_UNIX_MS_HEADER: HeaderName = HeaderName::from_static(headers::DEADLINE_UNIX_MS);
+const TIMEOUT_MS_HEADER: HeaderName = HeaderName::from_static(headers::TIMEOUT_MS);
+
 fn nats_headers(callback: &Callback<'_>) -> async_nats::HeaderMap {
     let left = callback.deadline.saturating_duration_since(Instant::now());
     let deadline_unix_ms = unix_ms(SystemTime::now() + left);
-    let mut map = async_nats::HeaderMap::new();
-    map.insert(headers::REQUEST_ID, callback.request_id.to_string());
-    map.insert(headers::CALLBACK_COMMAND, callback.command.name);
-    if let Some(operation_id) = operation_id(callback.parts, &callback.request) {
-        map.insert(headers::OPERATION_ID, operation_id);
-    }
-    map.insert(headers::DEADLINE_UNIX_MS, deadline_unix_ms.to_string());
-    map.insert(headers::TIMEOUT_MS, left.as_millis().to_string());
-    map
+    let operation_id = operation_id(callback.parts, &callback.request);
+    // Collected from an iterator whose length is known, so the map is sized once.
+    [
+        (REQUEST_ID_HEADER, callback.request_id.to_string().into()),
+        (CALLBACK_COMMAND_HEADER, callback.command.name.into()),
+        (DEADLINE_UNIX_MS_HEADER, deadline_unix_ms.to_string().into()),
+        (TIMEOUT_MS_HEADER, left.as_millis().to_string().into()),
+    ]
+    .into_iter()
+    .chain(operation_id.map(|id| (OPERATION_ID_HEADER, id.into())))
+    .collect()
 }
 
 /// Asks a worker and answers with its normalised reply, or the default with the reason.
@@ -591,6 +603,13 @@ fn answer_bytes(answer: &Body) -> Bytes {
     Bytes::from(serde_json::to_vec(answer).unwrap_or_default())
 }
 
+/// The response's own header names, built once (HTTP/1 sends names in lower case anyway; a
+/// name given as a mixed-case `&str` is lowered into a new allocation on every insert).
+const DECISION_SOURCE_HEADER: header::HeaderName =
+    header::HeaderName::from_static("x-decision-source");
+const REQUEST_ID_RESPONSE_HEADER: header::HeaderName =
+    header::HeaderName::from_static("x-request-id");
+
 fn json_response(
     status: StatusCode,
     source: DecisionSource,
@@ -604,14 +623,14 @@ fn json_response(
         HeaderValue::from_static("application/json"),
     );
     response_headers.insert(
-        headers::DECISION_SOURCE,
+        DECISION_SOURCE_HEADER,
         HeaderValue::from_static(source.as_str()),
     );
     if let Some(request_id) = request_id {
         let mut buffer = uuid::Uuid::encode_buffer();
         if let Ok(value) = HeaderValue::from_str(request_id.hyphenated().encode_lower(&mut buffer))
         {
-            response_headers.insert(headers::REQUEST_ID, value);
+            response_headers.insert(REQUEST_ID_RESPONSE_HEADER, value);
         }
     }
     response
@@ -637,6 +656,16 @@ impl Drop for InflightGuard<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prebuilt_header_names_are_the_protocol_names() {
+        for (built, name) in [
+            (DECISION_SOURCE_HEADER.as_str(), headers::DECISION_SOURCE),
+            (REQUEST_ID_RESPONSE_HEADER.as_str(), headers::REQUEST_ID),
+        ] {
+            assert!(built.eq_ignore_ascii_case(name), "{built} vs {name}");
+        }
+    }
 
     #[test]
     fn the_wait_ends_before_the_budget() {

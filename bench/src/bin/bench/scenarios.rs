@@ -311,10 +311,9 @@ pub(crate) fn floors(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome> {
         "own_cost_vs_headers_floor".to_owned(),
         own_costs("gateway", "nats_rr_headers"),
     );
-    outcome.summary.insert(
-        "own_cost_mt".to_owned(),
-        own_costs("gateway_mt", "nats_rr"),
-    );
+    outcome
+        .summary
+        .insert("own_cost_mt".to_owned(), own_costs("gateway_mt", "nats_rr"));
     let ratio = |target: &str| {
         let direct_max = aggregate(&max, "direct").rate;
         if direct_max > 0.0 {
