@@ -190,6 +190,10 @@ fn derived_lines(summary: &BTreeMap<String, Value>) -> String {
          throughput ratio gateway / direct: {}\n",
         own_cost["p50_us"], own_cost["p99_us"], ratio["rps"]
     );
+    text.push_str(&format!(
+        "  round by round: own cost p50 {} µs; throughput ratio {}\n",
+        own_cost["p50_us_by_round"], ratio["rps_by_round"]
+    ));
     if let Some(headers) = summary.get("own_cost_vs_headers_floor") {
         text.push_str(&format!(
             "  against the NATS floor carrying the gateway's 5 headers: p50 {} µs, p99 {} µs\n",

@@ -297,11 +297,38 @@ pub(crate) fn floors(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome> {
         let value = |target: &str| i64::try_from(pick(&aggregate(&serial, target))).unwrap_or(0);
         value(gateway) - value("direct") - value(nats_floor)
     };
+    // The same difference round by round (the targets take turns within a round): how much
+    // of a figure is the run and how much the scheduler's placement of four processes on two
+    // cores, which changes from one run to the next.
+    let round_p50s = |target: &str| -> Vec<i64> {
+        serial
+            .get(target)
+            .map(|runs| {
+                runs.iter()
+                    .map(|run| i64::try_from(run.latency.p50_us).unwrap_or(0))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let own_cost_by_round = |gateway: &str, nats_floor: &str| -> Vec<i64> {
+        let (gateway, direct, floor) = (
+            round_p50s(gateway),
+            round_p50s("direct"),
+            round_p50s(nats_floor),
+        );
+        gateway
+            .iter()
+            .zip(&direct)
+            .zip(&floor)
+            .map(|((gateway, direct), floor)| gateway - direct - floor)
+            .collect()
+    };
     let own_costs = |gateway: &str, nats_floor: &str| {
         json!({
             "p50_us": own_cost(gateway, nats_floor, |a| a.p50_us),
             "p99_us": own_cost(gateway, nats_floor, |a| a.p99_us),
             "p999_us": own_cost(gateway, nats_floor, |a| a.p999_us),
+            "p50_us_by_round": own_cost_by_round(gateway, nats_floor),
         })
     };
     outcome
@@ -322,10 +349,29 @@ pub(crate) fn floors(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome> {
             0.0
         }
     };
+    let ratio_by_round = |target: &str| -> Vec<f64> {
+        let rates = |target: &str| -> Vec<f64> {
+            max.get(target)
+                .map(|runs| runs.iter().map(|run| run.rate).collect())
+                .unwrap_or_default()
+        };
+        rates(target)
+            .iter()
+            .zip(rates("direct"))
+            .map(|(rate, direct)| {
+                if direct > 0.0 {
+                    round2(rate / direct)
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    };
     outcome.summary.insert(
         "ratio".to_owned(),
         json!({
             "rps": ratio("gateway"),
+            "rps_by_round": ratio_by_round("gateway"),
             "gateway_mt_rps": ratio("gateway_mt"),
             "nats_rr_rps": ratio("nats_rr"),
         }),
