@@ -109,6 +109,16 @@ pub fn own_cpu_seconds() -> Option<f64> {
 }
 
 impl RunResult {
+    /// Late requests counted from their arrival at the target: from the send in open loop
+    /// (the load generator's own delays in sending are not the target's), else from the start.
+    pub fn late_from_arrival(&self) -> u64 {
+        if self.dispatch_delay.is_some() {
+            self.late_after_send
+        } else {
+            self.late
+        }
+    }
+
     /// Every request without an answer.
     pub fn error_count(&self) -> u64 {
         self.errors.values().sum()

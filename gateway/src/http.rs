@@ -41,10 +41,13 @@ use crate::{
 
 /// OpenIM's header, as `http::HeaderMap` stores names (lowercase; lookups ignore case).
 const OPENIM_OPERATION_ID_HEADER: &str = "operationid";
-/// tokio's timers fire on the first millisecond tick after their deadline, and a busy
-/// runtime polls the woken task a little later still: the gateway stops waiting this much
-/// before the budget ends, so that the answer has left when the budget ends.
-const TIMER_SLACK: Duration = Duration::from_millis(5);
+/// tokio's timers fire on the first millisecond tick after their deadline, a busy runtime
+/// polls the woken task a little later still, and on a loaded machine the thread itself may
+/// wait a few milliseconds for a core: the gateway stops waiting this much before the budget
+/// ends, so that the answer has left when the budget ends. 5 ms was not always enough on the
+/// benchmark's 2 shared cores (BENCHMARKS.md); 10 ms costs the worker 0.2 % of the default
+/// budget.
+const TIMER_SLACK: Duration = Duration::from_millis(10);
 
 /// The wait a budget allows: the budget less [`TIMER_SLACK`], or less a tenth of a very
 /// small budget.
@@ -671,7 +674,7 @@ mod tests {
     fn the_wait_ends_before_the_budget() {
         assert_eq!(
             answer_within(Duration::from_millis(4750)),
-            Duration::from_millis(4745)
+            Duration::from_millis(4740)
         );
         assert_eq!(
             answer_within(Duration::from_millis(20)),

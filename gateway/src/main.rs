@@ -24,9 +24,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Log lines are written by a thread of their own: a write to stderr can block (a full pipe,
+    // a slow disk), and on the event loop that would hold up every answer exactly when a
+    // storm of timeouts logs a line each. If that thread falls 128k lines behind, lines are
+    // dropped rather than answers delayed; the metrics still count every callback.
+    let (log_writer, _log_flush) = tracing_appender::non_blocking(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log_filter))
-        .with_writer(std::io::stderr)
+        .with_writer(log_writer)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
     // One thread: the event loop runs the HTTP connections and the NATS connection in turn,

@@ -85,6 +85,17 @@ pub(crate) fn machine_busy_ticks() -> u64 {
     total.saturating_sub(idle)
 }
 
+/// Steal time of the whole machine so far (every core), in clock ticks: the eighth field of
+/// the first line of `/proc/stat`, 0 where the kernel does not report it.
+pub(crate) fn machine_steal_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    stat.lines()
+        .next()
+        .and_then(|line| line.split_whitespace().nth(8))
+        .and_then(|field| field.parse().ok())
+        .unwrap_or_default()
+}
+
 /// User + system CPU time of a process so far, in clock ticks (`/proc/<pid>/stat` fields 14
 /// and 15).
 pub(crate) fn process_cpu_ticks(pid: u32) -> Option<u64> {

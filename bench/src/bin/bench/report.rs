@@ -21,7 +21,7 @@ pub(crate) struct Aggregate {
     pub(crate) sources: BTreeMap<String, u64>,
     /// Requests without an answer, over every round.
     pub(crate) errors: u64,
-    /// Late requests, over every round.
+    /// Late requests (counted from their arrival at the target), over every round.
     pub(crate) late: u64,
 }
 
@@ -50,7 +50,7 @@ impl Aggregate {
             max_us: runs.iter().map(|run| run.latency.max_us).max().unwrap_or(0),
             sources,
             errors: runs.iter().map(RunResult::error_count).sum(),
-            late: runs.iter().map(|run| run.late).sum(),
+            late: runs.iter().map(RunResult::late_from_arrival).sum(),
         }
     }
 

@@ -411,13 +411,17 @@ pub(crate) fn hung_worker(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome>
         "hung_worker".to_owned(),
         json!({
             "sent": result.sent,
-            "late": result.late,
-            "worst_late_ms": result.worst_late_ms.map(round2),
-            "late_after_send": result.late_after_send,
-            "worst_late_after_send_ms": result.worst_late_after_send_ms.map(round2),
+            // Counted from the send, the moment the request reaches the gateway: CONTRACT.md's
+            // "arrival + budget + 5 ms". Counted from the scheduled start as well, which adds
+            // the load generator's own delays in sending (`dispatch_delay_*`).
+            "late": result.late_after_send,
+            "worst_late_ms": result.worst_late_after_send_ms.map(round2),
+            "late_from_schedule": result.late,
+            "worst_late_from_schedule_ms": result.worst_late_ms.map(round2),
             "dispatch_delay_p99_us": result.dispatch_delay.map(|p| p.p99_us),
             "dispatch_delay_max_us": result.dispatch_delay.map(|p| p.max_us),
             "late_windows_100ms": late_windows,
+            "steal_ms": measured.steal_ms.round(),
             "budget_ms": budget_ms,
             "rate": result.target_rate,
             "p50_us": result.latency.p50_us,
@@ -510,11 +514,13 @@ pub(crate) fn nats_down(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome> {
         "nats_down".to_owned(),
         json!({
             "sent": result.sent,
-            "late": result.late,
+            // From the send, as in `hung_worker`.
+            "late": result.late_after_send,
             "recovered": recovered,
-            "worst_late_ms": result.worst_late_ms.map(round2),
-            "late_after_send": result.late_after_send,
-            "worst_late_after_send_ms": result.worst_late_after_send_ms.map(round2),
+            "worst_late_ms": result.worst_late_after_send_ms.map(round2),
+            "late_from_schedule": result.late,
+            "worst_late_from_schedule_ms": result.worst_late_ms.map(round2),
+            "steal_ms": measured.steal_ms.round(),
             "budget_ms": budget_ms,
             "rate": result.target_rate,
             "killed_at_s": kill_s,

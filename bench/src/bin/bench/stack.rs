@@ -44,6 +44,10 @@ pub(crate) struct Measured {
     /// CPU cores busy with work that is neither the stack under test nor the load generator,
     /// averaged over the run (0.0 on a quiet machine; 2.0 would be a machine fully taken).
     pub(crate) background_cores: f64,
+    /// Time the hypervisor gave this machine's cores to someone else during the run (steal,
+    /// in ms summed over the cores): while it lasts nothing here runs, so a stall of the
+    /// whole machine shows up here and not as background load.
+    pub(crate) steal_ms: f64,
     /// CPU seconds each process of the stack, and the load generator, used during the run.
     pub(crate) cpu_s: BTreeMap<String, f64>,
 }
@@ -193,6 +197,7 @@ impl Tools {
         Ok(Running {
             guard: Guard::spawn("loadgen", command, &self.log_dir)?,
             busy_before: machine::machine_busy_ticks(),
+            steal_before: machine::machine_steal_ticks(),
             stack_before: stack_ticks(stack),
             started: Instant::now(),
             timeout: run_timeout(args),
@@ -228,13 +233,17 @@ impl Tools {
         let wall = running.started.elapsed().as_secs_f64().max(0.001);
         let background_cores =
             ((busy - stack_used - loadgen_used) / self.ticks_per_second / wall).max(0.0);
+        let steal_ms = machine::machine_steal_ticks().saturating_sub(running.steal_before) as f64
+            * 1e3
+            / self.ticks_per_second;
         eprintln!(
-            "bench:   {} (background load {background_cores:.2} cores)",
+            "bench:   {} (background load {background_cores:.2} cores, steal {steal_ms:.0} ms)",
             result.summary()
         );
         Ok(Measured {
             result,
             background_cores,
+            steal_ms,
             cpu_s,
         })
     }
@@ -248,6 +257,7 @@ impl Tools {
     ) -> anyhow::Result<Measured> {
         let running = Running {
             busy_before: machine::machine_busy_ticks(),
+            steal_before: machine::machine_steal_ticks(),
             stack_before: stack_ticks(stack),
             guard: Guard::spawn(name, command, &self.log_dir)?,
             started: Instant::now(),
@@ -262,6 +272,7 @@ impl Tools {
 pub(crate) struct Running {
     guard: Guard,
     busy_before: u64,
+    steal_before: u64,
     /// CPU ticks of each process of the stack at the start, by name.
     stack_before: BTreeMap<String, u64>,
     started: Instant,

@@ -1,0 +1,66 @@
+//! Logging never holds up an answer: with its stderr a pipe nobody reads (a stuck log
+//! shipper), the gateway goes on answering a stream of callbacks that each log a warning,
+//! long after the pipe's buffer is full.
+
+use std::{process::Stdio, time::Duration};
+
+use openim_gateway_tests::{binaries, http, HttpRequest, NatsServer};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::{AT_ONCE, SET_MEMBER};
+
+/// Each of these callbacks logs a warning line of about 200 bytes (nobody subscribes), so
+/// this many write far more than a pipe's 64 KiB buffer.
+const CALLBACKS: usize = 1500;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_stderr_does_not_stop_the_answers() {
+    let nats = NatsServer::start().await;
+    let mut child = tokio::process::Command::new(binaries::gateway())
+        .env("GATEWAY_LISTEN", "127.0.0.1:0")
+        .env("NATS_URL", nats.url())
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the gateway binary runs");
+    // Held open and never read: writes to it block once its buffer is full.
+    let _stuck_stderr = child.stderr.take().expect("stderr is piped");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let listening = tokio::time::timeout(Duration::from_secs(15), lines.next_line())
+        .await
+        .expect("the gateway prints its address in time")
+        .expect("stdout is readable")
+        .expect("the gateway prints a line");
+    let address = listening
+        .trim_start_matches("openim-gateway listening on http://")
+        .parse()
+        .unwrap_or_else(|error| panic!("no address in {listening:?}: {error}"));
+
+    let request = HttpRequest::openim(
+        "/callbackExample",
+        SET_MEMBER,
+        openim_gateway_tests::fixtures::SET_MEMBER_ROLE_ONLY,
+    );
+    let mut connection = http::HttpConnection::open(address)
+        .await
+        .expect("the gateway accepts a connection");
+    // The first answers may come before the gateway's NATS connection is up.
+    for index in 0..CALLBACKS {
+        let response = tokio::time::timeout(AT_ONCE, connection.send(&request))
+            .await
+            .unwrap_or_else(|_| {
+                panic!("callback #{index} was not answered within {AT_ONCE:?}: logging blocks")
+            })
+            .unwrap_or_else(|error| panic!("callback #{index}: {error}"));
+        assert_eq!(response.status, 200, "callback #{index}");
+        let source = response.header("x-decision-source").unwrap_or_default();
+        assert!(
+            source.starts_with("fallback:"),
+            "callback #{index}: {source}"
+        );
+    }
+}
