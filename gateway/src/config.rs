@@ -55,9 +55,9 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1_048_576;
 const MIN_BODY_BYTES: usize = 1024;
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 const MIN_SECRET_CHARS: usize = 16;
-/// One event loop: measured in BENCHMARKS.md, it answers faster and takes less CPU per
-/// callback than a work-stealing pool on the same load, because publishes and replies that
-/// are ready together leave in one write instead of one each.
+/// One event loop: on the benchmark (BENCHMARKS.md) it took less CPU per callback than a
+/// work-stealing pool under the same load, in the gateway and in nats-server, because
+/// publishes and replies that are ready together leave in one write instead of one each.
 pub const DEFAULT_RUNTIME_THREADS: usize = 1;
 const MAX_RUNTIME_THREADS: u64 = 256;
 

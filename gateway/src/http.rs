@@ -11,6 +11,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
+use async_nats::header::HeaderName;
 use axum::{
     body::Body as HttpBody,
     extract::{Request, State},
@@ -29,8 +30,6 @@ use serde_json::Value;
 use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 use tower_http::catch_panic::CatchPanicLayer;
-
-use async_nats::header::HeaderName;
 
 use crate::{
     config::{Config, DefaultDecision, WebhookSecret},
