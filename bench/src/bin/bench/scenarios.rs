@@ -409,28 +409,23 @@ pub(crate) fn hung_worker(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome>
     let mut outcome = Outcome::default();
     outcome.summary.insert(
         "hung_worker".to_owned(),
-        json!({
-            "sent": result.sent,
-            // Counted from the send, the moment the request reaches the gateway: CONTRACT.md's
-            // "arrival + budget + 5 ms". Counted from the scheduled start as well, which adds
-            // the load generator's own delays in sending (`dispatch_delay_*`).
-            "late": result.late_after_send,
-            "worst_late_ms": result.worst_late_after_send_ms.map(round2),
-            "late_from_schedule": result.late,
-            "worst_late_from_schedule_ms": result.worst_late_ms.map(round2),
-            "dispatch_delay_p99_us": result.dispatch_delay.map(|p| p.p99_us),
-            "dispatch_delay_max_us": result.dispatch_delay.map(|p| p.max_us),
-            "late_windows_100ms": late_windows,
-            "steal_ms": measured.steal_ms.round(),
-            "budget_ms": budget_ms,
-            "rate": result.target_rate,
-            "p50_us": result.latency.p50_us,
-            "p99_us": result.latency.p99_us,
-            "max_us": result.latency.max_us,
-            "sources": result.sources,
-            "errors": result.errors,
-            "background_cores": round2(measured.background_cores),
-        }),
+        with_lateness(
+            &measured,
+            json!({
+                "sent": result.sent,
+                "dispatch_delay_p99_us": result.dispatch_delay.map(|p| p.p99_us),
+                "dispatch_delay_max_us": result.dispatch_delay.map(|p| p.max_us),
+                "late_windows_100ms": late_windows,
+                "budget_ms": budget_ms,
+                "rate": result.target_rate,
+                "p50_us": result.latency.p50_us,
+                "p99_us": result.latency.p99_us,
+                "max_us": result.latency.max_us,
+                "sources": result.sources,
+                "errors": result.errors,
+                "background_cores": round2(measured.background_cores),
+            }),
+        ),
     );
     outcome
         .rows
@@ -440,6 +435,28 @@ pub(crate) fn hung_worker(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome>
         )));
     outcome.keep("hung_worker", &measured);
     Ok(outcome)
+}
+
+/// `summary` plus the never-late figures of `measured`. `late` counts from the send, the
+/// moment the request reaches the gateway: CONTRACT.md's "arrival + budget + 5 ms".
+/// `late_from_schedule` counts from the scheduled start, which adds the load generator's own
+/// delays in sending (`dispatch_delay_*`). `steal_ms`: see [`Measured::steal_ms`].
+fn with_lateness(measured: &Measured, mut summary: Value) -> Value {
+    let result = &measured.result;
+    if let Value::Object(fields) = &mut summary {
+        fields.insert("late".to_owned(), json!(result.late_after_send));
+        fields.insert(
+            "worst_late_ms".to_owned(),
+            json!(result.worst_late_after_send_ms.map(round2)),
+        );
+        fields.insert("late_from_schedule".to_owned(), json!(result.late));
+        fields.insert(
+            "worst_late_from_schedule_ms".to_owned(),
+            json!(result.worst_late_ms.map(round2)),
+        );
+        fields.insert("steal_ms".to_owned(), json!(measured.steal_ms.round()));
+    }
+    summary
 }
 
 fn unix_ms_now() -> u64 {
@@ -512,26 +529,23 @@ pub(crate) fn nats_down(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome> {
     let mut outcome = Outcome::default();
     outcome.summary.insert(
         "nats_down".to_owned(),
-        json!({
-            "sent": result.sent,
-            // From the send, as in `hung_worker`.
-            "late": result.late_after_send,
-            "recovered": recovered,
-            "worst_late_ms": result.worst_late_after_send_ms.map(round2),
-            "late_from_schedule": result.late,
-            "worst_late_from_schedule_ms": result.worst_late_ms.map(round2),
-            "steal_ms": measured.steal_ms.round(),
-            "budget_ms": budget_ms,
-            "rate": result.target_rate,
-            "killed_at_s": kill_s,
-            "restarted_at_s": restart_s,
-            "first_worker_answer_after_restart_ms": first_worker_after_restart_ms,
-            "sources": result.sources,
-            "sources_while_down": while_down,
-            "unavailable_p99_us": unavailable.map(|p| p.p99_us),
-            "unavailable_max_us": unavailable.map(|p| p.max_us),
-            "errors": result.errors,
-        }),
+        with_lateness(
+            &measured,
+            json!({
+                "sent": result.sent,
+                "recovered": recovered,
+                "budget_ms": budget_ms,
+                "rate": result.target_rate,
+                "killed_at_s": kill_s,
+                "restarted_at_s": restart_s,
+                "first_worker_answer_after_restart_ms": first_worker_after_restart_ms,
+                "sources": result.sources,
+                "sources_while_down": while_down,
+                "unavailable_p99_us": unavailable.map(|p| p.p99_us),
+                "unavailable_max_us": unavailable.map(|p| p.max_us),
+                "errors": result.errors,
+            }),
+        ),
     );
     outcome
         .rows
