@@ -148,6 +148,19 @@ impl Gateway {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// How many threads of the process tokio's multi-thread runtime named as its workers
+    /// (`tokio-rt-worker`, from `/proc/<pid>/task/*/comm`): 0 when the gateway runs its one
+    /// event loop on the main thread.
+    pub fn runtime_worker_threads(&self) -> usize {
+        let tasks = format!("/proc/{}/task", self.child.id());
+        std::fs::read_dir(&tasks)
+            .unwrap_or_else(|error| panic!("cannot list {tasks}: {error}"))
+            .filter_map(Result::ok)
+            .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
+            .filter(|name| name.trim_end() == "tokio-rt-worker")
+            .count()
+    }
+
     /// The captured stderr (its logs).
     pub fn stderr_log(&self) -> &OutputLog {
         &self.stderr

@@ -34,20 +34,28 @@ fn numbered(index: usize) -> (HttpRequest, Expect) {
     (request, expect)
 }
 
+/// On the default runtime: one event loop on the main thread.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_callbacks_through_two_workers_never_cross() {
-    never_cross(&[]).await;
+    never_cross(&[], 0).await;
 }
 
 /// The same on the multi-thread runtime, where callbacks and the NATS connection run on
 /// different threads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_callbacks_never_cross_on_a_multi_thread_runtime() {
-    never_cross(&[("GATEWAY_RUNTIME_THREADS", "2")]).await;
+    never_cross(&[("GATEWAY_RUNTIME_THREADS", "2")], 2).await;
 }
 
-async fn never_cross(settings: &[(&str, &str)]) {
+/// `runtime_workers`: the runtime worker threads the gateway must be running, so that each
+/// test checks the runtime it names.
+async fn never_cross(settings: &[(&str, &str)], runtime_workers: usize) {
     let mut stack = Stack::start(settings).await;
+    assert_eq!(
+        stack.gateway.runtime_worker_threads(),
+        runtime_workers,
+        "runtime worker threads with settings {settings:?}"
+    );
     for _ in 0..2 {
         stack
             .add_example_worker(&[("WORKER_BANNED_WORDS", "spam")])
