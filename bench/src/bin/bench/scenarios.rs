@@ -406,42 +406,39 @@ pub(crate) fn hung_worker(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome>
         .filter(|bucket| bucket.late > 0)
         .map(|bucket| json!([bucket.start_ms, bucket.late]))
         .collect();
-    let mut outcome = Outcome::default();
-    outcome.summary.insert(
-        "hung_worker".to_owned(),
-        with_lateness(
-            &measured,
-            json!({
-                "sent": result.sent,
-                "dispatch_delay_p99_us": result.dispatch_delay.map(|p| p.p99_us),
-                "dispatch_delay_max_us": result.dispatch_delay.map(|p| p.max_us),
-                "late_windows_100ms": late_windows,
-                "budget_ms": budget_ms,
-                "rate": result.target_rate,
-                "p50_us": result.latency.p50_us,
-                "p99_us": result.latency.p99_us,
-                "max_us": result.latency.max_us,
-                "sources": result.sources,
-                "errors": result.errors,
-                "background_cores": round2(measured.background_cores),
-            }),
-        ),
+    let row = format!(
+        "hung_worker: open {} rps, budget {budget_ms} ms",
+        plan.hung_rate
     );
-    outcome
-        .rows
-        .push(Aggregate::of(std::slice::from_ref(result)).row(&format!(
-            "hung_worker: open {} rps, budget {budget_ms} ms",
-            plan.hung_rate
-        )));
-    outcome.keep("hung_worker", &measured);
-    Ok(outcome)
+    let summary = json!({
+        "sent": result.sent,
+        "dispatch_delay_p99_us": result.dispatch_delay.map(|p| p.p99_us),
+        "dispatch_delay_max_us": result.dispatch_delay.map(|p| p.max_us),
+        "late_windows_100ms": late_windows,
+        "budget_ms": budget_ms,
+        "rate": result.target_rate,
+        "p50_us": result.latency.p50_us,
+        "p99_us": result.latency.p99_us,
+        "max_us": result.latency.max_us,
+        "sources": result.sources,
+        "errors": result.errors,
+        "background_cores": round2(measured.background_cores),
+    });
+    Ok(open_loop_outcome("hung_worker", &row, summary, &measured))
 }
 
-/// `summary` plus the never-late figures of `measured`. `late` counts from the send, the
-/// moment the request reaches the gateway: CONTRACT.md's "arrival + budget + 5 ms".
-/// `late_from_schedule` counts from the scheduled start, which adds the load generator's own
-/// delays in sending (`dispatch_delay_*`). `steal_ms`: see [`Measured::steal_ms`].
-fn with_lateness(measured: &Measured, mut summary: Value) -> Value {
+/// The outcome of an open-loop scenario (one load run): `summary` plus the never-late figures
+/// of `measured` under `scenario`, the table row `row`, and the run itself. `late` counts from
+/// the send, the moment the request reaches the gateway: CONTRACT.md's "arrival + budget +
+/// 5 ms". `late_from_schedule` counts from the scheduled start, which adds the load
+/// generator's own delays in sending (`dispatch_delay_*`). `steal_ms`: see
+/// [`Measured::steal_ms`].
+fn open_loop_outcome(
+    scenario: &str,
+    row: &str,
+    mut summary: Value,
+    measured: &Measured,
+) -> Outcome {
     let result = &measured.result;
     if let Value::Object(fields) = &mut summary {
         fields.insert("late".to_owned(), json!(result.late_after_send));
@@ -456,7 +453,13 @@ fn with_lateness(measured: &Measured, mut summary: Value) -> Value {
         );
         fields.insert("steal_ms".to_owned(), json!(measured.steal_ms.round()));
     }
-    summary
+    let mut outcome = Outcome::default();
+    outcome.summary.insert(scenario.to_owned(), summary);
+    outcome
+        .rows
+        .push(Aggregate::of(std::slice::from_ref(result)).row(row));
+    outcome.keep(scenario, measured);
+    outcome
 }
 
 fn unix_ms_now() -> u64 {
@@ -526,35 +529,25 @@ pub(crate) fn nats_down(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome> {
             sum
         });
     let unavailable = result.source_latency.get("fallback:unavailable");
-    let mut outcome = Outcome::default();
-    outcome.summary.insert(
-        "nats_down".to_owned(),
-        with_lateness(
-            &measured,
-            json!({
-                "sent": result.sent,
-                "recovered": recovered,
-                "budget_ms": budget_ms,
-                "rate": result.target_rate,
-                "killed_at_s": kill_s,
-                "restarted_at_s": restart_s,
-                "first_worker_answer_after_restart_ms": first_worker_after_restart_ms,
-                "sources": result.sources,
-                "sources_while_down": while_down,
-                "unavailable_p99_us": unavailable.map(|p| p.p99_us),
-                "unavailable_max_us": unavailable.map(|p| p.max_us),
-                "errors": result.errors,
-            }),
-        ),
+    let row = format!(
+        "nats_down: open {} rps, budget {budget_ms} ms",
+        plan.down_rate
     );
-    outcome
-        .rows
-        .push(Aggregate::of(std::slice::from_ref(result)).row(&format!(
-            "nats_down: open {} rps, budget {budget_ms} ms",
-            plan.down_rate
-        )));
-    outcome.keep("nats_down", &measured);
-    Ok(outcome)
+    let summary = json!({
+        "sent": result.sent,
+        "recovered": recovered,
+        "budget_ms": budget_ms,
+        "rate": result.target_rate,
+        "killed_at_s": kill_s,
+        "restarted_at_s": restart_s,
+        "first_worker_answer_after_restart_ms": first_worker_after_restart_ms,
+        "sources": result.sources,
+        "sources_while_down": while_down,
+        "unavailable_p99_us": unavailable.map(|p| p.p99_us),
+        "unavailable_max_us": unavailable.map(|p| p.max_us),
+        "errors": result.errors,
+    });
+    Ok(open_loop_outcome("nats_down", &row, summary, &measured))
 }
 
 /// The least-squares slope of `ys` over `xs`: how RSS moves per timed-out request. A leak
