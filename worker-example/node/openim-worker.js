@@ -1,0 +1,603 @@
+// openim-worker: the NATS side of an openim-gateway worker, so that a worker is only its rules.
+//
+// You write a handler that takes a typed request and returns a decision made with `allow()`,
+// `reject(code, msg)` or `modify(fields)`; `run()` does the rest:
+//
+// - subscribes to `{WORKER_SUBJECT_PREFIX}.{command}` in the queue group `openim-workers`
+//   (one subscription per command you pass), on the servers of `NATS_URL`;
+// - skips a message whose `X-Deadline-Unix-Ms` has passed (the gateway has already answered
+//   OpenIM with its default: nobody waits for this reply);
+// - replies to the message's reply subject with the decision as JSON, without copying the
+//   request's headers onto the reply;
+// - replies with an empty body and the headers `Nats-Service-Error` / `Nats-Service-Error-Code`
+//   (400 when the body is not JSON or not the command's request, 500 when the handler throws),
+//   so that the gateway answers its default at once instead of waiting for its timeout;
+// - runs at most `WORKER_CONCURRENCY` handlers at a time;
+// - prints `worker ready on ...` on stdout once the server has confirmed the subscriptions;
+// - on SIGTERM or SIGINT drains: the server stops sending, messages already received are
+//   still answered (up to 5 s), the replies are flushed, and `run()` resolves to 0.
+//
+//     import * as ow from "./openim-worker.js";
+//     const decide = (request) =>
+//       request.roleLevel === 100 ? ow.reject(5005, "no owner changes here") : ow.allow();
+//     process.exitCode = await ow.run({ [ow.BEFORE_SET_GROUP_MEMBER_INFO]: decide });
+//
+// Only `serve()` and `run()` talk to NATS; everything else is plain functions tested without
+// a server.
+
+// --- Names shared with the gateway -----------------------------------------------------------
+
+export const DEFAULT_SUBJECT_PREFIX = "openim.callback";
+export const QUEUE_GROUP = "openim-workers";
+export const BEFORE_SET_GROUP_MEMBER_INFO = "callbackBeforeSetGroupMemberInfoCommand";
+
+export const HEADER_REQUEST_ID = "X-Request-Id";
+export const HEADER_DEADLINE_UNIX_MS = "X-Deadline-Unix-Ms";
+export const HEADER_SERVICE_ERROR = "Nats-Service-Error";
+export const HEADER_SERVICE_ERROR_CODE = "Nats-Service-Error-Code";
+
+// --- Settings --------------------------------------------------------------------------------
+
+export const NATS_URL = "NATS_URL";
+export const WORKER_SUBJECT_PREFIX = "WORKER_SUBJECT_PREFIX";
+export const WORKER_CONCURRENCY = "WORKER_CONCURRENCY";
+export const WORKER_LOG_LEVEL = "WORKER_LOG_LEVEL";
+
+export const DEFAULT_NATS_URL = "nats://127.0.0.1:4222";
+export const DEFAULT_CONCURRENCY = 64;
+export const MAX_CONCURRENCY = 10000;
+const LOG_LEVELS = { debug: 10, info: 20, warn: 30, warning: 30, error: 40 };
+
+// How often the client pings the server, so that a half-open connection is noticed quickly.
+export const PING_INTERVAL_MS = 5000;
+// How long shutdown waits for in-flight replies and the final flush.
+export const SHUTDOWN_GRACE_MS = 5000;
+
+export const EXIT_OK = 0;
+export const EXIT_CANNOT_RUN = 1;
+export const EXIT_BAD_SETTINGS = 2;
+
+// The Node client speaks plain NATS and TLS; websockets need another package.
+const NATS_SCHEMES = ["nats:", "tls:"];
+
+/** A setting that cannot be used; `message` is the whole line to print before exiting 2. */
+export class SettingsError extends Error {
+  constructor(variable, value, rule) {
+    super(`${variable}=${JSON.stringify(value)} is not valid: ${rule}`);
+    this.name = "SettingsError";
+    this.variable = variable;
+  }
+}
+
+// Unicode's White_Space property, the set Rust's `char::is_whitespace` uses. JavaScript's `\s`
+// differs from it (it also matches U+FEFF), so the rules and the subject check use this
+// explicit set to decide exactly as the Rust worker does.
+export const WHITESPACE_CHARS =
+  "\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006" +
+  "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000";
+const WHITESPACE_RUN = /[\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+/u;
+
+/** Trims and collapses every run of Unicode whitespace into one ASCII space. */
+export function normaliseWhitespace(text) {
+  return text
+    .split(WHITESPACE_RUN)
+    .filter((part) => part !== "")
+    .join(" ");
+}
+
+/** Dot-separated non-empty tokens without whitespace, control characters or wildcards. */
+export function isValidSubject(subject) {
+  return (
+    subject !== "" &&
+    subject
+      .split(".")
+      .every(
+        (token) =>
+          token !== "" &&
+          [...token].every(
+            (c) => !WHITESPACE_CHARS.includes(c) && !/\p{Cc}/u.test(c) && c !== "*" && c !== ">",
+          ),
+      )
+  );
+}
+
+/** `nats://h:p`, `tls://h:p` or a bare `host:port`; one or a comma-separated list. */
+export function parseNatsUrls(value) {
+  const rule =
+    "must be a NATS URL such as nats://127.0.0.1:4222 (nats:// or tls://), or a comma-separated list of them";
+  return value.split(",").map((raw) => {
+    const entry = raw.trim();
+    const url = entry.includes("://") ? entry : `nats://${entry}`;
+    let parsed;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new SettingsError(NATS_URL, value, rule);
+    }
+    if (entry === "" || !NATS_SCHEMES.includes(parsed.protocol) || parsed.hostname === "") {
+      throw new SettingsError(NATS_URL, value, rule);
+    }
+    return url;
+  });
+}
+
+/** An unsigned decimal integer in low..=high (a leading `+` allowed, no spaces). */
+export function parseIntSetting(env, variable, fallback, low, high) {
+  const value = env[variable];
+  if (value === undefined) return fallback;
+  if (/^\+?[0-9]+$/.test(value)) {
+    const number = Number(value);
+    if (number >= low && number <= high) return number;
+  }
+  throw new SettingsError(variable, value, `must be an integer in ${low}..=${high}`);
+}
+
+/** What every worker built on this module reads from the environment. Throws SettingsError. */
+export function readSettings(env = process.env) {
+  const natsServers = parseNatsUrls(env[NATS_URL] ?? DEFAULT_NATS_URL);
+  const subjectPrefix = env[WORKER_SUBJECT_PREFIX] ?? DEFAULT_SUBJECT_PREFIX;
+  if (!isValidSubject(subjectPrefix)) {
+    throw new SettingsError(
+      WORKER_SUBJECT_PREFIX,
+      subjectPrefix,
+      "must be a NATS subject without wildcards or whitespace, such as openim.callback",
+    );
+  }
+  const concurrency = parseIntSetting(env, WORKER_CONCURRENCY, DEFAULT_CONCURRENCY, 1, MAX_CONCURRENCY);
+  const levelName = (env[WORKER_LOG_LEVEL] ?? "").trim().toLowerCase() || "info";
+  if (!(levelName in LOG_LEVELS)) {
+    throw new SettingsError(WORKER_LOG_LEVEL, env[WORKER_LOG_LEVEL], "must be one of debug, info, warn, error");
+  }
+  return { natsServers, subjectPrefix, concurrency, logLevel: LOG_LEVELS[levelName] };
+}
+
+// --- Logs (stderr; stdout carries only the readiness line) -----------------------------------
+
+export const log = {
+  level: LOG_LEVELS.info,
+  write(level, name, message) {
+    if (LOG_LEVELS[level] >= this.level) {
+      process.stderr.write(`${new Date().toISOString()} ${name.toUpperCase()} openim-worker: ${message}\n`);
+    }
+  },
+  debug(message) {
+    this.write("debug", "debug", message);
+  },
+  info(message) {
+    this.write("info", "info", message);
+  },
+  warn(message) {
+    this.write("warn", "warn", message);
+  },
+  error(message) {
+    this.write("error", "error", message);
+  },
+};
+
+// --- Decisions -------------------------------------------------------------------------------
+
+export const INT32_MIN = -(2 ** 31);
+export const INT32_MAX = 2 ** 31 - 1;
+export const MIN_REJECT_ERR_CODE = 100;
+const COMMON_FIELDS = ["actionCode", "errCode", "errMsg", "errDlt", "nextCode"];
+
+/** An OpenIM answer: the five common fields plus the command's own fields to write. */
+export class Decision {
+  constructor({ actionCode = 0, errCode = 0, errMsg = "", errDlt = "", nextCode = 0, fields = {} } = {}) {
+    this.actionCode = actionCode;
+    this.errCode = errCode;
+    this.errMsg = errMsg;
+    this.errDlt = errDlt;
+    this.nextCode = nextCode;
+    this.fields = Object.freeze({ ...fields });
+    Object.freeze(this);
+  }
+
+  get isReject() {
+    return this.actionCode === 0 && this.nextCode === 1;
+  }
+
+  toObject() {
+    const { actionCode, errCode, errMsg, errDlt, nextCode } = this;
+    return { actionCode, errCode, errMsg, errDlt, nextCode, ...this.fields };
+  }
+
+  toJSON() {
+    return this.toObject();
+  }
+}
+
+/** Let the operation through unchanged. */
+export function allow() {
+  return new Decision();
+}
+
+/** Refuse the operation. OpenIM shows `errCode` (at least 100) and `errMsg` to the user. */
+export function reject(errCode, errMsg, errDlt = "") {
+  if (!Number.isInteger(errCode) || errCode < MIN_REJECT_ERR_CODE || errCode > INT32_MAX) {
+    throw new RangeError(`a reject's errCode must be an integer in 100..=${INT32_MAX}`);
+  }
+  if (typeof errMsg !== "string" || typeof errDlt !== "string") {
+    throw new TypeError("errMsg and errDlt must be strings");
+  }
+  return new Decision({ errCode, errMsg, errDlt, nextCode: 1 });
+}
+
+/**
+ * Allow, writing these fields (OpenIM's JSON names, e.g. `modify({ nickName: "Bob" })`).
+ * A field given as null or undefined is left out: absent means "keep the request's value",
+ * and setting a field the request had `null` would add a change nobody asked for.
+ */
+export function modify(fields) {
+  const common = Object.keys(fields).filter((name) =>
+    COMMON_FIELDS.some((field) => field.toLowerCase() === name.toLowerCase()),
+  );
+  if (common.length) {
+    throw new Error(`modify() sets the command's own fields, not ${common.join(", ")}`);
+  }
+  const kept = Object.fromEntries(Object.entries(fields).filter(([, value]) => value != null));
+  return new Decision({ fields: kept });
+}
+
+// --- Requests --------------------------------------------------------------------------------
+
+/** The body is not the command's request. The message goes in a header: never quote the body. */
+export class BadRequest extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "BadRequest";
+  }
+}
+
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
+
+/** Strict JSON as OpenIM writes it: UTF-8, nothing after the value. */
+export function parseJson(payload) {
+  try {
+    const text = typeof payload === "string" ? payload : utf8.decode(payload);
+    return JSON.parse(text);
+  } catch {
+    throw new BadRequest("body is not valid JSON");
+  }
+}
+
+const KIND_NAMES = { string: "a string", int32: "a 32-bit integer" };
+
+function field(obj, command, name, kind, required) {
+  if (!Object.hasOwn(obj, name)) {
+    if (required) throw new BadRequest(`body is not a ${command} request (missing ${name})`);
+    return null;
+  }
+  const value = obj[name];
+  if (value === null && !required) return null;
+  if (kind === "string" && typeof value === "string") return value;
+  // JSON.parse reads 60.0 as 60, so unlike the Rust worker this accepts an integral float.
+  if (kind === "int32" && Number.isInteger(value) && value >= INT32_MIN && value <= INT32_MAX) return value;
+  throw new BadRequest(`body is not a ${command} request (${name} must be ${KIND_NAMES[kind]})`);
+}
+
+/**
+ * callbackBeforeSetGroupMemberInfoCommand, with OpenIM's field names. `null` means "not
+ * changing"; `""` is a value (clearing the nickname or the avatar).
+ */
+export function parseSetGroupMemberInfoRequest(obj) {
+  const command = BEFORE_SET_GROUP_MEMBER_INFO;
+  if (obj === null || typeof obj !== "object" || Array.isArray(obj)) {
+    throw new BadRequest(`body is not a ${command} request (not a JSON object)`);
+  }
+  return Object.freeze({
+    callbackCommand: field(obj, command, "callbackCommand", "string", true),
+    groupID: field(obj, command, "groupID", "string", true),
+    userID: field(obj, command, "userID", "string", true),
+    nickName: field(obj, command, "nickName", "string", false),
+    faceURL: field(obj, command, "faceURL", "string", false),
+    roleLevel: field(obj, command, "roleLevel", "int32", false),
+    ex: field(obj, command, "ex", "string", false),
+  });
+}
+
+/** The parser for commands without a typed request: any JSON object. */
+export function jsonObject(obj) {
+  if (obj === null || typeof obj !== "object" || Array.isArray(obj)) {
+    throw new BadRequest("body is not a JSON object");
+  }
+  return obj;
+}
+
+/** Typed requests per command; other commands get the JSON object. */
+export const REQUEST_TYPES = { [BEFORE_SET_GROUP_MEMBER_INFO]: parseSetGroupMemberInfoRequest };
+
+// --- One message, without NATS ---------------------------------------------------------------
+
+const encoder = new TextEncoder();
+
+export function serviceError(code, description) {
+  // A header value cannot hold a line break.
+  const oneLine = description.replace(/[\r\n]+/g, " ");
+  return {
+    body: new Uint8Array(0),
+    headers: { [HEADER_SERVICE_ERROR]: oneLine, [HEADER_SERVICE_ERROR_CODE]: code },
+    decision: null,
+  };
+}
+
+/** Parses the body, runs the handler and turns the outcome into `{ body, headers, decision }`. */
+export async function respond(handler, parse, payload) {
+  let request;
+  try {
+    request = parse(parseJson(payload));
+  } catch (error) {
+    if (error instanceof BadRequest) return serviceError("400", `bad request: ${error.message}`);
+    log.error(`the request parser failed: ${error?.stack ?? error}`);
+    return serviceError("500", `internal error: the request parser failed (${error?.name ?? typeof error})`);
+  }
+  try {
+    const decision = await handler(request);
+    if (!(decision instanceof Decision)) {
+      throw new TypeError(`the handler returned ${typeof decision}, not a Decision`);
+    }
+    return { body: encoder.encode(JSON.stringify(decision)), headers: null, decision };
+  } catch (error) {
+    log.error(`the handler failed: ${error?.stack ?? error}`);
+    return serviceError("500", `internal error: the handler failed (${error?.name ?? typeof error})`);
+  }
+}
+
+/**
+ * The request's deadline (a BigInt of Unix ms), or null when absent or malformed: a malformed
+ * one is ignored rather than trusted, since dropping a request somebody waits for is worse.
+ */
+export function deadlineUnixMs(value) {
+  if (value === undefined || value === null || value === "") return null;
+  const trimmed = value.trim();
+  if (/^\+?[0-9]+$/.test(trimmed)) {
+    const deadline = BigInt(trimmed.replace(/^\+/, ""));
+    if (deadline < 2n ** 64n) return deadline;
+  }
+  log.debug(`ignoring a malformed ${HEADER_DEADLINE_UNIX_MS}`);
+  return null;
+}
+
+export function nowUnixMs() {
+  return BigInt(Date.now());
+}
+
+/** Past only once the clock is after the deadline (the deadline millisecond is on time). */
+export function isPast(deadline, now) {
+  return now > deadline;
+}
+
+// --- The NATS loop ---------------------------------------------------------------------------
+
+/** A counting semaphore: at most `size` holders, the others wait in order. */
+export class Semaphore {
+  constructor(size) {
+    this.free = size;
+    this.waiting = [];
+  }
+
+  acquire() {
+    if (this.free > 0) {
+      this.free -= 1;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  release() {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.free += 1;
+  }
+}
+
+function headerOf(msg, name) {
+  const headers = msg.headers;
+  return headers && headers.has(name) ? headers.get(name) : undefined;
+}
+
+/**
+ * Subscriptions and in-flight messages of one connection. `client` needs `publish`,
+ * `subscribe` and `flush` as in the `nats` package; tests pass a fake. `makeHeaders` turns a
+ * plain object into the client's header type.
+ */
+export class Worker {
+  constructor(client, settings, handlers, { parsers = {}, makeHeaders = (h) => h } = {}) {
+    if (Object.keys(handlers).length === 0) throw new Error("give at least one command and its handler");
+    this.client = client;
+    this.settings = settings;
+    this.handlers = { ...handlers };
+    this.parsers = Object.fromEntries(
+      Object.keys(handlers).map((command) => [command, parsers[command] ?? REQUEST_TYPES[command] ?? jsonObject]),
+    );
+    this.makeHeaders = makeHeaders;
+    this.slots = new Semaphore(settings.concurrency);
+    this.inFlight = new Set();
+    this.loops = [];
+    this.subscriptions = [];
+  }
+
+  subject(command) {
+    return `${this.settings.subjectPrefix}.${command}`;
+  }
+
+  /**
+   * Joins the queue group on every command's subject and waits for the server to have them:
+   * `flush` is a PING/PONG round trip, so the server has processed the SUBs.
+   */
+  async subscribe() {
+    for (const command of Object.keys(this.handlers)) {
+      const subscription = this.client.subscribe(this.subject(command), { queue: QUEUE_GROUP });
+      this.subscriptions.push(subscription);
+      this.loops.push(this.consume(command, subscription));
+    }
+    await this.client.flush();
+  }
+
+  async consume(command, subscription) {
+    for await (const msg of subscription) {
+      await this.dispatch(command, msg);
+    }
+  }
+
+  /**
+   * Waits for a free slot, then handles the message without waiting for it. Waiting here
+   * stops reading the subscription: that is the back-pressure.
+   */
+  async dispatch(command, msg) {
+    await this.slots.acquire();
+    const task = this.handle(command, msg)
+      .catch((error) => log.error(`a message failed: ${error?.stack ?? error}`))
+      .finally(() => {
+        this.slots.release();
+        this.inFlight.delete(task);
+      });
+    this.inFlight.add(task);
+  }
+
+  /** Answers one message, or deliberately does not (no reply subject, deadline passed). */
+  async handle(command, msg) {
+    const requestId = headerOf(msg, HEADER_REQUEST_ID) ?? "-";
+    if (!msg.reply) {
+      log.warn(`request_id=${requestId} message without a reply subject on ${msg.subject}: skipped`);
+      return;
+    }
+    const deadline = deadlineUnixMs(headerOf(msg, HEADER_DEADLINE_UNIX_MS));
+    if (deadline !== null) {
+      const now = nowUnixMs();
+      if (isPast(deadline, now)) {
+        log.info(
+          `request_id=${requestId} late_by_ms=${now - deadline} deadline passed: nobody waits for this answer, not replying`,
+        );
+        return;
+      }
+    }
+    const reply = await respond(this.handlers[command], this.parsers[command], msg.data);
+    if (reply.headers) {
+      log.warn(`request_id=${requestId} ${reply.headers[HEADER_SERVICE_ERROR]}`);
+    } else {
+      log.debug(
+        `request_id=${requestId} reject=${reply.decision.isReject} err_code=${reply.decision.errCode} ` +
+          `modified_fields=${Object.keys(reply.decision.fields).sort().join(",")}`,
+      );
+    }
+    // Only the service error headers, never the request's.
+    const options = reply.headers ? { headers: this.makeHeaders(reply.headers) } : undefined;
+    this.client.publish(msg.reply, reply.body, options);
+  }
+
+  /** Stops new messages, answers those already received and flushes; true when all finished
+   * within `graceMs`. */
+  async drain(graceMs = SHUTDOWN_GRACE_MS) {
+    const finish = async () => {
+      for (const subscription of this.subscriptions) {
+        try {
+          await subscription.drain();
+        } catch (error) {
+          log.warn(`cannot drain a subscription: ${error?.message ?? error}`);
+        }
+      }
+      await Promise.allSettled(this.loops);
+      while (this.inFlight.size) await Promise.allSettled([...this.inFlight]);
+      await this.client.flush();
+      return true;
+    };
+    let timer;
+    const timeout = new Promise((resolve) => {
+      timer = setTimeout(() => resolve(false), graceMs);
+    });
+    const finished = await Promise.race([finish(), timeout]);
+    clearTimeout(timer);
+    if (!finished) log.warn(`shutdown grace elapsed; abandoning ${this.inFlight.size} unfinished replies`);
+    return finished;
+  }
+}
+
+/**
+ * Connects (retrying until a server answers), subscribes, prints the readiness line, answers
+ * until SIGTERM/SIGINT, then drains. Resolves to the exit code.
+ */
+export async function serve(settings, handlers, { name = "openim-worker-node", parsers = {} } = {}) {
+  const nats = await import("nats");
+  let stopRequested;
+  const stopped = new Promise((resolve) => {
+    stopRequested = resolve;
+  });
+  for (const signal of ["SIGTERM", "SIGINT"]) process.once(signal, () => stopRequested("signal"));
+
+  // waitOnFirstConnect with unlimited attempts keeps trying until a server answers.
+  const connecting = nats.connect({
+    servers: settings.natsServers,
+    name,
+    pingInterval: PING_INTERVAL_MS,
+    maxReconnectAttempts: -1,
+    waitOnFirstConnect: true,
+    reconnectTimeWait: 1000,
+  });
+  const first = await Promise.race([connecting.then((client) => ({ client }), (error) => ({ error })), stopped]);
+  if (first === "signal") {
+    log.info("shut down before the worker was ready");
+    connecting.then((client) => client.close()).catch(() => {});
+    return EXIT_OK;
+  }
+  if (first.error) {
+    log.error(`cannot connect to NATS: ${first.error.message}`);
+    return EXIT_CANNOT_RUN;
+  }
+  const client = first.client;
+  (async () => {
+    for await (const status of client.status()) {
+      if (status.type === "disconnect") {
+        log.warn("disconnected from NATS: callbacks get the gateway's default until reconnected");
+      } else if (status.type === "reconnect") {
+        log.info("reconnected to NATS");
+      } else if (status.type === "error" || status.type === "slowConsumer") {
+        log.warn(`nats: ${status.type} ${status.data ?? ""}`);
+      }
+    }
+  })().catch(() => {});
+
+  const makeHeaders = (plain) => {
+    const headers = nats.headers();
+    for (const [key, value] of Object.entries(plain)) headers.set(key, value);
+    return headers;
+  };
+  const worker = new Worker(client, settings, handlers, { parsers, makeHeaders });
+  try {
+    await worker.subscribe();
+  } catch (error) {
+    log.error(`cannot subscribe: ${error?.message ?? error}`);
+    await client.close().catch(() => {});
+    return EXIT_CANNOT_RUN;
+  }
+  const subjects = Object.keys(handlers).map((command) => worker.subject(command));
+  process.stdout.write(`worker ready on ${subjects.join(", ")} (queue ${QUEUE_GROUP})\n`);
+
+  const outcome = await Promise.race([stopped, client.closed().then(() => "closed")]);
+  if (outcome === "closed") {
+    log.error("the connection closed without a shutdown");
+    return EXIT_CANNOT_RUN;
+  }
+  log.info("shutting down: draining the subscriptions");
+  if (await worker.drain()) log.info("drained, all replies flushed");
+  await client.close().catch(() => {});
+  return EXIT_OK;
+}
+
+/**
+ * Reads the settings, runs the worker until SIGTERM/SIGINT and resolves to the exit code:
+ * 0 after a signal, 1 when it cannot run, 2 for a bad setting (one line on stderr).
+ */
+export async function run(handlers, { name = "openim-worker-node", parsers = {}, env = process.env } = {}) {
+  let settings;
+  try {
+    settings = readSettings(env);
+  } catch (error) {
+    if (!(error instanceof SettingsError)) throw error;
+    process.stderr.write(`${error.message}\n`);
+    return EXIT_BAD_SETTINGS;
+  }
+  log.level = settings.logLevel;
+  log.info(`connecting to NATS (${settings.natsServers.length} server(s)), concurrency ${settings.concurrency}`);
+  return serve(settings, handlers, { name, parsers });
+}

@@ -1,0 +1,259 @@
+"""The helper library: decisions, request typing, settings and the per-message protocol,
+driven through a fake NATS client (no server needed)."""
+
+import asyncio
+import json
+import logging
+import sys
+import unittest
+from pathlib import Path
+from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import openim_worker as ow  # noqa: E402
+
+COMMAND = ow.BEFORE_SET_GROUP_MEMBER_INFO
+ROLE_ONLY = (b'{"callbackCommand":"callbackBeforeSetGroupMemberInfoCommand","groupID":"g",'
+             b'"userID":"u","nickName":null,"faceURL":null,"roleLevel":20,"ex":null}\n')
+logging.getLogger("openim_worker").setLevel(logging.CRITICAL)
+
+
+class FakeSubscription:
+    def __init__(self):
+        self.drained = False
+
+    async def drain(self):
+        self.drained = True
+
+
+class FakeClient:
+    """Records what the worker does with the connection."""
+
+    def __init__(self):
+        self.published = []
+        self.subscribed = []
+        self.flushes = 0
+
+    async def publish(self, subject, payload=b"", reply="", headers=None):
+        self.published.append((subject, payload, headers))
+
+    async def subscribe(self, subject, queue="", cb=None):
+        subscription = FakeSubscription()
+        self.subscribed.append((subject, queue, cb, subscription))
+        return subscription
+
+    async def flush(self):
+        self.flushes += 1
+
+
+def message(data=ROLE_ONLY, reply="_INBOX.1", deadline_ms=None, **extra_headers):
+    headers = {"X-Request-Id": "req-1", "X-Callback-Command": COMMAND, "X-Timeout-Ms": "5000"}
+    if deadline_ms is not None:
+        headers["X-Deadline-Unix-Ms"] = str(deadline_ms)
+    headers.update(extra_headers)
+    return SimpleNamespace(subject=f"openim.callback.{COMMAND}", reply=reply, data=data,
+                           headers=headers)
+
+
+def settings(**overrides):
+    return ow.Settings(["nats://127.0.0.1:4222"], **overrides)
+
+
+def make_worker(handler=lambda request: ow.allow(), client=None, **setting_overrides):
+    client = client or FakeClient()
+    return ow.Worker(client, settings(**setting_overrides), {COMMAND: handler}), client
+
+
+class Decisions(unittest.TestCase):
+    def test_allow_writes_the_five_common_fields(self):
+        self.assertEqual(ow.allow().to_json(),
+                         b'{"actionCode":0,"errCode":0,"errMsg":"","errDlt":"","nextCode":0}')
+
+    def test_reject(self):
+        decision = ow.reject(5001, "no")
+        self.assertTrue(decision.is_reject)
+        self.assertEqual(json.loads(decision.to_json()), {
+            "actionCode": 0, "errCode": 5001, "errMsg": "no", "errDlt": "", "nextCode": 1})
+        for bad in [0, 99, 2**31, True, "5001", 5001.0]:
+            with self.assertRaises((ValueError, TypeError), msg=repr(bad)):
+                ow.reject(bad, "no")
+
+    def test_modify_drops_none_and_refuses_common_fields(self):
+        self.assertEqual(json.loads(ow.modify(nickName="Bob", faceURL=None).to_json()), {
+            "actionCode": 0, "errCode": 0, "errMsg": "", "errDlt": "", "nextCode": 0,
+            "nickName": "Bob"})
+        with self.assertRaises(ValueError):
+            ow.modify(nextCode=1)
+
+    def test_non_ascii_is_written_as_utf8(self):
+        self.assertIn("李 雷".encode(), ow.modify(nickName="李 雷").to_json())
+
+
+class Requests(unittest.TestCase):
+    def test_typed_request(self):
+        request = ow.SetGroupMemberInfoRequest.from_json(ow.parse_json(ROLE_ONLY))
+        self.assertEqual(request.role_level, 20)
+        self.assertIsNone(request.nick_name)
+
+    def test_bad_bodies(self):
+        for payload in [b"", b"not json", b'{"a":', b"\xff\xfe", b'{"x":NaN}', b"{} {}",
+                        b"null", b"[]", b"{}", b'{"callbackCommand":"c","groupID":"g"}',
+                        b'{"callbackCommand":"c","groupID":null,"userID":"u"}',
+                        b'{"callbackCommand":"c","groupID":"g","userID":"u","roleLevel":"60"}',
+                        b'{"callbackCommand":"c","groupID":"g","userID":"u","roleLevel":true}',
+                        b'{"callbackCommand":"c","groupID":"g","userID":"u","roleLevel":60.0}',
+                        b'{"callbackCommand":"c","groupID":"g","userID":"u","roleLevel":2147483648}',
+                        b'{"callbackCommand":"c","groupID":"g","userID":"u","nickName":["s3cret"]}']:
+            with self.subTest(payload=payload):
+                with self.assertRaises(ow.BadRequest) as raised:
+                    ow.SetGroupMemberInfoRequest.from_json(ow.parse_json(payload))
+                self.assertNotIn("s3cret", str(raised.exception))
+
+    def test_deadline_header(self):
+        self.assertIsNone(ow.deadline_unix_ms(None))
+        self.assertIsNone(ow.deadline_unix_ms({}))
+        self.assertEqual(ow.deadline_unix_ms({"X-Deadline-Unix-Ms": "1732550400123"}),
+                         1732550400123)
+        for malformed in ["", "soon", "-1", "1.5", "99999999999999999999999"]:
+            self.assertIsNone(ow.deadline_unix_ms({"X-Deadline-Unix-Ms": malformed}), malformed)
+        self.assertFalse(ow.is_past(1000, 1000))
+        self.assertTrue(ow.is_past(1000, 1001))
+
+
+class SettingsFromEnv(unittest.TestCase):
+    def test_defaults(self):
+        self.assertEqual(ow.Settings.from_env({}), ow.Settings(
+            ["nats://127.0.0.1:4222"], "openim.callback", 64, logging.INFO))
+
+    def test_every_variable(self):
+        parsed = ow.Settings.from_env({"NATS_URL": "nats://a:4222, tls://b:4443,c:1234",
+                                       "WORKER_SUBJECT_PREFIX": "tenant42.callbacks",
+                                       "WORKER_CONCURRENCY": "8", "WORKER_LOG_LEVEL": "debug"})
+        self.assertEqual(parsed.nats_servers, ["nats://a:4222", "tls://b:4443", "nats://c:1234"])
+        self.assertEqual((parsed.subject_prefix, parsed.concurrency, parsed.log_level),
+                         ("tenant42.callbacks", 8, logging.DEBUG))
+
+    def test_bad_values_are_one_line_naming_the_variable(self):
+        for variable, value in [("NATS_URL", ""), ("NATS_URL", "http://a:4222"),
+                                ("NATS_URL", "nats://a:notaport"), ("NATS_URL", "a,,b"),
+                                ("WORKER_SUBJECT_PREFIX", "openim.*"),
+                                ("WORKER_SUBJECT_PREFIX", "a..b"),
+                                ("WORKER_SUBJECT_PREFIX", "has space"),
+                                ("WORKER_CONCURRENCY", "0"), ("WORKER_LOG_LEVEL", "loud")]:
+            with self.subTest(variable=variable, value=value):
+                with self.assertRaises(ow.SettingsError) as raised:
+                    ow.Settings.from_env({variable: value})
+                line = str(raised.exception)
+                self.assertTrue(line.startswith(f"{variable}={json.dumps(value)} is not valid: "),
+                                line)
+                self.assertNotIn("\n", line)
+
+
+class Protocol(unittest.IsolatedAsyncioTestCase):
+    async def test_subscribes_in_the_queue_group_and_confirms_with_a_flush(self):
+        worker, client = make_worker(subject_prefix="tenant.cb")
+        await worker.subscribe()
+        self.assertEqual([(s, q) for s, q, _, _ in client.subscribed],
+                         [(f"tenant.cb.{COMMAND}", "openim-workers")])
+        self.assertEqual(client.flushes, 1)
+
+    async def test_answers_on_the_reply_subject_without_the_request_headers(self):
+        worker, client = make_worker(lambda request: ow.reject(5005, "no"))
+        await worker.handle(COMMAND, message(deadline_ms=ow.now_unix_ms() + 5000))
+        [(subject, payload, headers)] = client.published
+        self.assertEqual(subject, "_INBOX.1")
+        self.assertIsNone(headers)
+        self.assertEqual(json.loads(payload)["errCode"], 5005)
+
+    async def test_skips_a_message_past_its_deadline(self):
+        seen = []
+        worker, client = make_worker(lambda request: seen.append(request) or ow.allow())
+        await worker.handle(COMMAND, message(deadline_ms=ow.now_unix_ms() - 1))
+        self.assertEqual((client.published, seen), ([], []))
+
+    async def test_a_malformed_deadline_is_ignored(self):
+        worker, client = make_worker()
+        await worker.handle(COMMAND, message(deadline_ms="soon"))
+        self.assertEqual(len(client.published), 1)
+
+    async def test_skips_a_message_without_a_reply_subject(self):
+        worker, client = make_worker()
+        await worker.handle(COMMAND, message(reply=""))
+        self.assertEqual(client.published, [])
+
+    async def test_bad_body_gets_a_400_service_error(self):
+        worker, client = make_worker()
+        await worker.handle(COMMAND, message(data=b"not json"))
+        [(_, payload, headers)] = client.published
+        self.assertEqual(payload, b"")
+        self.assertEqual(headers, {"Nats-Service-Error": "bad request: body is not valid JSON",
+                                   "Nats-Service-Error-Code": "400"})
+
+    async def test_a_raising_handler_gets_a_500_service_error(self):
+        def broken(request):
+            raise RuntimeError("boom\nsecret")
+        worker, client = make_worker(broken)
+        await worker.handle(COMMAND, message())
+        [(_, payload, headers)] = client.published
+        self.assertEqual(payload, b"")
+        self.assertEqual(headers["Nats-Service-Error-Code"], "500")
+        self.assertNotIn("secret", headers["Nats-Service-Error"])
+
+    async def test_a_handler_returning_something_else_gets_a_500(self):
+        worker, client = make_worker(lambda request: {"actionCode": 0})
+        await worker.handle(COMMAND, message())
+        self.assertEqual(client.published[0][2]["Nats-Service-Error-Code"], "500")
+
+    async def test_async_handlers_are_awaited(self):
+        async def handler(request):
+            await asyncio.sleep(0)
+            return ow.modify(nickName="x")
+        worker, client = make_worker(handler)
+        await worker.handle(COMMAND, message())
+        self.assertEqual(json.loads(client.published[0][1])["nickName"], "x")
+
+    async def test_commands_without_a_type_get_the_json_object(self):
+        client = FakeClient()
+        worker = ow.Worker(client, settings(), {"callbackBeforeSendSingleMsgCommand":
+                                                lambda request: ow.reject(5100, request["x"])})
+        await worker.handle("callbackBeforeSendSingleMsgCommand", message(data=b'{"x":"y"}'))
+        self.assertEqual(json.loads(client.published[0][1])["errMsg"], "y")
+
+    async def test_concurrency_is_bounded_and_drain_waits_for_in_flight_messages(self):
+        running, most = 0, 0
+        release = asyncio.Event()
+
+        async def slow(request):
+            nonlocal running, most
+            running += 1
+            most = max(most, running)
+            await release.wait()
+            running -= 1
+            return ow.allow()
+
+        worker, client = make_worker(slow, concurrency=3)
+        await worker.subscribe()
+        dispatches = [asyncio.ensure_future(worker.dispatch(COMMAND, message()))
+                      for _ in range(10)]
+        await asyncio.sleep(0.05)
+        self.assertEqual((most, len(worker.in_flight)), (3, 3))
+        self.assertEqual(sum(d.done() for d in dispatches), 3)  # the others wait for a slot
+        release.set()
+        await asyncio.gather(*dispatches)
+        self.assertTrue(await worker.drain(grace_s=2))
+        self.assertEqual((most, len(client.published)), (3, 10))
+        self.assertTrue(client.subscribed[0][3].drained)
+
+    async def test_drain_gives_up_after_the_grace(self):
+        async def stuck(request):
+            await asyncio.Event().wait()
+        worker, client = make_worker(stuck)
+        await worker.dispatch(COMMAND, message())
+        self.assertFalse(await worker.drain(grace_s=0.05))
+        for task in list(worker.in_flight):
+            task.cancel()
+
+
+if __name__ == "__main__":
+    unittest.main()
