@@ -22,27 +22,18 @@ pub mod load;
 pub mod nats_target;
 pub mod result;
 
-/// The `X-Decision-Source` values the gateway sends (`openim_gateway::decision::DecisionSource`)
-/// plus the direct server's own, so that counting a source never allocates. Anything else is
-/// counted as `other`.
-pub const KNOWN_SOURCES: &[&str] = &[
-    "worker",
-    "ack",
-    "fallback:timeout",
-    "fallback:no_responders",
-    "fallback:unavailable",
-    "fallback:invalid_reply",
-    "fallback:bad_request",
-    "fallback:internal_error",
-    direct::DIRECT_SOURCE,
-];
+use openim_gateway_proto::DecisionSource;
 
-/// The static name of an `X-Decision-Source` value: one of [`KNOWN_SOURCES`], or `other`.
+/// The static name of an `X-Decision-Source` value: one the gateway sends, the direct
+/// server's own, or `other`. Counting a source never allocates.
 pub fn intern_source(value: &[u8]) -> &'static str {
-    KNOWN_SOURCES
+    if value == direct::DIRECT_SOURCE.as_bytes() {
+        return direct::DIRECT_SOURCE;
+    }
+    DecisionSource::ALL
         .iter()
+        .map(|source| source.header_value())
         .find(|known| known.as_bytes() == value)
-        .copied()
         .unwrap_or("other")
 }
 
@@ -67,8 +58,15 @@ mod tests {
 
     #[test]
     fn sources_are_interned() {
-        assert_eq!(intern_source(b"worker"), "worker");
-        assert_eq!(intern_source(b"fallback:timeout"), "fallback:timeout");
+        assert_eq!(intern_source(b"worker"), DecisionSource::Worker.as_str());
+        assert_eq!(
+            intern_source(b"fallback:timeout"),
+            DecisionSource::Timeout.as_str()
+        );
+        assert_eq!(
+            intern_source(direct::DIRECT_SOURCE.as_bytes()),
+            direct::DIRECT_SOURCE
+        );
         assert_eq!(intern_source(b"surprise"), "other");
     }
 }

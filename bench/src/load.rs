@@ -124,7 +124,7 @@ pub struct LoadSettings {
     pub timeout: Duration,
     /// When set, requests slower than `budget + late_tolerance` are counted as late.
     pub budget: Option<Duration>,
-    /// See `budget`: CONTRACT.md allows 5 ms.
+    /// See `budget`: the budgets allow 5 ms (BENCHMARKS.md).
     pub late_tolerance: Duration,
     /// When set, answers are also counted per slice of this width.
     pub timeline: Option<Duration>,
@@ -526,6 +526,7 @@ async fn attempt<T: Target>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use openim_gateway_proto::DecisionSource;
 
     /// Answers after a fixed delay; every tenth request fails.
     #[derive(Debug)]
@@ -543,7 +544,7 @@ mod tests {
             if sequence % 10 == 9 {
                 Err(CallError::Status)
             } else {
-                Ok("worker")
+                Ok(DecisionSource::Worker.as_str())
             }
         }
     }
@@ -573,7 +574,7 @@ mod tests {
         .await;
         assert_eq!(result.sent, 30);
         assert_eq!(result.errors.get("status"), Some(&3));
-        assert_eq!(result.source_count("worker"), 27);
+        assert_eq!(result.source_count(DecisionSource::Worker.as_str()), 27);
         assert_eq!(result.late, 0, "{result:?}");
         assert_eq!(result.timeline.len(), 3);
         assert!(result.latency.p50_us >= 1000, "{result:?}");

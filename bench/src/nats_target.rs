@@ -26,7 +26,7 @@ use crate::{
 const HEADER_BUDGET: Duration = Duration::from_millis(4750);
 
 /// The source counted for every valid reply.
-pub const NATS_SOURCE: &str = "worker";
+pub const NATS_SOURCE: &str = openim_gateway_proto::DecisionSource::Worker.as_str();
 
 /// Requests to `subject` on `client`.
 #[derive(Debug, Clone)]

@@ -8,10 +8,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use openim_gateway::{
-    config::DefaultDecision,
-    decision::{default_answer, normalise_reply, Body},
-};
+use openim_gateway::decision::{default_answer, normalise_reply, Body, DefaultDecision};
 use openim_gateway_proto::{catalog::Command, subject};
 
 /// The seed command's body, byte for byte as OpenIM sends it (`fixtures/openim/`).
@@ -19,7 +16,7 @@ const MEMBER_INFO_BODY: &[u8] =
     include_bytes!("../../fixtures/openim/before_set_group_member_info.nickname_only.json");
 /// A command whose default answer echoes the fields OpenIM overwrites.
 const GROUP_INFO_BODY: &[u8] = include_bytes!("../../fixtures/openim/before_set_group_info.json");
-const MEMBER_INFO: &str = "callbackBeforeSetGroupMemberInfoCommand";
+const MEMBER_INFO: &str = openim_gateway_proto::catalog::BEFORE_SET_GROUP_MEMBER_INFO;
 const GROUP_INFO: &str = "callbackBeforeSetGroupInfoCommand";
 
 /// What the example worker answers to the benchmark's requests: allow, nickname normalised.

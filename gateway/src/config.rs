@@ -1,4 +1,5 @@
-//! Settings: the environment table of CONTRACT.md, parsed and validated before anything binds.
+//! Settings: the environment variables of the README's configuration table, parsed and
+//! validated before anything binds.
 //!
 //! Nothing else in the gateway reads the environment. Settings are read through a lookup
 //! function, so tests pass a map instead of touching the process environment. Every error
@@ -7,8 +8,10 @@
 
 use std::{net::SocketAddr, str::FromStr, time::Duration};
 
-use openim_gateway_proto::{answer::CommonAnswer, subject};
+use openim_gateway_proto::subject;
 use thiserror::Error;
+
+use crate::decision::DefaultDecision;
 
 /// NATS server URL, or a comma-separated list of them.
 pub const NATS_URL: &str = "NATS_URL";
@@ -34,6 +37,22 @@ pub const GATEWAY_MAX_BODY_BYTES: &str = "GATEWAY_MAX_BODY_BYTES";
 pub const GATEWAY_RUNTIME_THREADS: &str = "GATEWAY_RUNTIME_THREADS";
 /// The tracing filter.
 pub const RUST_LOG: &str = "RUST_LOG";
+
+/// Every variable the gateway reads.
+pub const ALL_SETTINGS: [&str; 12] = [
+    NATS_URL,
+    GATEWAY_LISTEN,
+    GATEWAY_SUBJECT_PREFIX,
+    GATEWAY_CALLBACK_TIMEOUT_MS,
+    GATEWAY_SAFETY_MARGIN_MS,
+    GATEWAY_DEFAULT_DECISION,
+    GATEWAY_REJECT_ERR_CODE,
+    GATEWAY_REJECT_ERR_MSG,
+    GATEWAY_WEBHOOK_SECRET,
+    GATEWAY_MAX_BODY_BYTES,
+    GATEWAY_RUNTIME_THREADS,
+    RUST_LOG,
+];
 
 /// OpenIM's HTTP client has `Timeout: 15s` (openimsdk/tools `NewClientConfig`): no callback
 /// waits longer, whatever `webhooks.yml` says.
@@ -71,30 +90,6 @@ pub struct ConfigError {
     pub value: String,
     /// What a valid value looks like.
     pub rule: String,
-}
-
-/// What the gateway answers when no valid worker decision arrives in time.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DefaultDecision {
-    /// Let the operation through unchanged (fail open).
-    Allow,
-    /// Refuse it with this code and message (fail closed).
-    Reject {
-        /// 5000..=9999.
-        err_code: i32,
-        /// Non-empty.
-        err_msg: String,
-    },
-}
-
-impl DefaultDecision {
-    /// The common answer of this decision.
-    pub fn common_answer(&self) -> CommonAnswer {
-        match self {
-            Self::Allow => CommonAnswer::allow(),
-            Self::Reject { err_code, err_msg } => CommonAnswer::reject(*err_code, err_msg.clone()),
-        }
-    }
 }
 
 /// The shared secret of the webhook URL. Its `Debug` never shows the value.
@@ -146,8 +141,15 @@ impl Config {
         self.callback_timeout.saturating_sub(self.safety_margin)
     }
 
-    /// Reads the settings from the process environment.
+    /// Reads the settings from the process environment. A value that is not UTF-8 is
+    /// refused, not taken for unset: the operator set something, and it is not what they
+    /// meant.
     pub fn from_env() -> Result<Self, ConfigError> {
+        for variable in ALL_SETTINGS {
+            if let Err(std::env::VarError::NotUnicode(value)) = std::env::var(variable) {
+                return Err(not_unicode(variable, &value));
+            }
+        }
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
@@ -298,6 +300,18 @@ impl Setting {
     }
 }
 
+fn not_unicode(variable: &'static str, value: &std::ffi::OsStr) -> ConfigError {
+    ConfigError {
+        variable,
+        value: if variable == GATEWAY_WEBHOOK_SECRET {
+            "<not shown>".to_owned()
+        } else {
+            value.to_string_lossy().into_owned()
+        },
+        rule: "must be valid UTF-8".to_owned(),
+    }
+}
+
 fn validate_secret(value: String) -> Result<WebhookSecret, ConfigError> {
     let invalid = |rule: &str| ConfigError {
         variable: GATEWAY_WEBHOOK_SECRET,
@@ -417,6 +431,21 @@ mod tests {
         let secret = config.webhook_secret.unwrap();
         assert_eq!(secret.as_bytes(), b"s3cr3t-Path_Token.0123~");
         assert!(!format!("{secret:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn a_value_that_is_not_utf8_is_named_and_refused() {
+        use std::os::unix::ffi::OsStrExt;
+        let value = std::ffi::OsStr::from_bytes(b"50\xff0");
+        let line = not_unicode(GATEWAY_CALLBACK_TIMEOUT_MS, value).to_string();
+        assert!(
+            line.starts_with(
+                "GATEWAY_CALLBACK_TIMEOUT_MS=\"50\u{fffd}0\" is not valid: must be valid UTF-8"
+            ),
+            "{line}"
+        );
+        let secret = not_unicode(GATEWAY_WEBHOOK_SECRET, value).to_string();
+        assert!(!secret.contains("50"), "{secret}");
     }
 
     #[test]

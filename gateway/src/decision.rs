@@ -7,50 +7,37 @@
 //! invents a modification: every field it writes comes from the worker or from the request.
 
 use openim_gateway_proto::{
-    answer::{CommonAnswer, MIN_REJECT_ERR_CODE, NEXT_CODE_STOP},
-    catalog::{Command, BEFORE_SET_GROUP_MEMBER_INFO, IDENTITY_FIELDS},
+    answer::{fields, CommonAnswer, MIN_REJECT_ERR_CODE, NEXT_CODE_STOP},
+    catalog::{as_int32, FieldType, IDENTITY_FIELDS},
+    Command,
 };
 use serde_json::{Map, Value};
 use thiserror::Error;
 
-use crate::config::DefaultDecision;
-
 /// A parsed callback body: always a JSON object.
 pub type Body = Map<String, Value>;
 
-/// Who decided an answer: the `X-Decision-Source` header and the `source` metric label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DecisionSource {
-    /// A valid worker reply arrived in time.
-    Worker,
-    /// An after-callback, published without waiting.
-    Ack,
-    /// No reply by the deadline.
-    Timeout,
-    /// Nobody subscribes to the subject.
-    NoResponders,
-    /// NATS is not connected, or the request could not be sent.
-    Unavailable,
-    /// The reply was not an answer OpenIM can safely apply.
-    InvalidReply,
-    /// The request itself was bad (4xx): nothing was asked.
-    BadRequest,
-    /// A bug in the gateway (a caught panic).
-    InternalError,
+/// What the gateway answers when no valid worker decision arrives in time
+/// (`GATEWAY_DEFAULT_DECISION`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DefaultDecision {
+    /// Let the operation through unchanged (fail open).
+    Allow,
+    /// Refuse it with this code and message (fail closed).
+    Reject {
+        /// 5000..=9999.
+        err_code: i32,
+        /// Non-empty.
+        err_msg: String,
+    },
 }
 
-impl DecisionSource {
-    /// The header and label value.
-    pub const fn as_str(self) -> &'static str {
+impl DefaultDecision {
+    /// The common answer of this decision.
+    pub fn common_answer(&self) -> CommonAnswer {
         match self {
-            Self::Worker => "worker",
-            Self::Ack => "ack",
-            Self::Timeout => "fallback:timeout",
-            Self::NoResponders => "fallback:no_responders",
-            Self::Unavailable => "fallback:unavailable",
-            Self::InvalidReply => "fallback:invalid_reply",
-            Self::BadRequest => "fallback:bad_request",
-            Self::InternalError => "fallback:internal_error",
+            Self::Allow => CommonAnswer::allow(),
+            Self::Reject { err_code, err_msg } => CommonAnswer::reject(*err_code, err_msg.clone()),
         }
     }
 }
@@ -89,60 +76,6 @@ pub enum InvalidReply {
     SetsNullPointerField(String),
 }
 
-/// The common answer fields, with the JSON type OpenIM's Go struct gives each.
-const COMMON_INT_FIELDS: [&str; 3] = ["actionCode", "errCode", "nextCode"];
-const COMMON_STRING_FIELDS: [&str; 2] = ["errMsg", "errDlt"];
-
-/// Command-specific fields with a fixed Go type, so that a reply OpenIM could not decode is
-/// refused here instead of failing the user's operation with 90007.
-fn typed_field(command: &str, field: &str) -> Option<FieldType> {
-    use FieldType::{Int32, Str};
-    match (command, field) {
-        (BEFORE_SET_GROUP_MEMBER_INFO, "nickName" | "faceURL" | "ex") => Some(Str),
-        (BEFORE_SET_GROUP_MEMBER_INFO, "roleLevel") => Some(Int32),
-        (
-            "callbackBeforeSetGroupInfoCommand" | "callbackBeforeSetGroupInfoExCommand",
-            "groupID" | "groupName" | "notification" | "introduction" | "faceURL" | "ex",
-        ) => Some(Str),
-        (
-            "callbackBeforeSetGroupInfoCommand" | "callbackBeforeSetGroupInfoExCommand",
-            "needVerification" | "lookMemberInfo" | "applyMemberFriend",
-        ) => Some(Int32),
-        (
-            "callbackBeforeUpdateUserInfoCommand" | "callbackBeforeUpdateUserInfoExCommand",
-            "nickName" | "faceURL" | "ex",
-        ) => Some(Str),
-        _ => None,
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum FieldType {
-    Str,
-    Int32,
-}
-
-impl FieldType {
-    /// `null` is always accepted: Go leaves the field at its zero value or nil pointer.
-    fn accepts(self, value: &Value) -> bool {
-        match self {
-            Self::Str => value.is_string() || value.is_null(),
-            Self::Int32 => value.is_null() || as_int32(value).is_some(),
-        }
-    }
-
-    const fn describe(self) -> &'static str {
-        match self {
-            Self::Str => "a string or null",
-            Self::Int32 => "an integer that fits int32, or null",
-        }
-    }
-}
-
-fn as_int32(value: &Value) -> Option<i32> {
-    value.as_i64().and_then(|number| i32::try_from(number).ok())
-}
-
 /// Looks a field up the way Go's `encoding/json` matches keys: exactly, else ignoring case.
 fn get_field<'a>(object: &'a Body, field: &str) -> Option<&'a Value> {
     object.get(field).or_else(|| {
@@ -166,21 +99,12 @@ pub fn default_answer(
     request: Option<&Body>,
 ) -> Body {
     let common = decision.common_answer();
-    let mut answer = common_to_object(&common);
-    if let (false, Some(command), Some(request)) = (common.is_reject(), command, request) {
+    let refuses = common.is_reject();
+    let mut answer = common.into_object();
+    if let (false, Some(command), Some(request)) = (refuses, command, request) {
         echo_overwritten_fields(command, request, &mut answer);
     }
     answer
-}
-
-fn common_to_object(common: &CommonAnswer) -> Body {
-    let mut object = Map::with_capacity(8);
-    object.insert("actionCode".to_owned(), common.action_code.into());
-    object.insert("errCode".to_owned(), common.err_code.into());
-    object.insert("errMsg".to_owned(), common.err_msg.clone().into());
-    object.insert("errDlt".to_owned(), common.err_dlt.clone().into());
-    object.insert("nextCode".to_owned(), common.next_code.into());
-    object
 }
 
 /// Fills every field OpenIM overwrites unconditionally and `answer` leaves absent or `null`
@@ -196,6 +120,21 @@ fn echo_overwritten_fields(command: &Command, request: &Body, answer: &mut Body)
             answer.insert((*field).to_owned(), value.clone());
         }
     }
+}
+
+/// Judges a worker's reply: the answer for OpenIM, or why it cannot be forwarded. A reply
+/// that carries the NATS service API's error header (`service_error`) is the worker saying
+/// it failed, whatever its body.
+pub fn judge_reply(
+    command: &Command,
+    request: &Body,
+    service_error: Option<&str>,
+    reply: &[u8],
+) -> Result<Body, InvalidReply> {
+    if let Some(error) = service_error {
+        return Err(InvalidReply::ServiceError(error.to_owned()));
+    }
+    normalise_reply(command, request, reply)
 }
 
 /// Turns a worker's reply into the answer for OpenIM, or says why it cannot be forwarded.
@@ -238,14 +177,14 @@ pub fn normalise_reply(
             }),
         }
     };
-    let _action_code = int_field("actionCode")?;
-    let err_code = int_field("errCode")?;
-    let next_code = int_field("nextCode")?;
-    let err_msg = string_field("errMsg")?;
-    let err_dlt = string_field("errDlt")?;
+    let _action_code = int_field(fields::ACTION_CODE)?;
+    let err_code = int_field(fields::ERR_CODE)?;
+    let next_code = int_field(fields::NEXT_CODE)?;
+    let err_msg = string_field(fields::ERR_MSG)?;
+    let err_dlt = string_field(fields::ERR_DLT)?;
 
     for (key, value) in &reply {
-        if is_common_field(key) {
+        if fields::is_common(key) {
             continue;
         }
         check_field_type(command, request, key, value)?;
@@ -263,7 +202,7 @@ pub fn normalise_reply(
         }
         let mut refusal = CommonAnswer::reject(err_code as i32, err_msg);
         refusal.err_dlt = err_dlt;
-        return Ok(common_to_object(&refusal));
+        return Ok(refusal.into_object());
     }
 
     let allow = CommonAnswer {
@@ -273,21 +212,14 @@ pub fn normalise_reply(
         err_dlt,
         ..CommonAnswer::allow()
     };
-    let mut answer = common_to_object(&allow);
+    let mut answer = allow.into_object();
     for (key, value) in reply {
-        if !value.is_null() && !is_common_field(&key) {
+        if !value.is_null() && !fields::is_common(&key) {
             answer.insert(key, value);
         }
     }
     echo_overwritten_fields(command, request, &mut answer);
     Ok(answer)
-}
-
-fn is_common_field(key: &str) -> bool {
-    COMMON_INT_FIELDS
-        .iter()
-        .chain(COMMON_STRING_FIELDS.iter())
-        .any(|field| key.eq_ignore_ascii_case(field))
 }
 
 fn check_no_case_duplicates(reply: &Body) -> Result<(), InvalidReply> {
@@ -324,7 +256,7 @@ fn check_field_type(
         field: key.to_owned(),
         expected,
     };
-    if let Some(field_type) = typed_field(command.name, key) {
+    if let Some(field_type) = command.answer_field_type(key) {
         return if field_type.accepts(value) {
             Ok(())
         } else {
@@ -369,7 +301,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const SEED: &str = "callbackBeforeSetGroupMemberInfoCommand";
+    const SEED: &str = openim_gateway_proto::catalog::BEFORE_SET_GROUP_MEMBER_INFO;
 
     fn command(name: &str) -> &'static Command {
         Command::lookup(name).unwrap()
@@ -602,6 +534,16 @@ mod tests {
                 String::from_utf8_lossy(reply)
             );
         }
+    }
+
+    #[test]
+    fn a_service_error_is_invalid_whatever_the_body() {
+        let reply = br#"{"actionCode":0,"nextCode":0}"#;
+        assert_eq!(
+            judge_reply(command(SEED), &member_request(), Some("500 boom"), reply).unwrap_err(),
+            InvalidReply::ServiceError("500 boom".to_owned())
+        );
+        assert!(judge_reply(command(SEED), &member_request(), None, reply).is_ok());
     }
 
     #[test]

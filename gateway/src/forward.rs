@@ -1,4 +1,5 @@
-//! The only module that talks to NATS: connection, publishing, reply routing, the deadline.
+//! The only module that talks to NATS: the connection, subjects, headers, publishing, reply
+//! routing and the deadline. Nothing outside it sees an async-nats type.
 //!
 //! Replies are routed by the gateway itself: one wildcard subscription on a private inbox,
 //! and a map from request number to the waiting callback. A callback that gives up (its
@@ -9,27 +10,33 @@
 //! Every call is bounded by the caller's deadline as a whole: async-nats starts its own
 //! request timeout only once the request has left its command channel, which is not read
 //! while reconnecting. And a request is not even attempted while the connection is down.
+//!
+//! This module does not judge replies: it hands back the payload and whether the worker
+//! flagged an error, and the callback path decides what that means for OpenIM.
 
 use std::{
     collections::HashMap,
     sync::{
-        atomic::{AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex, PoisonError,
     },
-    time::Duration,
+    time::{Duration, SystemTime},
 };
 
 use async_nats::{
-    connection::State, Client, ConnectOptions, Event, HeaderMap, Message, StatusCode, Subject,
+    connection::State, header::HeaderName, Client, ConnectOptions, Event, HeaderMap, Message,
+    StatusCode, Subject,
 };
 use bytes::Bytes;
 use futures::StreamExt;
+use openim_gateway_proto::{catalog, headers, subject, Command};
+use thiserror::Error;
 use tokio::{
     sync::{oneshot, Notify},
     time::Instant,
 };
 
-use crate::metrics::Metrics;
+use crate::{deadline::Deadline, metrics::Metrics};
 
 /// How often the client pings the server. async-nats' default of 60 s lets a half-open
 /// connection look connected for minutes; two missed pings at this interval mark it down.
@@ -39,16 +46,54 @@ const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);
 /// How long a connect attempt may take.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// The worker protocol's header names, built once: a name given as a `&str` is validated and
+/// copied on every insert.
+const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(headers::REQUEST_ID);
+const CALLBACK_COMMAND_HEADER: HeaderName = HeaderName::from_static(headers::CALLBACK_COMMAND);
+const OPERATION_ID_HEADER: HeaderName = HeaderName::from_static(headers::OPERATION_ID);
+const DEADLINE_UNIX_MS_HEADER: HeaderName = HeaderName::from_static(headers::DEADLINE_UNIX_MS);
+const TIMEOUT_MS_HEADER: HeaderName = HeaderName::from_static(headers::TIMEOUT_MS);
+
+/// Why the NATS client could not be set up (the settings were already valid).
+#[derive(Debug, Error)]
+pub enum SetupError {
+    /// The client could not be created.
+    #[error("cannot set up the nats client: {0}")]
+    Connect(#[from] async_nats::ConnectError),
+    /// The subscription that routes replies could not be made.
+    #[error("cannot subscribe to the reply inbox: {0}")]
+    Subscribe(#[from] async_nats::SubscribeError),
+}
+
+/// What the forwarder needs to know about a callback besides its body.
+#[derive(Debug, Clone, Copy)]
+pub struct CallbackMeta<'a> {
+    /// The catalog command (its subject is `{prefix}.{name}`).
+    pub command: &'static Command,
+    /// `X-Request-Id`: the same id OpenIM gets on the answer.
+    pub request_id: uuid::Uuid,
+    /// `X-Operation-Id`, when OpenIM sent one.
+    pub operation_id: Option<&'a str>,
+    /// When the gateway stops waiting.
+    pub deadline: Deadline,
+}
+
+/// A worker's reply, not yet judged.
+#[derive(Debug)]
+pub struct Reply {
+    /// The reply's body, as the worker sent it.
+    pub payload: Bytes,
+    /// The worker's `Nats-Service-Error` header: it says it failed.
+    pub service_error: Option<String>,
+    /// From publish to reply.
+    pub waited: Duration,
+}
+
 /// What came of asking the workers.
 #[derive(Debug)]
 pub enum Outcome {
-    /// A worker replied (not yet validated).
-    Reply {
-        /// The reply message.
-        message: Message,
-        /// From publish to reply.
-        waited: Duration,
-    },
+    /// A worker replied.
+    Reply(Reply),
     /// The deadline passed first.
     Timeout,
     /// Nobody subscribes to the subject.
@@ -63,6 +108,8 @@ type Pending = Mutex<HashMap<u64, oneshot::Sender<Message>>>;
 #[derive(Debug, Clone)]
 pub struct Forwarder {
     client: Client,
+    /// `{GATEWAY_SUBJECT_PREFIX}.{command}` for every catalog command, built once.
+    subjects: Arc<HashMap<&'static str, Subject>>,
     /// `{inbox}.` : a reply subject is this prefix plus the request number.
     reply_prefix: Arc<str>,
     /// Callbacks waiting for a reply, by request number.
@@ -97,12 +144,10 @@ impl Forwarder {
     /// still answers (with the default), and it connects as soon as NATS is there.
     pub async fn connect(
         servers: Vec<async_nats::ServerAddr>,
+        subject_prefix: &str,
         metrics: Arc<Metrics>,
-    ) -> Result<Self, async_nats::ConnectError> {
-        let event_metrics = Arc::clone(&metrics);
-        let connected_once = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    ) -> Result<Self, SetupError> {
         let disconnected = Arc::new(Notify::new());
-        let event_disconnected = Arc::clone(&disconnected);
         let options = ConnectOptions::new()
             .name("openim-gateway")
             .ping_interval(PING_INTERVAL)
@@ -113,44 +158,32 @@ impl Forwarder {
                 let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
                 (Duration::from_millis(50) * attempts).min(MAX_RECONNECT_DELAY)
             })
-            .event_callback(move |event| {
-                let metrics = Arc::clone(&event_metrics);
-                let connected_once = Arc::clone(&connected_once);
-                let disconnected = Arc::clone(&event_disconnected);
-                async move {
-                    match event {
-                        Event::Connected => {
-                            metrics.nats_connected.set(1);
-                            if connected_once.swap(true, Ordering::Relaxed) {
-                                metrics.nats_reconnects.inc();
-                            }
-                            tracing::info!("connected to nats");
-                        }
-                        Event::Disconnected => {
-                            metrics.nats_connected.set(0);
-                            disconnected.notify_waiters();
-                            tracing::warn!("disconnected from nats: callbacks get the default decision until it is back");
-                        }
-                        Event::Closed => {
-                            metrics.nats_connected.set(0);
-                            tracing::info!("nats connection closed");
-                        }
-                        other => tracing::warn!(event = %other, "nats event"),
-                    }
+            .event_callback({
+                let events = Arc::new(ConnectionEvents {
+                    metrics,
+                    connected_once: AtomicBool::new(false),
+                    disconnected: Arc::clone(&disconnected),
+                });
+                move |event| {
+                    let events = Arc::clone(&events);
+                    async move { events.handle(event) }
                 }
             });
         let client = options.connect(servers).await?;
         let inbox = client.new_inbox();
-        let subscriber = client
-            .subscribe(format!("{inbox}.*"))
-            .await
-            .map_err(|error| {
-                async_nats::ConnectError::with_source(async_nats::ConnectErrorKind::Io, error)
-            })?;
+        let subscriber = client.subscribe(format!("{inbox}.*")).await?;
         let pending: Arc<Pending> = Arc::default();
         tokio::spawn(route_replies(subscriber, Arc::clone(&pending)));
+        let subjects = catalog::COMMANDS
+            .iter()
+            .map(|command| {
+                let name = subject::for_command(subject_prefix, command.name);
+                (command.name, Subject::from(name))
+            })
+            .collect();
         Ok(Self {
             client,
+            subjects: Arc::new(subjects),
             reply_prefix: format!("{inbox}.").into(),
             pending,
             next_id: Arc::default(),
@@ -168,14 +201,8 @@ impl Forwarder {
         lock(&self.pending).len()
     }
 
-    /// Publishes a before-callback and waits for one reply, never past `deadline`.
-    pub async fn ask(
-        &self,
-        subject: Subject,
-        headers: HeaderMap,
-        payload: Bytes,
-        deadline: Instant,
-    ) -> Outcome {
+    /// Publishes a before-callback and waits for one reply, never past its deadline.
+    pub async fn ask(&self, meta: &CallbackMeta<'_>, payload: Bytes) -> Outcome {
         // Registered before the state check, so a drop right after it still wakes this call.
         let disconnected = self.disconnected.notified();
         if !self.is_connected() {
@@ -189,7 +216,9 @@ impl Forwarder {
             id,
         };
         let reply_subject = format!("{}{id}", self.reply_prefix);
+        let subject = self.subject(meta.command);
         let published_at = Instant::now();
+        let headers = protocol_headers(meta, published_at, SystemTime::now());
         let exchange = async {
             if let Err(error) = self
                 .client
@@ -207,36 +236,32 @@ impl Forwarder {
                 Ok(message) if message.status == Some(StatusCode::NO_RESPONDERS) => {
                     Outcome::NoResponders
                 }
-                Ok(message) => Outcome::Reply {
-                    message,
+                Ok(message) => Outcome::Reply(Reply {
+                    service_error: service_error(&message),
+                    payload: message.payload,
                     waited: published_at.elapsed(),
-                },
+                }),
                 // The router dropped the sender: the subscription ended (client closed).
                 Err(_) => Outcome::Unavailable,
             }
         };
-        tokio::time::timeout_at(deadline, exchange)
+        tokio::time::timeout_at(meta.deadline.at, exchange)
             .await
             .unwrap_or(Outcome::Timeout)
     }
 
-    /// Publishes an after-callback without waiting for anyone, never past `deadline`.
-    pub async fn notify(
-        &self,
-        subject: Subject,
-        headers: HeaderMap,
-        payload: Bytes,
-        deadline: Instant,
-    ) -> bool {
+    /// Publishes an after-callback without waiting for anyone, never past its deadline.
+    /// Returns whether it was handed to the connection.
+    pub async fn notify(&self, meta: &CallbackMeta<'_>, payload: Bytes) -> bool {
         if !self.is_connected() {
             return false;
         }
+        let headers = protocol_headers(meta, Instant::now(), SystemTime::now());
+        let publishing =
+            self.client
+                .publish_with_headers(self.subject(meta.command), headers, payload);
         matches!(
-            tokio::time::timeout_at(
-                deadline,
-                self.client.publish_with_headers(subject, headers, payload)
-            )
-            .await,
+            tokio::time::timeout_at(meta.deadline.at, publishing).await,
             Ok(Ok(()))
         )
     }
@@ -245,6 +270,74 @@ impl Forwarder {
     pub async fn close(&self) {
         if let Err(error) = self.client.drain().await {
             tracing::debug!(%error, "nats drain on shutdown");
+        }
+    }
+
+    fn subject(&self, command: &Command) -> Subject {
+        self.subjects.get(command.name).cloned().unwrap_or_else(|| {
+            // Every catalog command has an entry (built from the same table); a command
+            // from elsewhere is a bug, answered by the panic layer's default.
+            unreachable!("no subject for {}", command.name)
+        })
+    }
+}
+
+/// The headers of the worker protocol for `meta`, stated at `now` (`wall_now` on the wall
+/// clock): the time left is what the worker really has when the request leaves.
+fn protocol_headers(meta: &CallbackMeta<'_>, now: Instant, wall_now: SystemTime) -> HeaderMap {
+    let left = meta.deadline.left(now);
+    let deadline_unix_ms = meta.deadline.unix_ms(now, wall_now);
+    // Collected from an iterator whose length is known, so the map is sized once.
+    [
+        (REQUEST_ID_HEADER, meta.request_id.to_string().into()),
+        (CALLBACK_COMMAND_HEADER, meta.command.name.into()),
+        (DEADLINE_UNIX_MS_HEADER, deadline_unix_ms.to_string().into()),
+        (TIMEOUT_MS_HEADER, left.as_millis().to_string().into()),
+    ]
+    .into_iter()
+    .chain(meta.operation_id.map(|id| (OPERATION_ID_HEADER, id.into())))
+    .collect()
+}
+
+/// The NATS service API's error header, when the worker set it.
+fn service_error(message: &Message) -> Option<String> {
+    message
+        .headers
+        .as_ref()
+        .and_then(|map| map.get(headers::NATS_SERVICE_ERROR))
+        .map(|value| value.as_str().to_owned())
+}
+
+/// Keeps the connection metrics and the disconnect signal in step with the client's events.
+#[derive(Debug)]
+struct ConnectionEvents {
+    metrics: Arc<Metrics>,
+    /// Whether a connection was ever made: the next one is a reconnection.
+    connected_once: AtomicBool,
+    /// Wakes the callbacks waiting for a reply.
+    disconnected: Arc<Notify>,
+}
+
+impl ConnectionEvents {
+    fn handle(&self, event: Event) {
+        match event {
+            Event::Connected => {
+                let reconnected = self.connected_once.swap(true, Ordering::Relaxed);
+                self.metrics.nats_connected(reconnected);
+                tracing::info!("connected to nats");
+            }
+            Event::Disconnected => {
+                self.metrics.nats_disconnected();
+                self.disconnected.notify_waiters();
+                tracing::warn!(
+                    "disconnected from nats: callbacks get the default decision until it is back"
+                );
+            }
+            Event::Closed => {
+                self.metrics.nats_disconnected();
+                tracing::info!("nats connection closed");
+            }
+            other => tracing::warn!(event = %other, "nats event"),
         }
     }
 }
@@ -267,4 +360,46 @@ async fn route_replies(mut subscriber: async_nats::Subscriber, pending: Arc<Pend
     }
     // The subscription ended: wake every waiting callback (they answer `Unavailable`).
     lock(&pending).clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::UNIX_EPOCH;
+
+    #[test]
+    fn headers_state_the_callback_and_its_deadline() {
+        let command = Command::lookup(catalog::BEFORE_SET_GROUP_MEMBER_INFO).unwrap();
+        let arrival = Instant::now();
+        let meta = CallbackMeta {
+            command,
+            request_id: uuid::Uuid::nil(),
+            operation_id: Some("op-1"),
+            deadline: Deadline::starting(arrival, Duration::from_millis(4740)),
+        };
+        let wall = UNIX_EPOCH + Duration::from_millis(1_700_000_000_000);
+        let map = protocol_headers(&meta, arrival + Duration::from_millis(40), wall);
+        let get = |name: &str| map.get(name).map(|value| value.as_str().to_owned());
+        assert_eq!(
+            get(headers::REQUEST_ID).as_deref(),
+            Some("00000000-0000-0000-0000-000000000000")
+        );
+        assert_eq!(
+            get(headers::CALLBACK_COMMAND).as_deref(),
+            Some(command.name)
+        );
+        assert_eq!(get(headers::OPERATION_ID).as_deref(), Some("op-1"));
+        assert_eq!(get(headers::TIMEOUT_MS).as_deref(), Some("4700"));
+        assert_eq!(
+            get(headers::DEADLINE_UNIX_MS).as_deref(),
+            Some("1700000004700")
+        );
+        let without = CallbackMeta {
+            operation_id: None,
+            ..meta
+        };
+        assert!(protocol_headers(&without, arrival, wall)
+            .get(headers::OPERATION_ID)
+            .is_none());
+    }
 }

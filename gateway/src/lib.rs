@@ -6,6 +6,7 @@
 //! port 0.
 
 pub mod config;
+pub mod deadline;
 pub mod decision;
 pub mod forward;
 pub mod http;
@@ -16,7 +17,12 @@ use std::{future::Future, io, net::SocketAddr, sync::Arc};
 use thiserror::Error;
 use tokio::net::TcpListener;
 
-use crate::{config::Config, forward::Forwarder, http::AppState, metrics::Metrics};
+use crate::{
+    config::Config,
+    forward::{Forwarder, SetupError},
+    http::AppState,
+    metrics::Metrics,
+};
 
 /// Why the gateway could not start (the configuration was already valid).
 #[derive(Debug, Error)]
@@ -29,9 +35,9 @@ pub enum BuildError {
         /// The operating system's reason.
         source: io::Error,
     },
-    /// The NATS client could not be created.
-    #[error("cannot set up the nats client: {0}")]
-    Nats(#[from] async_nats::ConnectError),
+    /// The NATS client could not be set up.
+    #[error(transparent)]
+    Nats(#[from] SetupError),
 }
 
 /// A bound, connected-or-connecting gateway, ready to serve.
@@ -53,7 +59,12 @@ impl Gateway {
                     source,
                 })?;
         let metrics = Arc::new(Metrics::new());
-        let forwarder = Forwarder::connect(config.nats_urls.clone(), Arc::clone(&metrics)).await?;
+        let forwarder = Forwarder::connect(
+            config.nats_urls.clone(),
+            &config.subject_prefix,
+            Arc::clone(&metrics),
+        )
+        .await?;
         let state = Arc::new(AppState::new(&config, forwarder, metrics));
         Ok(Self { listener, state })
     }
@@ -66,7 +77,7 @@ impl Gateway {
     /// Serves until `shutdown` completes, then lets in-flight callbacks finish (each is
     /// bounded by its deadline) and drains the NATS connection.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
-        let forwarder = self.state.forwarder.clone();
+        let forwarder = self.state.forwarder().clone();
         let app = http::router(self.state);
         axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)

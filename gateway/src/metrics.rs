@@ -1,9 +1,14 @@
 //! Prometheus metrics: what the gateway did, by command and by who decided.
 //!
-//! Label values are `&'static str` from the catalog and the decision sources, so recording a
-//! callback allocates nothing and an unknown command on the path cannot add series: those
-//! are counted under `openim_gateway_bad_requests_total{reason="unknown_command"}`.
+//! Label values are `&'static str` from the catalog, the decision sources and the reject
+//! reasons, so recording a callback allocates nothing and an unknown command on the path
+//! cannot add series: those are counted under
+//! `openim_gateway_bad_requests_total{reason="unknown_command"}`. The fields are private:
+//! the rest of the gateway records through the methods, which name what happened.
 
+use std::time::Duration;
+
+use openim_gateway_proto::{catalog, CallbackKind, Command, DecisionSource};
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{
@@ -15,53 +20,67 @@ use prometheus_client::{
     registry::Registry,
 };
 
+use crate::http::RejectReason;
+
 /// Labels of `openim_gateway_callbacks_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CallbackLabels {
+struct CallbackLabels {
     /// The OpenIM command.
-    pub command: &'static str,
+    command: &'static str,
     /// `before` or `after`.
-    pub kind: &'static str,
-    /// The `X-Decision-Source` of the answer (`unpublished` for a lost after-callback).
-    pub source: &'static str,
+    kind: &'static str,
+    /// Who decided the answer (`unpublished` for an after-callback NATS did not take).
+    source: &'static str,
 }
 
-/// Labels of the per-command histograms.
+/// Labels of the per-command metrics.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CommandLabels {
+struct CommandLabels {
     /// The OpenIM command.
-    pub command: &'static str,
+    command: &'static str,
 }
 
 /// Labels of `openim_gateway_bad_requests_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReasonLabels {
+struct ReasonLabels {
     /// Why the request was refused.
-    pub reason: &'static str,
+    reason: &'static str,
 }
 
-/// Every metric, registered once at start.
+/// The sources a before-callback's answer is counted under.
+const BEFORE_SOURCES: [DecisionSource; 5] = [
+    DecisionSource::Worker,
+    DecisionSource::Timeout,
+    DecisionSource::NoResponders,
+    DecisionSource::Unavailable,
+    DecisionSource::InvalidReply,
+];
+/// The sources an after-callback's acknowledgement is counted under.
+const AFTER_SOURCES: [DecisionSource; 2] = [DecisionSource::Ack, DecisionSource::Unpublished];
+
+/// Every metric, registered once at start. Written only through the methods below, so that
+/// each metric's labels are chosen in one place.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     /// Callbacks answered, by command, kind and decision source.
-    pub callbacks: Family<CallbackLabels, Counter>,
+    callbacks: Family<CallbackLabels, Counter>,
     /// Arrival to answer.
-    pub callback_duration: Family<CommandLabels, Histogram>,
+    callback_duration: Family<CommandLabels, Histogram>,
     /// Publish to reply.
-    pub worker_duration: Family<CommandLabels, Histogram>,
+    worker_duration: Family<CommandLabels, Histogram>,
     /// Before-callbacks being decided right now.
-    pub inflight: Gauge,
+    inflight: Gauge,
     /// Entries in the reply map (set when scraped): flat when timeouts leave nothing behind.
-    pub pending_replies: Gauge,
+    pending_replies: Gauge,
     /// 1 while connected to NATS.
-    pub nats_connected: Gauge,
+    nats_connected: Gauge,
     /// Reconnections after the first connection.
-    pub nats_reconnects: Counter,
+    nats_reconnects: Counter,
     /// Requests refused before anything was asked, by reason.
-    pub bad_requests: Family<ReasonLabels, Counter>,
+    bad_requests: Family<ReasonLabels, Counter>,
     /// Replies that arrived but could not be forwarded, by command.
-    pub invalid_replies: Family<CommandLabels, Counter>,
+    invalid_replies: Family<CommandLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -76,7 +95,8 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Creates and registers every metric.
+    /// Creates and registers every metric. The counters whose label sets are bounded start at
+    /// 0 for every label value, so that an alert sees the series before the first event.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("openim_gateway");
         let callbacks = Family::<CallbackLabels, Counter>::default();
@@ -137,6 +157,26 @@ impl Metrics {
             "Worker replies that could not be forwarded to OpenIM, by command",
             invalid_replies.clone(),
         );
+        // `get_or_create` creates the series; the guard it returns is dropped at once.
+        for reason in RejectReason::ALL {
+            drop(bad_requests.get_or_create(&ReasonLabels {
+                reason: reason.as_str(),
+            }));
+        }
+        for command in catalog::COMMANDS {
+            let sources: &[DecisionSource] = match command.kind {
+                CallbackKind::Before => &BEFORE_SOURCES,
+                CallbackKind::After => &AFTER_SOURCES,
+            };
+            for source in sources {
+                drop(callbacks.get_or_create(&callback_labels(command, *source)));
+            }
+            if command.kind == CallbackKind::Before {
+                drop(invalid_replies.get_or_create(&CommandLabels {
+                    command: command.name,
+                }));
+            }
+        }
         Self {
             registry,
             callbacks,
@@ -153,7 +193,7 @@ impl Metrics {
 
     /// The OpenMetrics text exposition of every metric (what Prometheus asks for first).
     pub fn encode_openmetrics(&self) -> String {
-        let mut text = String::with_capacity(16 * 1024);
+        let mut text = String::with_capacity(64 * 1024);
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
@@ -166,11 +206,87 @@ impl Metrics {
         openmetrics_to_prometheus_text(&self.encode_openmetrics())
     }
 
-    /// Counts a request refused before anything was asked.
-    pub fn bad_request(&self, reason: &'static str) {
-        self.bad_requests
-            .get_or_create(&ReasonLabels { reason })
+    /// Counts an answered callback under who decided it, and observes arrival to answer.
+    pub fn answered(&self, command: &'static Command, source: DecisionSource, took: Duration) {
+        self.callbacks
+            .get_or_create(&callback_labels(command, source))
             .inc();
+        self.callback_duration
+            .get_or_create(&CommandLabels {
+                command: command.name,
+            })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Observes the time from publish to a worker's reply (valid or not).
+    pub fn worker_replied(&self, command: &'static Command, waited: Duration) {
+        self.worker_duration
+            .get_or_create(&CommandLabels {
+                command: command.name,
+            })
+            .observe(waited.as_secs_f64());
+    }
+
+    /// Counts a reply that could not be forwarded to OpenIM.
+    pub fn invalid_reply(&self, command: &'static Command) {
+        self.invalid_replies
+            .get_or_create(&CommandLabels {
+                command: command.name,
+            })
+            .inc();
+    }
+
+    /// Counts a request refused before anything was asked.
+    pub fn bad_request(&self, reason: RejectReason) {
+        self.bad_requests
+            .get_or_create(&ReasonLabels {
+                reason: reason.as_str(),
+            })
+            .inc();
+    }
+
+    /// Counts a before-callback in flight until the guard drops, even if OpenIM hangs up and
+    /// the handler is dropped with it.
+    pub fn inflight(&self) -> InflightGuard<'_> {
+        self.inflight.inc();
+        InflightGuard(&self.inflight)
+    }
+
+    /// Records the reply map's size (read when scraped).
+    pub fn pending_replies(&self, count: usize) {
+        self.pending_replies
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// The connection to NATS is up; `reconnected` when it is not the first time.
+    pub fn nats_connected(&self, reconnected: bool) {
+        self.nats_connected.set(1);
+        if reconnected {
+            self.nats_reconnects.inc();
+        }
+    }
+
+    /// The connection to NATS is down.
+    pub fn nats_disconnected(&self) {
+        self.nats_connected.set(0);
+    }
+}
+
+fn callback_labels(command: &'static Command, source: DecisionSource) -> CallbackLabels {
+    CallbackLabels {
+        command: command.name,
+        kind: command.kind.as_str(),
+        source: source.as_str(),
+    }
+}
+
+/// A before-callback in flight: decrements the gauge when dropped.
+#[derive(Debug)]
+pub struct InflightGuard<'a>(&'a Gauge);
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -211,23 +327,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn bounded_counters_start_at_zero() {
+        let text = Metrics::new().encode_prometheus_text();
+        for reason in RejectReason::ALL {
+            let sample = format!(
+                "openim_gateway_bad_requests_total{{reason=\"{}\"}} 0\n",
+                reason.as_str()
+            );
+            assert!(text.contains(&sample), "{sample} missing");
+        }
+        assert!(text.contains("openim_gateway_callbacks_total{command=\"callbackBeforeSetGroupMemberInfoCommand\",kind=\"before\",source=\"fallback:timeout\"} 0\n"));
+        assert!(text.contains("openim_gateway_callbacks_total{command=\"callbackAfterSetGroupMemberInfoCommand\",kind=\"after\",source=\"unpublished\"} 0\n"));
+        assert!(text.contains(
+            "openim_gateway_invalid_replies_total{command=\"callbackBeforeSetGroupInfoCommand\"} 0\n"
+        ));
+        assert!(!text.contains("kind=\"after\",source=\"worker\""));
+    }
+
+    #[test]
     fn classic_text_names_counter_families_by_their_samples() {
         let metrics = Metrics::new();
-        metrics
-            .callbacks
-            .get_or_create(&CallbackLabels {
-                command: "callbackBeforeSetGroupMemberInfoCommand",
-                kind: "before",
-                source: "worker",
-            })
-            .inc();
-        metrics.bad_request("not_json");
-        metrics
-            .callback_duration
-            .get_or_create(&CommandLabels {
-                command: "callbackBeforeSetGroupMemberInfoCommand",
-            })
-            .observe(0.001);
+        let seed = Command::lookup(catalog::BEFORE_SET_GROUP_MEMBER_INFO).unwrap();
+        metrics.answered(seed, DecisionSource::Worker, Duration::from_millis(1));
+        metrics.bad_request(RejectReason::NotJson);
         let text = metrics.encode_prometheus_text();
         assert!(
             text.contains("# TYPE openim_gateway_callbacks_total counter\n"),

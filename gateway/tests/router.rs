@@ -13,6 +13,7 @@ use axum::{
 };
 use http_body_util::BodyExt;
 use openim_gateway::{config::Config, forward::Forwarder, http, metrics::Metrics};
+use openim_gateway_proto::DecisionSource;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -28,9 +29,13 @@ async fn router(settings: &[(&str, &str)]) -> Router {
         .or_insert_with(|| "nats://127.0.0.1:1".to_owned());
     let config = Config::from_lookup(|name| map.get(name).cloned()).unwrap();
     let metrics = Arc::new(Metrics::new());
-    let forwarder = Forwarder::connect(config.nats_urls.clone(), Arc::clone(&metrics))
-        .await
-        .unwrap();
+    let forwarder = Forwarder::connect(
+        config.nats_urls.clone(),
+        &config.subject_prefix,
+        Arc::clone(&metrics),
+    )
+    .await
+    .unwrap();
     http::router(Arc::new(http::AppState::new(&config, forwarder, metrics)))
 }
 
@@ -69,7 +74,7 @@ async fn nats_down_answers_the_default_at_once() {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(source, "fallback:unavailable");
+    assert_eq!(source, DecisionSource::Unavailable.as_str());
     assert_eq!(
         body,
         json!({"actionCode":0,"errCode":0,"errMsg":"","errDlt":"","nextCode":0})
@@ -104,7 +109,7 @@ async fn bad_inputs_get_4xx_with_the_default_and_an_error() {
     for (method, path, body, expected) in cases {
         let (status, source, answer) = send(&router, method, path, body).await;
         assert_eq!(status, expected, "{method} {path}");
-        assert_eq!(source, "fallback:bad_request");
+        assert_eq!(source, DecisionSource::BadRequest.as_str());
         assert_eq!(answer["nextCode"], json!(1), "{answer}");
         assert_eq!(answer["errCode"], json!(5077), "{answer}");
         assert!(

@@ -6,8 +6,36 @@
 //! 5000..=9999).
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
-/// The smallest `errCode` a refusal may carry (OPENIM.md §4).
+/// The JSON names of the common answer's fields, as OpenIM's Go struct tags spell them.
+pub mod fields {
+    /// 0: OpenIM reads the answer.
+    pub const ACTION_CODE: &str = "actionCode";
+    /// The code of a refusal.
+    pub const ERR_CODE: &str = "errCode";
+    /// The message of a refusal.
+    pub const ERR_MSG: &str = "errMsg";
+    /// The detail of a refusal.
+    pub const ERR_DLT: &str = "errDlt";
+    /// 1 (with `actionCode` 0): refuse the operation.
+    pub const NEXT_CODE: &str = "nextCode";
+    /// The integer fields (Go `int`, decoded by OpenIM into an int32 on 32-bit builds too).
+    pub const INTEGERS: [&str; 3] = [ACTION_CODE, ERR_CODE, NEXT_CODE];
+    /// The string fields.
+    pub const STRINGS: [&str; 2] = [ERR_MSG, ERR_DLT];
+
+    /// Whether `key` names a common field the way Go matches keys (ignoring ASCII case).
+    pub fn is_common(key: &str) -> bool {
+        INTEGERS
+            .iter()
+            .chain(STRINGS.iter())
+            .any(|field| key.eq_ignore_ascii_case(field))
+    }
+}
+
+/// The smallest `errCode` a refusal may carry: OpenIM turns 0 into an internal error, and
+/// codes under 100 collide with its own (docs/openim.md).
 pub const MIN_REJECT_ERR_CODE: i32 = 100;
 
 /// `nextCode` value that, with `actionCode` 0, makes OpenIM refuse the operation.
@@ -51,6 +79,18 @@ impl CommonAnswer {
     pub fn is_reject(&self) -> bool {
         self.action_code == 0 && self.next_code == NEXT_CODE_STOP
     }
+
+    /// The answer as a JSON object, fields in OpenIM's order, ready for command fields to be
+    /// added after them.
+    pub fn into_object(self) -> Map<String, Value> {
+        let mut object = Map::with_capacity(8);
+        object.insert(fields::ACTION_CODE.to_owned(), self.action_code.into());
+        object.insert(fields::ERR_CODE.to_owned(), self.err_code.into());
+        object.insert(fields::ERR_MSG.to_owned(), self.err_msg.into());
+        object.insert(fields::ERR_DLT.to_owned(), self.err_dlt.into());
+        object.insert(fields::NEXT_CODE.to_owned(), self.next_code.into());
+        object
+    }
 }
 
 #[cfg(test)]
@@ -63,6 +103,21 @@ mod tests {
             serde_json::to_string(&CommonAnswer::allow()).unwrap(),
             r#"{"actionCode":0,"errCode":0,"errMsg":"","errDlt":"","nextCode":0}"#
         );
+    }
+
+    #[test]
+    fn the_object_and_the_serde_form_agree() {
+        for answer in [
+            CommonAnswer::allow(),
+            CommonAnswer::reject(5001, "no <way>"),
+        ] {
+            assert_eq!(
+                serde_json::to_string(&answer.clone().into_object()).unwrap(),
+                serde_json::to_string(&answer).unwrap()
+            );
+        }
+        assert!(fields::is_common("ERRCODE"));
+        assert!(!fields::is_common("nickName"));
     }
 
     #[test]

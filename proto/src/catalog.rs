@@ -4,8 +4,10 @@
 //! and v3.6.0 (the 16 names that changed since). The kind comes from this table, never from
 //! the name: `callbackBeforeAfterMsgCommand` is an after-callback.
 //!
-//! The table also records the answer hazards of OPENIM.md §6, because they are facts about
-//! the wire that the gateway's normalisation and default answers depend on.
+//! The table also holds every per-command fact about OpenIM's answer that the gateway's
+//! validation, normalisation and default answers depend on: the Go type of each answer
+//! field, the fields OpenIM overwrites even when the answer leaves them out, and the fields
+//! it dereferences through the request's pointer (docs/openim.md says where each comes from).
 
 /// Whether OpenIM waits for the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -26,6 +28,39 @@ impl CallbackKind {
     }
 }
 
+/// The Go type of an answer field, as far as the JSON decode is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FieldType {
+    /// `string` or `*string`.
+    Str,
+    /// `int32` or `*int32`.
+    Int32,
+}
+
+impl FieldType {
+    /// Whether Go's decoder accepts `value` for a field of this type. `null` is always
+    /// accepted: Go leaves the field at its zero value or nil pointer.
+    pub fn accepts(self, value: &serde_json::Value) -> bool {
+        match self {
+            Self::Str => value.is_string() || value.is_null(),
+            Self::Int32 => value.is_null() || as_int32(value).is_some(),
+        }
+    }
+
+    /// What a valid value looks like, for error messages.
+    pub const fn describe(self) -> &'static str {
+        match self {
+            Self::Str => "a string or null",
+            Self::Int32 => "an integer that fits int32, or null",
+        }
+    }
+}
+
+/// `value` as an int32, when it is an integer in range (Go refuses `1.0` for an int).
+pub fn as_int32(value: &serde_json::Value) -> Option<i32> {
+    value.as_i64().and_then(|number| i32::try_from(number).ok())
+}
+
 /// One OpenIM callback command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Command {
@@ -33,6 +68,9 @@ pub struct Command {
     pub name: &'static str,
     /// Before (decides) or after (notification).
     pub kind: CallbackKind,
+    /// Answer fields with a fixed Go type, so that a reply OpenIM could not decode is refused
+    /// by the gateway instead of failing the user's operation with 90007.
+    pub answer_fields: &'static [(&'static str, FieldType)],
     /// Answer fields OpenIM overwrites the request with even when the answer leaves them out
     /// (`NotNilReplace` on a field's address): an answer must echo them from the request.
     pub overwritten_fields: &'static [&'static str],
@@ -59,6 +97,31 @@ const SET_GROUP_INFO_EX_OVERWRITTEN: &[&str] = &[
     "lookMemberInfo",
     "applyMemberFriend",
 ];
+/// `CallbackBeforeSetGroupMemberInfoResp`: four pointers.
+const SET_GROUP_MEMBER_INFO_FIELDS: &[(&str, FieldType)] = &[
+    ("nickName", FieldType::Str),
+    ("faceURL", FieldType::Str),
+    ("roleLevel", FieldType::Int32),
+    ("ex", FieldType::Str),
+];
+/// `CallbackBeforeSetGroupInfoResp` and its Ex sibling.
+const SET_GROUP_INFO_FIELDS: &[(&str, FieldType)] = &[
+    ("groupID", FieldType::Str),
+    ("groupName", FieldType::Str),
+    ("notification", FieldType::Str),
+    ("introduction", FieldType::Str),
+    ("faceURL", FieldType::Str),
+    ("ex", FieldType::Str),
+    ("needVerification", FieldType::Int32),
+    ("lookMemberInfo", FieldType::Int32),
+    ("applyMemberFriend", FieldType::Int32),
+];
+/// `CallbackBeforeUpdateUserInfoResp` and its Ex sibling.
+const UPDATE_USER_INFO_FIELDS: &[(&str, FieldType)] = &[
+    ("nickName", FieldType::Str),
+    ("faceURL", FieldType::Str),
+    ("ex", FieldType::Str),
+];
 const UPDATE_USER_INFO_EX_DEREF: &[&str] = &["nickName", "faceURL", "ex"];
 const MSG_MODIFY_DEREF: &[&str] = &["offlinePushInfo"];
 
@@ -66,6 +129,7 @@ const fn before(name: &'static str) -> Command {
     Command {
         name,
         kind: CallbackKind::Before,
+        answer_fields: &[],
         overwritten_fields: &[],
         deref_fields: &[],
     }
@@ -75,9 +139,15 @@ const fn after(name: &'static str) -> Command {
     Command {
         name,
         kind: CallbackKind::After,
+        answer_fields: &[],
         overwritten_fields: &[],
         deref_fields: &[],
     }
+}
+
+const fn typed(mut command: Command, fields: &'static [(&'static str, FieldType)]) -> Command {
+    command.answer_fields = fields;
+    command
 }
 
 const fn overwrites(mut command: Command, fields: &'static [&'static str]) -> Command {
@@ -96,24 +166,39 @@ pub const COMMANDS: &[Command] = &[
     before("callbackBeforeSendSingleMsgCommand"),
     before("callbackBeforeSendGroupMsgCommand"),
     derefs(before("callbackBeforeMsgModifyCommand"), MSG_MODIFY_DEREF),
-    before("callbackBeforeUpdateUserInfoCommand"),
-    derefs(
-        before("callbackBeforeUpdateUserInfoExCommand"),
-        UPDATE_USER_INFO_EX_DEREF,
+    typed(
+        before("callbackBeforeUpdateUserInfoCommand"),
+        UPDATE_USER_INFO_FIELDS,
+    ),
+    typed(
+        derefs(
+            before("callbackBeforeUpdateUserInfoExCommand"),
+            UPDATE_USER_INFO_EX_DEREF,
+        ),
+        UPDATE_USER_INFO_FIELDS,
     ),
     before("callbackBeforeUserRegisterCommand"),
     before("callbackBeforeCreateGroupCommand"),
     before("callbackBeforeMembersJoinGroupCommand"),
-    before(BEFORE_SET_GROUP_MEMBER_INFO),
+    typed(
+        before(BEFORE_SET_GROUP_MEMBER_INFO),
+        SET_GROUP_MEMBER_INFO_FIELDS,
+    ),
     before("callbackBeforeJoinGroupCommand"),
     before("callbackBeforeInviteJoinGroupCommand"),
-    overwrites(
-        before("callbackBeforeSetGroupInfoCommand"),
-        SET_GROUP_INFO_OVERWRITTEN,
+    typed(
+        overwrites(
+            before("callbackBeforeSetGroupInfoCommand"),
+            SET_GROUP_INFO_OVERWRITTEN,
+        ),
+        SET_GROUP_INFO_FIELDS,
     ),
-    overwrites(
-        before("callbackBeforeSetGroupInfoExCommand"),
-        SET_GROUP_INFO_EX_OVERWRITTEN,
+    typed(
+        overwrites(
+            before("callbackBeforeSetGroupInfoExCommand"),
+            SET_GROUP_INFO_EX_OVERWRITTEN,
+        ),
+        SET_GROUP_INFO_FIELDS,
     ),
     before("callbackBeforeAddFriendCommand"),
     before("callbackBeforeAddBlackCommand"),
@@ -180,6 +265,15 @@ impl Command {
     pub fn lookup(name: &str) -> Option<&'static Self> {
         COMMANDS.iter().find(|command| command.name == name)
     }
+
+    /// The Go type of the answer field `key` (matched as Go matches keys, ignoring ASCII
+    /// case), when the catalog records it.
+    pub fn answer_field_type(&self, key: &str) -> Option<FieldType> {
+        self.answer_fields
+            .iter()
+            .find(|(field, _)| key.eq_ignore_ascii_case(field))
+            .map(|(_, field_type)| *field_type)
+    }
 }
 
 #[cfg(test)]
@@ -220,6 +314,19 @@ mod tests {
         assert!(Command::lookup("callbackBeforeSomethingNewCommand").is_none());
         assert!(Command::lookup("callbackbeforesetgroupmemberinfocommand").is_none());
         assert!(Command::lookup("").is_none());
+    }
+
+    #[test]
+    fn answer_field_types_are_matched_like_go_matches_keys() {
+        let seed = Command::lookup(BEFORE_SET_GROUP_MEMBER_INFO).unwrap();
+        assert_eq!(seed.answer_field_type("roleLevel"), Some(FieldType::Int32));
+        assert_eq!(seed.answer_field_type("NICKNAME"), Some(FieldType::Str));
+        assert_eq!(seed.answer_field_type("groupName"), None);
+        assert!(FieldType::Int32.accepts(&serde_json::json!(60)));
+        assert!(!FieldType::Int32.accepts(&serde_json::json!(60.0)));
+        assert!(!FieldType::Int32.accepts(&serde_json::json!(2_147_483_648_i64)));
+        assert!(FieldType::Str.accepts(&serde_json::Value::Null));
+        assert!(!FieldType::Str.accepts(&serde_json::json!(1)));
     }
 
     #[test]

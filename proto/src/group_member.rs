@@ -1,5 +1,5 @@
 //! `callbackBeforeSetGroupMemberInfoCommand`: a group member's nickname, avatar, role or
-//! extra data is about to change (OPENIM.md §5).
+//! extra data is about to change (docs/openim.md).
 //!
 //! OpenIM sends one request per member. Each data field is a Go pointer: `null` means the
 //! client is not changing it, `""` is a value (clearing a nickname). In the answer, an absent

@@ -3,13 +3,16 @@
 //! This crate owns every name that crosses a process boundary: the catalog of OpenIM
 //! callback commands and their kind, the common answer OpenIM parses, the typed request and
 //! answer of `callbackBeforeSetGroupMemberInfoCommand`, the NATS subject naming and every
-//! header name. It depends on serde only and does no I/O.
+//! header name, and the values of `X-Decision-Source`. It depends on serde only and does no
+//! I/O.
 
 pub mod answer;
 pub mod catalog;
 pub mod group_member;
 pub mod headers;
+pub mod source;
 pub mod subject;
 
 pub use answer::CommonAnswer;
 pub use catalog::{CallbackKind, Command};
+pub use source::DecisionSource;

@@ -9,6 +9,7 @@
 
 use std::time::Duration;
 
+use openim_gateway_proto::DecisionSource;
 use serde_json::{json, Map, Value};
 
 use crate::http::HttpResponse;
@@ -72,7 +73,7 @@ pub struct Expect {
     /// The status code.
     pub status: u16,
     /// `X-Decision-Source`, exactly; `None` leaves it unchecked.
-    pub source: Option<String>,
+    pub source: Option<DecisionSource>,
     /// The body.
     pub body: ExpectBody,
     /// Fields the body must not have at all (not even `null`).
@@ -88,22 +89,22 @@ pub struct Expect {
 impl Expect {
     /// 200, `X-Decision-Source: worker`, the worker's answer.
     pub fn worker(answer: Value) -> Self {
-        Self::decided("worker", ExpectBody::Answer(answer))
+        Self::decided(DecisionSource::Worker, ExpectBody::Answer(answer))
     }
 
     /// 200, `X-Decision-Source: worker`, and these fields of the answer (the rest unchecked).
     pub fn worker_fields(fields: Value) -> Self {
-        Self::decided("worker", ExpectBody::Fields(fields))
+        Self::decided(DecisionSource::Worker, ExpectBody::Fields(fields))
     }
 
     /// 200, `X-Decision-Source: <source>` (a `fallback:*`), exactly `body`.
-    pub fn fallback(source: &str, body: Value) -> Self {
+    pub fn fallback(source: DecisionSource, body: Value) -> Self {
         Self::decided(source, ExpectBody::Exact(body))
     }
 
     /// 200, `X-Decision-Source: ack`, the plain allow body (after-callbacks).
     pub fn ack() -> Self {
-        Self::decided("ack", ExpectBody::Exact(allow()))
+        Self::decided(DecisionSource::Ack, ExpectBody::Exact(allow()))
     }
 
     /// A 4xx answer: `status`, the default decision plus an `error` field.
@@ -135,10 +136,10 @@ impl Expect {
         }
     }
 
-    fn decided(source: &str, body: ExpectBody) -> Self {
+    fn decided(source: DecisionSource, body: ExpectBody) -> Self {
         Self {
             status: 200,
-            source: Some(source.to_owned()),
+            source: Some(source),
             body,
             absent_fields: Vec::new(),
             within: None,
@@ -185,7 +186,7 @@ pub fn differences(response: &HttpResponse, expect: &Expect) -> Vec<String> {
         ));
     }
     if let Some(source) = &expect.source {
-        if response.source() != Some(source.as_str()) {
+        if response.source() != Some(source.header_value()) {
             problems.push(format!(
                 "X-Decision-Source: expected {source:?}, got {:?}",
                 response.source()
@@ -356,8 +357,8 @@ mod tests {
 
     #[test]
     fn a_matching_answer_has_no_differences() {
-        let response = answer(200, Some("fallback:timeout"), ALLOW, 500);
-        let expect = Expect::fallback("fallback:timeout", allow())
+        let response = answer(200, Some(DecisionSource::Timeout.as_str()), ALLOW, 500);
+        let expect = Expect::fallback(DecisionSource::Timeout, allow())
             .not_before(Duration::from_millis(400))
             .within(Duration::from_millis(1000));
         assert_eq!(differences(&response, &expect), Vec::<String>::new());
@@ -365,15 +366,23 @@ mod tests {
 
     #[test]
     fn wrong_status_source_timing_and_request_id_are_caught() {
-        let expect = Expect::fallback("fallback:timeout", allow())
+        let expect = Expect::fallback(DecisionSource::Timeout, allow())
             .not_before(Duration::from_millis(400))
             .within(Duration::from_millis(1000));
         assert_eq!(
-            differences(&answer(500, Some("fallback:timeout"), ALLOW, 500), &expect).len(),
+            differences(
+                &answer(500, Some(DecisionSource::Timeout.as_str()), ALLOW, 500),
+                &expect
+            )
+            .len(),
             1
         );
         assert_eq!(
-            differences(&answer(200, Some("worker"), ALLOW, 500), &expect).len(),
+            differences(
+                &answer(200, Some(DecisionSource::Worker.as_str()), ALLOW, 500),
+                &expect
+            )
+            .len(),
             1
         );
         assert_eq!(
@@ -381,21 +390,29 @@ mod tests {
             1
         );
         assert_eq!(
-            differences(&answer(200, Some("fallback:timeout"), ALLOW, 50), &expect).len(),
+            differences(
+                &answer(200, Some(DecisionSource::Timeout.as_str()), ALLOW, 50),
+                &expect
+            )
+            .len(),
             1
         );
         assert_eq!(
-            differences(&answer(200, Some("fallback:timeout"), ALLOW, 1500), &expect).len(),
+            differences(
+                &answer(200, Some(DecisionSource::Timeout.as_str()), ALLOW, 1500),
+                &expect
+            )
+            .len(),
             1
         );
-        let mut v4 = answer(200, Some("fallback:timeout"), ALLOW, 500);
+        let mut v4 = answer(200, Some(DecisionSource::Timeout.as_str()), ALLOW, 500);
         v4.headers[1].1 = "6f1c2a4e-0b7d-4c1e-9a3f-2d5e8b7c6a10".to_owned();
         assert_eq!(differences(&v4, &expect).len(), 1, "a v4 id is not v7");
     }
 
     #[test]
     fn exact_bodies_catch_extra_missing_and_changed_fields() {
-        let expect = Expect::fallback("fallback:no_responders", allow());
+        let expect = Expect::fallback(DecisionSource::NoResponders, allow());
         for body in [
             r#"{"actionCode":0,"errCode":0,"errMsg":"","errDlt":"","nextCode":0,"ex":""}"#,
             r#"{"actionCode":0,"errCode":0,"errMsg":"","nextCode":0}"#,
@@ -403,7 +420,7 @@ mod tests {
             "not json",
             "[]",
         ] {
-            let response = answer(200, Some("fallback:no_responders"), body, 1);
+            let response = answer(200, Some(DecisionSource::NoResponders.as_str()), body, 1);
             assert!(!differences(&response, &expect).is_empty(), "{body}");
         }
     }
@@ -411,22 +428,32 @@ mod tests {
     #[test]
     fn answers_read_absent_common_fields_as_zero_but_not_other_fields() {
         let expect = Expect::worker(allow_with(&json!({"nickName": "Alice"})));
-        let short = answer(200, Some("worker"), r#"{"nickName":"Alice"}"#, 1);
+        let short = answer(
+            200,
+            Some(DecisionSource::Worker.as_str()),
+            r#"{"nickName":"Alice"}"#,
+            1,
+        );
         assert_eq!(differences(&short, &expect), Vec::<String>::new());
-        let missing = answer(200, Some("worker"), ALLOW, 1);
+        let missing = answer(200, Some(DecisionSource::Worker.as_str()), ALLOW, 1);
         assert_eq!(differences(&missing, &expect).len(), 1);
-        let other = answer(200, Some("worker"), r#"{"nickName":"Bob"}"#, 1);
+        let other = answer(
+            200,
+            Some(DecisionSource::Worker.as_str()),
+            r#"{"nickName":"Bob"}"#,
+            1,
+        );
         assert_eq!(differences(&other, &expect).len(), 1);
         let extra = answer(
             200,
-            Some("worker"),
+            Some(DecisionSource::Worker.as_str()),
             r#"{"nickName":"Alice","roleLevel":20}"#,
             1,
         );
         assert_eq!(differences(&extra, &expect).len(), 1);
         let refused = answer(
             200,
-            Some("worker"),
+            Some(DecisionSource::Worker.as_str()),
             r#"{"nickName":"Alice","nextCode":1}"#,
             1,
         );
@@ -456,10 +483,11 @@ mod tests {
 
     #[test]
     fn absent_fields_must_really_be_absent() {
-        let expect = Expect::fallback("fallback:no_responders", allow()).without_fields(&["ex"]);
+        let expect =
+            Expect::fallback(DecisionSource::NoResponders, allow()).without_fields(&["ex"]);
         let with_null = answer(
             200,
-            Some("fallback:no_responders"),
+            Some(DecisionSource::NoResponders.as_str()),
             r#"{"actionCode":0,"errCode":0,"errMsg":"","errDlt":"","nextCode":0,"ex":null}"#,
             1,
         );

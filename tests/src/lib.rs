@@ -10,8 +10,9 @@
 //! - [`Stack`] and [`Expect`]: one test's processes and the one `check` helper; a failure
 //!   prints the request, the answer and every child's stderr tail.
 //!
-//! The tests themselves live in `tests/e2e.rs`. This crate does not build the binaries under
-//! test: `cargo build --workspace --bins` does (scripts/test runs it first).
+//! The tests themselves live in `tests/tests/e2e/`, one module per area. This crate does
+//! not build the binaries under test: `cargo build --workspace --bins` does (scripts/test
+//! runs it first).
 
 pub mod binaries;
 pub mod check;

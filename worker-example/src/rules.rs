@@ -107,7 +107,7 @@ impl Default for Rules {
 /// 6. otherwise allow, rewriting the nickname if normalising changed it.
 ///
 /// The answer only ever carries `nickName`, and only when it differs from the request's:
-/// OpenIM writes every member field the answer sets (OPENIM.md §5), so echoing a field the
+/// OpenIM writes every member field the answer sets (docs/openim.md), so echoing a field the
 /// client left `null` would add a change nobody asked for.
 pub fn decide(rules: &Rules, request: &SetGroupMemberInfoRequest) -> SetGroupMemberInfoAnswer {
     let normalised_nickname = request.nick_name.as_deref().map(normalise_whitespace);

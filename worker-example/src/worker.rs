@@ -1,7 +1,7 @@
 //! The NATS side: connect, join the queue group, answer each request, drain on shutdown.
 //!
 //! This is the only module that talks to NATS. It owns the per-message protocol of
-//! CONTRACT.md's "worker protocol": drop a request whose `X-Deadline-Unix-Ms` has passed,
+//! docs/worker-protocol.md: drop a request whose `X-Deadline-Unix-Ms` has passed,
 //! answer a body that is not a request with a `Nats-Service-Error` (code 400) so the gateway
 //! answers its default at once instead of waiting for its timeout, and otherwise reply with
 //! the JSON [`decide`](crate::rules::decide) returns. It decides nothing itself.

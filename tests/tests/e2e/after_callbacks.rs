@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use openim_gateway_proto::headers;
+use openim_gateway_proto::DecisionSource;
 use openim_gateway_tests::check::check_uuid_v7;
 use openim_gateway_tests::fixtures::{AFTER_REVOKE_MSG, AFTER_SET_MEMBER};
 use openim_gateway_tests::http::DEFAULT_OPERATION_ID;
@@ -90,7 +91,8 @@ async fn after_callback_with_nats_down_is_answered_at_once_with_the_allow_body()
             .filter(|sample| {
                 sample.name == "openim_gateway_callbacks_total"
                     && sample.labels.get("command").map(String::as_str) == Some(command)
-                    && sample.labels.get("source").map(String::as_str) != Some("ack")
+                    && sample.labels.get("source").map(String::as_str)
+                        != Some(DecisionSource::Ack.as_str())
             })
             .map(|sample| sample.value)
             .sum::<f64>()

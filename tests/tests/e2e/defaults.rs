@@ -1,8 +1,9 @@
-//! The SetGroupInfo hazard (OPENIM.md §6): OpenIM overwrites `groupID`, `groupName`,
+//! The SetGroupInfo hazard (docs/openim.md): OpenIM overwrites `groupID`, `groupName`,
 //! `faceURL` and `introduction` with whatever the answer holds, `""` when absent. So the
 //! default "allow" must echo them from the request, and a worker reply that leaves one out
 //! gets it filled in; the flags a plain echo would clear are never sent.
 
+use openim_gateway_proto::DecisionSource;
 use openim_gateway_tests::fixtures::{SET_GROUP_INFO, SET_GROUP_INFO_EX};
 use openim_gateway_tests::{allow_with, Behaviour, Expect, HttpRequest, Reply, Stack};
 use serde_json::{json, Value};
@@ -42,7 +43,7 @@ async fn default_allow_for_set_group_info_echoes_the_overwritten_fields() {
     stack
         .check(
             &set_group_info(),
-            &Expect::fallback("fallback:no_responders", set_group_info_default())
+            &Expect::fallback(DecisionSource::NoResponders, set_group_info_default())
                 .without_fields(&NEVER_ECHOED)
                 .within(AT_ONCE),
         )
@@ -51,7 +52,7 @@ async fn default_allow_for_set_group_info_echoes_the_overwritten_fields() {
     stack
         .check(
             &set_group_info(),
-            &Expect::fallback("fallback:timeout", set_group_info_default())
+            &Expect::fallback(DecisionSource::Timeout, set_group_info_default())
                 .without_fields(&NEVER_ECHOED)
                 .within(SHORT_BUDGET + LATE_SLACK),
         )
@@ -74,7 +75,8 @@ async fn default_allow_for_set_group_info_ex_echoes_all_eight_fields_nulls_inclu
     stack
         .check(
             &HttpRequest::openim("", SET_GROUP_INFO_EX_COMMAND, SET_GROUP_INFO_EX),
-            &Expect::fallback("fallback:no_responders", expected).without_fields(&["notification"]),
+            &Expect::fallback(DecisionSource::NoResponders, expected)
+                .without_fields(&["notification"]),
         )
         .await;
 }

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use futures::future::join_all;
+use openim_gateway_proto::DecisionSource;
 use openim_gateway_tests::check::differences;
 use openim_gateway_tests::fixtures::{SET_MEMBER_NICKNAME_ONLY, SET_MEMBER_ROLE_ONLY};
 use openim_gateway_tests::{
@@ -23,7 +24,7 @@ fn seed(body: &[u8]) -> HttpRequest {
 /// A timeout fallback: the default body, not before most of the budget, not after it plus
 /// the slack.
 fn timeout_fallback(body: serde_json::Value) -> Expect {
-    Expect::fallback("fallback:timeout", body)
+    Expect::fallback(DecisionSource::Timeout, body)
         .not_before(SHORT_BUDGET - Duration::from_millis(100))
         .within(SHORT_BUDGET + LATE_SLACK)
 }
@@ -90,7 +91,7 @@ async fn hung_worker_gets_the_timeout_fallback_by_the_deadline_even_in_a_burst()
     );
 
     // Timeouts are the normal failure mode: every abandoned request must leave the reply
-    // map (CONTRACT.md, known traps: memory stays flat).
+    // map, so that memory stays flat (ARCHITECTURE.md's invariants).
     let pending = metrics::sum(
         &stack.metrics().await,
         "openim_gateway_pending_replies",
@@ -151,7 +152,7 @@ async fn no_responders_is_answered_at_once() {
     stack
         .check(
             &seed(SET_MEMBER_NICKNAME_ONLY),
-            &Expect::fallback("fallback:no_responders", default_allow()).within(AT_ONCE),
+            &Expect::fallback(DecisionSource::NoResponders, default_allow()).within(AT_ONCE),
         )
         .await;
     assert!(AT_ONCE < DEFAULT_BUDGET);
@@ -171,7 +172,7 @@ async fn default_reject_decision_is_used_for_every_fallback() {
     stack
         .check(
             &seed(SET_MEMBER_ROLE_ONLY),
-            &Expect::fallback("fallback:no_responders", rejected.clone()).within(AT_ONCE),
+            &Expect::fallback(DecisionSource::NoResponders, rejected.clone()).within(AT_ONCE),
         )
         .await;
 
@@ -188,7 +189,7 @@ async fn default_reject_decision_is_used_for_every_fallback() {
     stack
         .check(
             &seed(SET_MEMBER_ROLE_ONLY),
-            &Expect::fallback("fallback:invalid_reply", rejected.clone()),
+            &Expect::fallback(DecisionSource::InvalidReply, rejected.clone()),
         )
         .await;
     invalid.stop().await;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use openim_gateway_proto::catalog::CallbackKind;
 use openim_gateway_proto::headers;
 use openim_gateway_proto::Command;
+use openim_gateway_proto::DecisionSource;
 use openim_gateway_tests::check::check_uuid_v7;
 use openim_gateway_tests::fixtures::{self, SEND_SINGLE_MSG, SET_MEMBER_ROLE_ONLY};
 use openim_gateway_tests::http::DEFAULT_OPERATION_ID;
@@ -246,7 +247,7 @@ async fn every_callback_gets_a_fresh_time_ordered_request_id() {
         let response = stack
             .check(
                 &request,
-                &Expect::fallback("fallback:no_responders", crate::default_allow()),
+                &Expect::fallback(DecisionSource::NoResponders, crate::default_allow()),
             )
             .await;
         ids.push(check_uuid_v7(response.request_id()).expect("checked above"));

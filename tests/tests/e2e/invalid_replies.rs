@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use openim_gateway_proto::DecisionSource;
 use openim_gateway_tests::fixtures::{
     set_member_body, UPDATE_USER_INFO_EX_NICKNAME_NULL, UPDATE_USER_INFO_EX_NICKNAME_SET,
 };
@@ -36,7 +37,7 @@ struct Row {
 }
 
 fn invalid() -> Expect {
-    Expect::fallback("fallback:invalid_reply", default_allow())
+    Expect::fallback(DecisionSource::InvalidReply, default_allow())
 }
 
 fn seed_row(name: &'static str, key: &str, reply: Reply, expect: Expect) -> Row {

@@ -4,6 +4,7 @@
 
 use std::{process::Stdio, time::Duration};
 
+use openim_gateway_proto::DecisionSource;
 use openim_gateway_tests::{binaries, http, HttpRequest, NatsServer};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -59,7 +60,7 @@ async fn a_stuck_stderr_does_not_stop_the_answers() {
         assert_eq!(response.status, 200, "callback #{index}");
         let source = response.header("x-decision-source").unwrap_or_default();
         assert!(
-            source.starts_with("fallback:"),
+            DecisionSource::from_name(source).is_some_and(DecisionSource::is_fallback),
             "callback #{index}: {source}"
         );
     }

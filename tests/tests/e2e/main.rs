@@ -1,10 +1,10 @@
-//! End-to-end tests of CONTRACT.md: a real nats-server, the real `openim-gateway` binary and
+//! End-to-end tests of the gateway's promises (README, docs/worker-protocol.md): a real nats-server, the real `openim-gateway` binary and
 //! real or scripted workers, driven over HTTP with the bytes OpenIM's Go client sends.
 //!
 //! Every test starts its own nats-server and gateway on fresh ports, so tests run in
 //! parallel and share nothing. Every wait is bounded; timing assertions use generous bounds
 //! (speed is the benchmark's business, lateness is a test's). The modules follow the
-//! contract's sections.
+//! sections of those documents.
 
 mod after_callbacks;
 mod bad_input;

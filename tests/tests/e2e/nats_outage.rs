@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use openim_gateway_proto::DecisionSource;
 use openim_gateway_tests::fixtures::{SET_MEMBER_NICKNAME_ONLY, SET_MEMBER_ROLE_ONLY};
 use openim_gateway_tests::{
     allow, http, metrics, Behaviour, Expect, Gateway, HttpRequest, NatsServer, Stack,
@@ -20,7 +21,7 @@ fn seed(body: &[u8]) -> HttpRequest {
 }
 
 fn unavailable() -> Expect {
-    Expect::fallback("fallback:unavailable", default_allow()).within(AT_ONCE)
+    Expect::fallback(DecisionSource::Unavailable, default_allow()).within(AT_ONCE)
 }
 
 async fn gauge(stack: &Stack, name: &str) -> f64 {
@@ -122,7 +123,10 @@ async fn nats_killed_while_a_request_waits_answers_it_at_once() {
     let at_once = response.elapsed < budget / 2;
     let body_ok = response.json().ok() == Some(default_allow());
     assert!(
-        response.status == 200 && at_once && body_ok && source == "fallback:unavailable",
+        response.status == 200
+            && at_once
+            && body_ok
+            && source == DecisionSource::Unavailable.as_str(),
         "{}",
         stack.report(
             &format!(
@@ -197,11 +201,13 @@ async fn answers_stay_on_time_while_nats_goes_down_and_comes_back() {
                     let source = response.source().unwrap_or("(none)").to_owned();
                     // no_responders: the gateway may be back before the worker resubscribed.
                     let valid_source = matches!(
-                        source.as_str(),
-                        "worker"
-                            | "fallback:unavailable"
-                            | "fallback:timeout"
-                            | "fallback:no_responders"
+                        DecisionSource::from_name(&source),
+                        Some(
+                            DecisionSource::Worker
+                                | DecisionSource::Unavailable
+                                | DecisionSource::Timeout
+                                | DecisionSource::NoResponders
+                        )
                     );
                     let on_time = response.elapsed <= crate::SHORT_BUDGET + LATE_SLACK;
                     let body_ok = response.json().ok() == Some(allow());
@@ -228,9 +234,13 @@ async fn answers_stay_on_time_while_nats_goes_down_and_comes_back() {
         )
     );
     assert!(
-        sources.get("worker").copied().unwrap_or_default() > 0
+        sources
+            .get(DecisionSource::Worker.as_str())
+            .copied()
+            .unwrap_or_default()
+            > 0
             && sources
-                .get("fallback:unavailable")
+                .get(DecisionSource::Unavailable.as_str())
                 .copied()
                 .unwrap_or_default()
                 > 0,

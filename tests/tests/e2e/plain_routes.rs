@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use openim_gateway_proto::DecisionSource;
 use openim_gateway_tests::fixtures::{SEND_SINGLE_MSG, SET_MEMBER_ROLE_ONLY};
 use openim_gateway_tests::metrics::{self, Sample};
 use openim_gateway_tests::{Behaviour, Expect, HttpRequest, ScriptedWorker, Stack};
@@ -42,7 +43,7 @@ fn worker_decided(samples: &[Sample]) -> f64 {
         &[
             ("command", SET_MEMBER),
             ("kind", "before"),
-            ("source", "worker"),
+            ("source", DecisionSource::Worker.as_str()),
         ],
     )
 }
@@ -62,7 +63,7 @@ async fn metrics_expose_every_family_and_count_callbacks() {
     stack
         .check(
             &HttpRequest::openim("", "callbackBeforeSendSingleMsgCommand", SEND_SINGLE_MSG),
-            &Expect::fallback("fallback:no_responders", default_allow()),
+            &Expect::fallback(DecisionSource::NoResponders, default_allow()),
         )
         .await;
     stack
@@ -102,7 +103,7 @@ async fn metrics_expose_every_family_and_count_callbacks() {
             &[
                 ("command", "callbackBeforeSendSingleMsgCommand"),
                 ("kind", "before"),
-                ("source", "fallback:no_responders")
+                ("source", DecisionSource::NoResponders.as_str())
             ],
         ) >= 1.0,
         "no_responders was not counted:\n{text}"

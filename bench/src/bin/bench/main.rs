@@ -1,7 +1,7 @@
 //! `bench`: the benchmark driver. Starts nats-server, workers, the direct server and
 //! gateways as child processes (killed on drop), runs every scenario with `loadgen` and
 //! `nats-floor client`, writes `summary.json` (and `summary.md`, the table in Markdown) and
-//! prints one table row per scenario and the budgets of CONTRACT.md, met or not.
+//! prints one table row per scenario and the budgets (BENCHMARKS.md), met or not.
 //!
 //! It measures and reports; it never fails a run for a missed budget (exit 0 with NOT MET
 //! lines). It exits non-zero only when a scenario could not run. `scripts/bench` builds the

@@ -1,5 +1,5 @@
 //! Turning results into what people read: the median of interleaved rounds, one table row
-//! per scenario (stderr and summary.md), and the budgets of CONTRACT.md with met / not met.
+//! per scenario (stderr and summary.md), and the budgets (BENCHMARKS.md) with met / not met.
 
 use std::collections::BTreeMap;
 
@@ -129,7 +129,7 @@ fn number(summary: &BTreeMap<String, Value>, path: &[&str]) -> Option<f64> {
     value.as_f64()
 }
 
-/// One budget of CONTRACT.md, judged.
+/// One budget (BENCHMARKS.md), judged.
 #[derive(Debug, Clone)]
 pub(crate) struct Budget {
     pub(crate) name: &'static str,
@@ -154,7 +154,7 @@ fn judged(
     }
 }
 
-/// CONTRACT.md's budgets against the summary.
+/// The budgets (BENCHMARKS.md) against the summary.
 pub(crate) fn budgets(summary: &BTreeMap<String, Value>) -> Vec<Budget> {
     let growth_mb = number(summary, &["memory", "growth_mb"]);
     let growth_pct = number(summary, &["memory", "growth_pct"]);

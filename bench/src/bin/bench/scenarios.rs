@@ -17,6 +17,7 @@ use std::{
 
 use anyhow::Context as _;
 use openim_gateway_bench::result::RunResult;
+use openim_gateway_proto::DecisionSource;
 use serde_json::{json, Value};
 
 use crate::{
@@ -429,8 +430,8 @@ pub(crate) fn hung_worker(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome>
 
 /// The outcome of an open-loop scenario (one load run): `summary` plus the never-late figures
 /// of `measured` under `scenario`, the table row `row`, and the run itself. `late` counts from
-/// the send, the moment the request reaches the gateway: CONTRACT.md's "arrival + budget +
-/// 5 ms". `late_from_schedule` counts from the scheduled start, which adds the load
+/// the send, the moment the request reaches the gateway: the "arrival + budget +
+/// 5 ms" of the never-late budget. `late_from_schedule` counts from the scheduled start, which adds the load
 /// generator's own delays in sending (`dispatch_delay_*`). `steal_ms`: see
 /// [`Measured::steal_ms`].
 fn open_loop_outcome(
@@ -509,11 +510,22 @@ pub(crate) fn nats_down(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome> {
         .filter(|bucket| bucket_unix(bucket.start_ms) >= restarted_unix_ms);
     let recovered: u64 = after_restart
         .clone()
-        .map(|bucket| bucket.sources.get("worker").copied().unwrap_or_default())
+        .map(|bucket| {
+            bucket
+                .sources
+                .get(DecisionSource::Worker.as_str())
+                .copied()
+                .unwrap_or_default()
+        })
         .sum();
     let first_worker_after_restart_ms = after_restart
         .clone()
-        .find(|bucket| bucket.sources.get("worker").is_some_and(|count| *count > 0))
+        .find(|bucket| {
+            bucket
+                .sources
+                .get(DecisionSource::Worker.as_str())
+                .is_some_and(|count| *count > 0)
+        })
         .map(|bucket| bucket_unix(bucket.start_ms).saturating_sub(restarted_unix_ms));
     let while_down: BTreeMap<String, u64> = result
         .timeline
@@ -528,7 +540,9 @@ pub(crate) fn nats_down(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome> {
             }
             sum
         });
-    let unavailable = result.source_latency.get("fallback:unavailable");
+    let unavailable = result
+        .source_latency
+        .get(DecisionSource::Unavailable.as_str());
     let row = format!(
         "nats_down: open {} rps, budget {budget_ms} ms",
         plan.down_rate
@@ -637,7 +651,9 @@ pub(crate) fn memory(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome> {
         eprintln!("bench:   segment {segment}/{segments}: idle RSS {idle_series:?} MiB");
         idle_counts.push(
             idle_counts.last().copied().unwrap_or_default()
-                + measured.result.source_count("fallback:timeout"),
+                + measured
+                    .result
+                    .source_count(DecisionSource::Timeout.as_str()),
         );
         outcome.keep("memory", &measured);
         results.push(measured.result);
@@ -646,7 +662,7 @@ pub(crate) fn memory(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome> {
     let inflight = gateway.metric("openim_gateway_inflight_callbacks")?;
     let rss_after = gateway.guard.rss_kib()?;
     let sum = |count: fn(&RunResult) -> u64| results.iter().map(count).sum::<u64>();
-    let timed_out = sum(|result| result.source_count("fallback:timeout"));
+    let timed_out = sum(|result| result.source_count(DecisionSource::Timeout.as_str()));
     let late = sum(|result| result.late);
     let growth_kib = rss_after.saturating_sub(rss_before);
     let first_idle_after = idle_series.get(1).copied().unwrap_or_default();
@@ -654,7 +670,7 @@ pub(crate) fn memory(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome> {
         "memory".to_owned(),
         json!({
             "timed_out": timed_out,
-            "timed_out_with_warmup": timed_out + warmup.result.source_count("fallback:timeout"),
+            "timed_out_with_warmup": timed_out + warmup.result.source_count(DecisionSource::Timeout.as_str()),
             "rss_start_mb": mib(rss_start),
             "rss_before_mb": mib(rss_before),
             "rss_after_mb": mib(rss_after),

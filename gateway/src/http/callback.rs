@@ -1,0 +1,306 @@
+//! The callback handler: accept the request, then ask the workers (before-callbacks) or
+//! notify them (after-callbacks), and answer.
+//!
+//! Who decided an answer is worked out in one place, [`classify`], from what came of asking
+//! ([`Verdict`]); logging and metrics follow from that, and the default decision is used for
+//! every source but the worker's.
+
+use std::sync::Arc;
+
+use axum::{
+    extract::{Request, State},
+    http::{request::Parts, StatusCode},
+    response::Response,
+};
+use bytes::Bytes;
+use openim_gateway_proto::{CallbackKind, Command, DecisionSource};
+use tokio::{task::JoinHandle, time::Instant};
+
+use super::{
+    accept::{self, Accepted},
+    answer::{self, json_response},
+    off_loop::{finished, off_loop, start_off_loop},
+    AppState,
+};
+use crate::{
+    deadline::Deadline,
+    decision::{self, Body, DefaultDecision, InvalidReply},
+    forward::{CallbackMeta, Outcome},
+};
+
+/// A callback that passed every check, with its clock.
+struct Callback<'a> {
+    command: &'static Command,
+    /// The HTTP request line and headers (OpenIM's `operationID` header).
+    parts: &'a Parts,
+    /// The body, parsed once.
+    request: Arc<Body>,
+    deadline: Deadline,
+    request_id: uuid::Uuid,
+}
+
+impl Callback<'_> {
+    fn meta(&self) -> CallbackMeta<'_> {
+        CallbackMeta {
+            command: self.command,
+            request_id: self.request_id,
+            operation_id: accept::operation_id(self.parts, &self.request),
+            deadline: self.deadline,
+        }
+    }
+}
+
+/// What came of asking the workers, once a reply (if any) has been judged.
+#[derive(Debug)]
+enum Verdict {
+    /// A valid reply: the answer for OpenIM.
+    Answer(Bytes),
+    /// A reply OpenIM must not see.
+    Invalid(InvalidReply),
+    /// A reply arrived, but could not be judged before the deadline (a very large reply).
+    Unjudged,
+    /// No reply before the deadline.
+    Timeout,
+    /// Nobody subscribes to the subject.
+    NoResponders,
+    /// NATS is not connected, or the request could not be sent.
+    Unavailable,
+}
+
+/// Who decided the answer. Every branch but the first answers the configured default.
+fn classify(verdict: &Verdict) -> DecisionSource {
+    match verdict {
+        // The worker's decision, checked and normalised.
+        Verdict::Answer(_) => DecisionSource::Worker,
+        // The worker answered, but not in a form OpenIM can safely apply: its fault.
+        Verdict::Invalid(_) => DecisionSource::InvalidReply,
+        // Either way the worker's decision was not there in time to be used.
+        Verdict::Unjudged | Verdict::Timeout => DecisionSource::Timeout,
+        // Nobody serves this command: NATS said so at once.
+        Verdict::NoResponders => DecisionSource::NoResponders,
+        // NATS is down or refused the request: nothing could be asked in time.
+        Verdict::Unavailable => DecisionSource::Unavailable,
+    }
+}
+
+/// Says why a callback got the default, at the level the reason deserves.
+fn log_fallback(verdict: &Verdict, command: &Command, request_id: uuid::Uuid) {
+    let command = command.name;
+    match verdict {
+        Verdict::Answer(_) => {}
+        Verdict::Invalid(error) => {
+            tracing::warn!(command, %request_id, %error, "invalid worker reply: answering the default");
+        }
+        Verdict::Unjudged => {
+            tracing::warn!(command, %request_id, "the reply could not be checked before the deadline: answering the default");
+        }
+        Verdict::Timeout => {
+            tracing::warn!(command, %request_id, "no worker reply before the deadline: answering the default");
+        }
+        Verdict::NoResponders => {
+            tracing::warn!(command, %request_id, "no worker subscribes to this callback: answering the default");
+        }
+        Verdict::Unavailable => {
+            tracing::debug!(command, %request_id, "nats unavailable: answering the default");
+        }
+    }
+}
+
+/// The callback handler: validate, then ask the workers (before) or notify them (after).
+pub(super) async fn callback(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let deadline = Deadline::starting(Instant::now(), state.answer_within);
+    let request_id = uuid::Uuid::now_v7();
+    let (parts, body) = request.into_parts();
+    match accept::accept(state.limits(), &parts, body, deadline.at).await {
+        Ok(Accepted {
+            command,
+            payload,
+            request,
+        }) => {
+            let callback = Callback {
+                command,
+                parts: &parts,
+                request,
+                deadline,
+                request_id,
+            };
+            // The body goes to NATS byte for byte.
+            match command.kind {
+                CallbackKind::Before => decide(&state, callback, payload).await,
+                CallbackKind::After => notify(&state, callback, payload).await,
+            }
+        }
+        Err(rejection) => {
+            state.metrics.bad_request(rejection.reason);
+            tracing::info!(status = rejection.reason.status().as_u16(), reason = rejection.reason.as_str(), %request_id, "bad callback request");
+            answer::refused(
+                &state.prebuilt,
+                &state.default_decision,
+                rejection,
+                request_id,
+            )
+        }
+    }
+}
+
+/// Asks a worker and answers with its normalised reply, or the default with the reason.
+async fn decide(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Response {
+    let _inflight = state.metrics.inflight();
+    let command = callback.command;
+    let default = PreparedDefault::start(state, &callback, payload.len());
+    let outcome = state.forwarder.ask(&callback.meta(), payload).await;
+    let verdict = match outcome {
+        Outcome::Reply(reply) => {
+            state.metrics.worker_replied(command, reply.waited);
+            let request = Arc::clone(&callback.request);
+            let prebuilt = state.prebuilt.clone();
+            off_loop(reply.payload.len(), callback.deadline.at, move || {
+                decision::judge_reply(
+                    command,
+                    &request,
+                    reply.service_error.as_deref(),
+                    &reply.payload,
+                )
+                .map(|answer| prebuilt.encode(&answer))
+            })
+            .await
+            .map_or(Verdict::Unjudged, |judged| {
+                judged.map_or_else(Verdict::Invalid, Verdict::Answer)
+            })
+        }
+        Outcome::Timeout => Verdict::Timeout,
+        Outcome::NoResponders => Verdict::NoResponders,
+        Outcome::Unavailable => Verdict::Unavailable,
+    };
+    let source = classify(&verdict);
+    log_fallback(&verdict, command, callback.request_id);
+    let body = match verdict {
+        Verdict::Answer(answer) => answer,
+        Verdict::Invalid(_) => {
+            state.metrics.invalid_reply(command);
+            default.resolve(state, &callback).await
+        }
+        Verdict::Unjudged | Verdict::Timeout | Verdict::NoResponders | Verdict::Unavailable => {
+            default.resolve(state, &callback).await
+        }
+    };
+    state
+        .metrics
+        .answered(command, source, callback.deadline.arrival.elapsed());
+    json_response(StatusCode::OK, source, Some(callback.request_id), body)
+}
+
+/// The default answer of a before-callback. For the commands whose answer must echo the
+/// request (the SetGroupInfo pair) and a large body, it is built on the blocking pool from
+/// the start, so that it is ready when the wait ends and the event loop never serialises a
+/// large body.
+enum PreparedDefault {
+    /// Built when needed, on the loop: the body is small, or nothing is echoed.
+    Inline,
+    /// Being built on the blocking pool.
+    Building(JoinHandle<Bytes>),
+}
+
+impl PreparedDefault {
+    fn start(state: &AppState, callback: &Callback<'_>, body_len: usize) -> Self {
+        let echoes = !callback.command.overwritten_fields.is_empty()
+            && state.default_decision == DefaultDecision::Allow;
+        if !echoes {
+            return Self::Inline;
+        }
+        let command = callback.command;
+        let request = Arc::clone(&callback.request);
+        let decision = state.default_decision.clone();
+        let prebuilt = state.prebuilt.clone();
+        start_off_loop(body_len, move || {
+            prebuilt.encode(&decision::default_answer(
+                &decision,
+                Some(command),
+                Some(&request),
+            ))
+        })
+        .map_or(Self::Inline, Self::Building)
+    }
+
+    async fn resolve(self, state: &AppState, callback: &Callback<'_>) -> Bytes {
+        if let Self::Building(building) = self {
+            // Started at arrival, and cheaper than the parse of the same body that already
+            // finished inside the deadline: waiting for it is waiting for work nearly done.
+            if let Some(answer) = finished(building.await) {
+                return answer;
+            }
+        }
+        state.prebuilt.encode(&decision::default_answer(
+            &state.default_decision,
+            Some(callback.command),
+            Some(&callback.request),
+        ))
+    }
+}
+
+/// Publishes an after-callback and acknowledges at once: OpenIM has two senders per process
+/// for these, so a slow answer would stall it.
+async fn notify(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Response {
+    let published = state.forwarder.notify(&callback.meta(), payload).await;
+    let source = if published {
+        DecisionSource::Ack
+    } else {
+        tracing::warn!(command = callback.command.name, request_id = %callback.request_id, "after-callback not published: nats unavailable");
+        DecisionSource::Unpublished
+    };
+    state.metrics.answered(
+        callback.command,
+        source,
+        callback.deadline.arrival.elapsed(),
+    );
+    json_response(
+        StatusCode::OK,
+        source,
+        Some(callback.request_id),
+        state.prebuilt.allow.clone(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_verdict_has_one_source() {
+        let cases = [
+            (
+                Verdict::Answer(Bytes::from_static(b"{}")),
+                DecisionSource::Worker,
+            ),
+            (
+                Verdict::Invalid(InvalidReply::NotObject),
+                DecisionSource::InvalidReply,
+            ),
+            (
+                Verdict::Invalid(InvalidReply::ServiceError("boom".to_owned())),
+                DecisionSource::InvalidReply,
+            ),
+            (Verdict::Unjudged, DecisionSource::Timeout),
+            (Verdict::Timeout, DecisionSource::Timeout),
+            (Verdict::NoResponders, DecisionSource::NoResponders),
+            (Verdict::Unavailable, DecisionSource::Unavailable),
+        ];
+        for (verdict, source) in cases {
+            assert_eq!(classify(&verdict), source, "{verdict:?}");
+        }
+    }
+
+    #[test]
+    fn only_the_worker_source_is_not_a_fallback() {
+        for verdict in [
+            Verdict::Invalid(InvalidReply::NotObject),
+            Verdict::Unjudged,
+            Verdict::Timeout,
+            Verdict::NoResponders,
+            Verdict::Unavailable,
+        ] {
+            assert!(classify(&verdict).is_fallback(), "{verdict:?}");
+        }
+        assert!(!classify(&Verdict::Answer(Bytes::new())).is_fallback());
+    }
+}

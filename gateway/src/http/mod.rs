@@ -1,0 +1,138 @@
+//! HTTP: the router, its layers and the probes. A callback's path through this folder:
+//! [`accept`] checks the request (the caller's faults become 4xx answers), [`callback`] asks
+//! or notifies the workers through the forwarder and decides who answered, [`answer`] turns
+//! the result into the bytes and headers OpenIM reads.
+//!
+//! Failures are classified by who is at fault: the caller's are [`RejectReason`]s, upstream's
+//! (a worker, NATS) are the `fallback:*` decision sources, ours is a caught panic, answered
+//! by the outermost layer with the default decision.
+
+mod accept;
+mod answer;
+mod callback;
+mod off_loop;
+
+use std::{sync::Arc, time::Duration};
+
+use axum::{
+    extract::State,
+    http::{header, HeaderMap, StatusCode},
+    response::{IntoResponse, Response},
+    routing::get,
+    Router,
+};
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use self::accept::RejectReason;
+use self::{accept::Limits, answer::Prebuilt};
+use crate::{
+    config::{Config, WebhookSecret},
+    deadline,
+    decision::DefaultDecision,
+    forward::Forwarder,
+    metrics::Metrics,
+};
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    /// Publishes callbacks and routes replies.
+    forwarder: Forwarder,
+    /// Counters and histograms.
+    metrics: Arc<Metrics>,
+    /// Arrival to the moment the gateway stops waiting: the budget less the timer slack.
+    answer_within: Duration,
+    /// The answer when no valid worker decision arrives.
+    default_decision: DefaultDecision,
+    /// The path segment required before the command, when configured.
+    webhook_secret: Option<WebhookSecret>,
+    /// Larger bodies get 413.
+    max_body_bytes: usize,
+    /// Answers serialised once.
+    prebuilt: Prebuilt,
+}
+
+impl AppState {
+    /// The shared state of a gateway configured by `config`.
+    pub fn new(config: &Config, forwarder: Forwarder, metrics: Arc<Metrics>) -> Self {
+        Self {
+            forwarder,
+            metrics,
+            answer_within: deadline::answer_within(config.budget()),
+            default_decision: config.default_decision.clone(),
+            webhook_secret: config.webhook_secret.clone(),
+            max_body_bytes: config.max_body_bytes,
+            prebuilt: Prebuilt::new(&config.default_decision),
+        }
+    }
+
+    /// The forwarder (the gateway drains it on shutdown).
+    pub fn forwarder(&self) -> &Forwarder {
+        &self.forwarder
+    }
+
+    fn limits(&self) -> Limits<'_> {
+        Limits {
+            webhook_secret: self.webhook_secret.as_ref(),
+            max_body_bytes: self.max_body_bytes,
+        }
+    }
+}
+
+/// The gateway's routes. Callbacks are the fallback: any path not listed here is a callback
+/// path, parsed by hand so that doubled slashes and any base before the command work.
+pub fn router(state: Arc<AppState>) -> Router {
+    let prebuilt = state.prebuilt.clone();
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(callback::callback)
+        .with_state(state)
+        // Outermost: a bug in a handler still gives OpenIM a valid answer (the default).
+        .layer(CatchPanicLayer::custom(move |_panic| {
+            tracing::error!("a handler panicked: answering the default decision");
+            answer::internal_error(&prebuilt)
+        }))
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    if state.forwarder.is_connected() {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not connected to nats\n").into_response()
+    }
+}
+
+/// OpenMetrics when the scraper asks for it (Prometheus does), else the classic text format.
+async fn metrics(State(state): State<Arc<AppState>>, request_headers: HeaderMap) -> Response {
+    state.metrics.pending_replies(state.forwarder.pending_len());
+    let wants_openmetrics = request_headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .any(|value| value.contains("application/openmetrics-text"));
+    if wants_openmetrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            state.metrics.encode_openmetrics(),
+        )
+            .into_response()
+    } else {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            state.metrics.encode_prometheus_text(),
+        )
+            .into_response()
+    }
+}
