@@ -21,7 +21,7 @@ pub mod gateway;
 pub mod http;
 pub mod metrics;
 pub mod nats;
-mod process;
+pub mod process;
 pub mod scripted;
 pub mod stack;
 pub mod worker;

@@ -1,11 +1,13 @@
 //! Spawning a child process with its stdout and stderr captured line by line.
 //!
 //! Every guard in this crate (nats-server, the gateway, the example worker) keeps its child's
-//! output here so that a failing test can show what the child said. Pipes are drained by one
+//! output here so that a failing test can show what the child said; the benchmark driver
+//! spawns its children here too, with their stderr in a log file. Pipes are drained by one
 //! thread each, so a chatty child never blocks on a full pipe. This module does not decide
 //! when a child is ready; the guards do, by watching the lines.
 
 use std::collections::VecDeque;
+use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -122,14 +124,25 @@ impl OutputLog {
     }
 }
 
-/// A running child with both output streams captured.
+/// A running child with its output streams captured.
 #[derive(Debug)]
-pub(crate) struct Spawned {
-    pub(crate) child: Child,
+pub struct Spawned {
+    /// The child itself.
+    pub child: Child,
     /// Every stdout line as it arrives; closed when the child closes stdout.
-    pub(crate) stdout_lines: UnboundedReceiver<String>,
-    /// Every stderr line as it arrives; closed when the child closes stderr.
-    pub(crate) stderr_lines: UnboundedReceiver<String>,
+    pub stdout_lines: UnboundedReceiver<String>,
+    /// Every stderr line as it arrives; closed when the child closes stderr (at once when
+    /// stderr goes to a file).
+    pub stderr_lines: UnboundedReceiver<String>,
+}
+
+/// Where a child's stderr goes.
+#[derive(Debug)]
+pub enum StderrTo {
+    /// Captured line by line, like stdout.
+    Log(OutputLog),
+    /// Appended to a file (a long benchmark run writes more than is worth keeping in memory).
+    File(File),
 }
 
 /// Spawns `command` with piped stdout and stderr (stdin closed) and starts one reader
@@ -140,20 +153,31 @@ pub(crate) fn spawn(
     stdout: OutputLog,
     stderr: OutputLog,
 ) -> std::io::Result<Spawned> {
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    spawn_with(command, stdout, StderrTo::Log(stderr))
+}
+
+/// Spawns `command` (stdin closed), its stdout read line by line into `stdout`, its stderr
+/// where `stderr` says.
+pub fn spawn_with(
+    command: &mut Command,
+    stdout: OutputLog,
+    stderr: StderrTo,
+) -> std::io::Result<Spawned> {
+    command.stdin(Stdio::null()).stdout(Stdio::piped());
+    match &stderr {
+        StderrTo::Log(_) => command.stderr(Stdio::piped()),
+        StderrTo::File(file) => command.stderr(file.try_clone()?),
+    };
     let mut child = command.spawn()?;
     stdout.lock().closed = false;
-    stderr.lock().closed = false;
     let (stdout_tx, stdout_lines) = unbounded_channel();
     let (stderr_tx, stderr_lines) = unbounded_channel();
     if let Some(pipe) = child.stdout.take() {
         read_lines(pipe, stdout, stdout_tx);
     }
-    if let Some(pipe) = child.stderr.take() {
-        read_lines(pipe, stderr, stderr_tx);
+    if let (StderrTo::Log(log), Some(pipe)) = (stderr, child.stderr.take()) {
+        log.lock().closed = false;
+        read_lines(pipe, log, stderr_tx);
     }
     Ok(Spawned {
         child,
@@ -189,7 +213,7 @@ fn read_lines(pipe: impl Read + Send + 'static, log: OutputLog, lines: Unbounded
 }
 
 /// Kills the child and reaps it. Killing an exited child is not an error worth reporting.
-pub(crate) fn kill(child: &mut Child) {
+pub fn kill(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -207,6 +231,35 @@ pub(crate) async fn wait_for_line(
             Ok(Some(line)) if wanted(&line) => return Some(line),
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => return None,
+        }
+    }
+}
+
+/// Why a blocking wait for a line ended without it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoLine {
+    /// The stream closed: the child exited.
+    Closed,
+    /// The bound passed.
+    Timeout,
+}
+
+/// `wait_for_line` for callers outside an async runtime (the benchmark driver): polls the
+/// stream every few milliseconds until a line matches, the stream closes or `bound` passes.
+pub fn wait_for_line_blocking(
+    lines: &mut UnboundedReceiver<String>,
+    bound: Duration,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<String, NoLine> {
+    use tokio::sync::mpsc::error::TryRecvError;
+    let deadline = Instant::now() + bound;
+    loop {
+        match lines.try_recv() {
+            Ok(line) if wanted(&line) => return Ok(line),
+            Ok(_) => {}
+            Err(TryRecvError::Disconnected) => return Err(NoLine::Closed),
+            Err(TryRecvError::Empty) if Instant::now() >= deadline => return Err(NoLine::Timeout),
+            Err(TryRecvError::Empty) => std::thread::sleep(Duration::from_millis(2)),
         }
     }
 }

@@ -1,18 +1,19 @@
-//! Child processes of the driver: spawned with their stderr in a log file and their stdout
-//! read line by line by a thread, waited for by a line they print, killed on drop.
+//! Child processes of the driver: spawned by the end-to-end harness's process module with
+//! their stderr in a log file and their stdout read line by line, waited for by a line they
+//! print, killed on drop.
 //!
 //! This module knows nothing about what the children are; `stack.rs` does.
 
 use std::{
     fs::File,
-    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::mpsc::{channel, Receiver, RecvTimeoutError},
-    time::{Duration, Instant},
+    process::{Child, Command},
+    time::Duration,
 };
 
 use anyhow::{bail, Context as _};
+use openim_gateway_tests::process::{self as child, NoLine, OutputLog, StderrTo};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 /// A running child, killed (SIGKILL) and reaped when dropped.
 #[derive(Debug)]
@@ -20,9 +21,9 @@ pub(crate) struct Guard {
     name: String,
     child: Child,
     /// Lines of stdout, as the reader thread reads them.
-    lines: Receiver<String>,
+    lines: UnboundedReceiver<String>,
     /// Every stdout line received so far.
-    seen: Vec<String>,
+    stdout: OutputLog,
     log: PathBuf,
 }
 
@@ -37,28 +38,14 @@ impl Guard {
             .open(&log)
             .with_context(|| format!("cannot open {}", log.display()))?;
         let program = command.get_program().to_string_lossy().into_owned();
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(stderr)
-            .spawn()
+        let stdout = OutputLog::default();
+        let spawned = child::spawn_with(&mut command, stdout.clone(), StderrTo::File(stderr))
             .with_context(|| format!("cannot start {name} ({program})"))?;
-        let (sender, lines) = channel();
-        if let Some(stdout) = child.stdout.take() {
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if sender.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
         Ok(Self {
             name: name.to_owned(),
-            child,
-            lines,
-            seen: Vec::new(),
+            child: spawned.child,
+            lines: spawned.stdout_lines,
+            stdout,
             log,
         })
     }
@@ -79,48 +66,35 @@ impl Guard {
         marker: &str,
         timeout: Duration,
     ) -> anyhow::Result<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    let found = line.contains(marker);
-                    self.seen.push(line.clone());
-                    if found {
-                        return Ok(line);
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => bail!(
-                    "{} did not print {marker:?} within {timeout:?}; see {}",
+        match child::wait_for_line_blocking(&mut self.lines, timeout, |line| line.contains(marker))
+        {
+            Ok(line) => Ok(line),
+            Err(NoLine::Timeout) => bail!(
+                "{} did not print {marker:?} within {timeout:?}; see {}",
+                self.name,
+                self.log.display()
+            ),
+            Err(NoLine::Closed) => {
+                let status = self.exit_status();
+                bail!(
+                    "{} exited before printing {marker:?} ({status}); see {}",
                     self.name,
                     self.log.display()
-                ),
-                Err(RecvTimeoutError::Disconnected) => {
-                    let status = self.exit_status();
-                    bail!(
-                        "{} exited before printing {marker:?} ({status}); see {}",
-                        self.name,
-                        self.log.display()
-                    )
-                }
+                )
             }
         }
     }
 
     /// Waits for the child to exit on its own and returns all of its stdout.
     pub(crate) fn wait_for_exit(&mut self, timeout: Duration) -> anyhow::Result<String> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => self.seen.push(line),
-                Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => bail!(
-                    "{} still running after {timeout:?}; see {}",
-                    self.name,
-                    self.log.display()
-                ),
-            }
+        if child::wait_for_line_blocking(&mut self.lines, timeout, |_| false)
+            == Err(NoLine::Timeout)
+        {
+            bail!(
+                "{} still running after {timeout:?}; see {}",
+                self.name,
+                self.log.display()
+            );
         }
         let status = self.child.wait().context("cannot wait for a child")?;
         if !status.success() {
@@ -130,7 +104,7 @@ impl Guard {
                 self.log.display()
             );
         }
-        Ok(self.seen.join("\n"))
+        Ok(self.stdout.lines().join("\n"))
     }
 
     /// Whether the child has exited.
@@ -147,8 +121,7 @@ impl Guard {
 
     /// Kills the child now (SIGKILL) and reaps it.
     pub(crate) fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        child::kill(&mut self.child);
     }
 
     /// The resident set size, from `/proc/<pid>/status` (`VmRSS`), in KiB.
