@@ -185,7 +185,7 @@ def case_body(case: dict) -> bytes:
 
 
 def shown(body: bytes, limit: int = 300) -> str:
-    text = body.decode("utf-8", "replace")
+    text = body.decode("utf-8", "replace").rstrip("\n")
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 

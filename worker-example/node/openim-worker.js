@@ -20,7 +20,7 @@
 //     import * as ow from "./openim-worker.js";
 //     const decide = (request) =>
 //       request.roleLevel === 100 ? ow.reject(5005, "no owner changes here") : ow.allow();
-//     process.exitCode = await ow.run({ [ow.BEFORE_SET_GROUP_MEMBER_INFO]: decide });
+//     process.exit(await ow.run({ [ow.BEFORE_SET_GROUP_MEMBER_INFO]: decide }));
 //
 // Only `serve()` and `run()` talk to NATS; everything else is plain functions tested without
 // a server.
@@ -587,6 +587,8 @@ export async function serve(settings, handlers, { name = "openim-worker-node", p
 /**
  * Reads the settings, runs the worker until SIGTERM/SIGINT and resolves to the exit code:
  * 0 after a signal, 1 when it cannot run, 2 for a bad setting (one line on stderr).
+ * Pass it to `process.exit()`: after a signal during the first connection attempt, the
+ * client's retry timer would otherwise keep Node running.
  */
 export async function run(handlers, { name = "openim-worker-node", parsers = {}, env = process.env } = {}) {
   let settings;

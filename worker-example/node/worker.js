@@ -126,5 +126,6 @@ export async function main() {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1]).href) {
-  process.exitCode = await main();
+  // exit() rather than exitCode: a connection attempt still retrying would keep Node running.
+  process.exit(await main());
 }
