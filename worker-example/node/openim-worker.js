@@ -429,7 +429,11 @@ export class Worker {
     for (const command of Object.keys(this.handlers)) {
       const subscription = this.client.subscribe(this.subject(command), { queue: QUEUE_GROUP });
       this.subscriptions.push(subscription);
-      this.loops.push(this.consume(command, subscription));
+      this.loops.push(
+        this.consume(command, subscription).catch((error) =>
+          log.error(`the subscription to ${this.subject(command)} failed: ${error?.message ?? error}`),
+        ),
+      );
     }
     await this.client.flush();
   }
