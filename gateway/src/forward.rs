@@ -154,9 +154,11 @@ impl Forwarder {
             .connection_timeout(CONNECTION_TIMEOUT)
             .retry_on_initial_connect()
             .max_reconnects(None)
+            // async-nats counts the first attempt as 1: no pause before it, so that a gateway
+            // started beside a running NATS is connected before it opens its port.
             .reconnect_delay_callback(|attempts| {
-                let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
-                (Duration::from_millis(50) * attempts).min(MAX_RECONNECT_DELAY)
+                let failed = u32::try_from(attempts.saturating_sub(1)).unwrap_or(u32::MAX);
+                (Duration::from_millis(50) * failed).min(MAX_RECONNECT_DELAY)
             })
             .event_callback({
                 let events = Arc::new(ConnectionEvents {
@@ -194,6 +196,24 @@ impl Forwarder {
     /// Whether the connection to NATS is up right now.
     pub fn is_connected(&self) -> bool {
         self.client.connection_state() == State::Connected
+    }
+
+    /// Waits until the connection is up, at most `bound`; returns whether it is.
+    pub async fn wait_connected(&self, bound: Duration) -> bool {
+        let deadline = Instant::now() + bound;
+        while !self.is_connected() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        true
+    }
+
+    /// The largest message the NATS server accepts (its `max_payload`, 1 MiB until the
+    /// server has said otherwise), headers included.
+    pub fn max_payload(&self) -> usize {
+        self.client.max_payload()
     }
 
     /// How many callbacks wait for a reply right now (the reply map's size).

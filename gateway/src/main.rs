@@ -99,5 +99,5 @@ async fn shutdown_signal() {
         () = interrupt => {}
         () = terminate => {}
     }
-    tracing::info!("shutting down: finishing in-flight callbacks");
+    tracing::info!("shutdown signal received");
 }

@@ -48,12 +48,13 @@ struct ReasonLabels {
 }
 
 /// The sources a before-callback's answer is counted under.
-const BEFORE_SOURCES: [DecisionSource; 5] = [
+const BEFORE_SOURCES: [DecisionSource; 6] = [
     DecisionSource::Worker,
     DecisionSource::Timeout,
     DecisionSource::NoResponders,
     DecisionSource::Unavailable,
     DecisionSource::InvalidReply,
+    DecisionSource::Overload,
 ];
 /// The sources an after-callback's acknowledgement is counted under.
 const AFTER_SOURCES: [DecisionSource; 2] = [DecisionSource::Ack, DecisionSource::Unpublished];

@@ -23,6 +23,9 @@ pub enum DecisionSource {
     Unavailable,
     /// The reply is not an answer OpenIM can safely apply: the default decision.
     InvalidReply,
+    /// More before-callbacks in flight than the gateway's bound: the default decision at
+    /// once, nobody asked.
+    Overload,
     /// The request itself was refused (a 4xx): the default decision and an `error` field.
     BadRequest,
     /// A bug in the gateway (a caught panic): the default decision.
@@ -31,7 +34,7 @@ pub enum DecisionSource {
 
 impl DecisionSource {
     /// Every source, in the order a table lists them.
-    pub const ALL: [Self; 9] = [
+    pub const ALL: [Self; 10] = [
         Self::Worker,
         Self::Ack,
         Self::Unpublished,
@@ -39,6 +42,7 @@ impl DecisionSource {
         Self::NoResponders,
         Self::Unavailable,
         Self::InvalidReply,
+        Self::Overload,
         Self::BadRequest,
         Self::InternalError,
     ];
@@ -53,6 +57,7 @@ impl DecisionSource {
             Self::NoResponders => "fallback:no_responders",
             Self::Unavailable => "fallback:unavailable",
             Self::InvalidReply => "fallback:invalid_reply",
+            Self::Overload => "fallback:overload",
             Self::BadRequest => "fallback:bad_request",
             Self::InternalError => "fallback:internal_error",
         }

@@ -161,6 +161,28 @@ impl Gateway {
             .count()
     }
 
+    /// Sends SIGTERM, as a service manager does to stop it.
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap_or_else(|error| panic!("cannot run kill: {error}"));
+        assert!(status.success(), "kill -TERM {} failed", self.child.id());
+    }
+
+    /// Waits (bounded) for the process to exit; its exit code, or `None` if it was still
+    /// running at the bound (or died of a signal).
+    pub async fn wait_for_exit(&mut self, bound: Duration) -> Option<i32> {
+        let start = Instant::now();
+        while start.elapsed() < bound {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        None
+    }
+
     /// The captured stderr (its logs).
     pub fn stderr_log(&self) -> &OutputLog {
         &self.stderr

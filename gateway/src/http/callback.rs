@@ -83,27 +83,23 @@ fn classify(verdict: &Verdict) -> DecisionSource {
     }
 }
 
-/// Says why a callback got the default, at the level the reason deserves.
-fn log_fallback(verdict: &Verdict, command: &Command, request_id: uuid::Uuid) {
-    let command = command.name;
-    match verdict {
-        Verdict::Answer(_) => {}
-        Verdict::Invalid(error) => {
-            tracing::warn!(command, %request_id, %error, "invalid worker reply: answering the default");
-        }
-        Verdict::Unjudged => {
-            tracing::warn!(command, %request_id, "the reply could not be checked before the deadline: answering the default");
-        }
-        Verdict::Timeout => {
-            tracing::warn!(command, %request_id, "no worker reply before the deadline: answering the default");
-        }
-        Verdict::NoResponders => {
-            tracing::warn!(command, %request_id, "no worker subscribes to this callback: answering the default");
-        }
-        Verdict::Unavailable => {
-            tracing::debug!(command, %request_id, "nats unavailable: answering the default");
-        }
-    }
+/// Says why a callback got the default: one debug line per callback, and a warning per
+/// condition (the first occurrence at once, then a count per interval).
+fn log_fallback(state: &AppState, verdict: &Verdict, command: &Command, request_id: uuid::Uuid) {
+    let conditions = &state.conditions;
+    let (condition, detail): (_, &dyn std::fmt::Display) = match verdict {
+        Verdict::Answer(_) => return,
+        Verdict::Invalid(error) => (&conditions.invalid_reply, error),
+        Verdict::Unjudged => (
+            &conditions.timeout,
+            &"the reply could not be checked in time",
+        ),
+        Verdict::Timeout => (&conditions.timeout, &""),
+        Verdict::NoResponders => (&conditions.no_responders, &""),
+        Verdict::Unavailable => (&conditions.unavailable, &""),
+    };
+    tracing::debug!(command = command.name, %request_id, source = classify(verdict).as_str(), %detail, "answering the default");
+    condition.note(command.name, detail);
 }
 
 /// The callback handler: validate, then ask the workers (before) or notify them (after).
@@ -145,8 +141,19 @@ pub(super) async fn callback(State(state): State<Arc<AppState>>, request: Reques
 
 /// Asks a worker and answers with its normalised reply, or the default with the reason.
 async fn decide(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Response {
-    let _inflight = state.metrics.inflight();
     let command = callback.command;
+    let Some(_admitted) = state.admit() else {
+        // Past the bound, asking would only queue behind callbacks already late: the default
+        // at once keeps every answer in time.
+        state.conditions.overload.note(command.name, &"");
+        let body = PreparedDefault::Inline.resolve(state, &callback).await;
+        let source = DecisionSource::Overload;
+        state
+            .metrics
+            .answered(command, source, callback.deadline.arrival.elapsed());
+        return json_response(StatusCode::OK, source, Some(callback.request_id), body);
+    };
+    let _inflight = state.metrics.inflight();
     let default = PreparedDefault::start(state, &callback, payload.len());
     let outcome = state.forwarder.ask(&callback.meta(), payload).await;
     let verdict = match outcome {
@@ -173,7 +180,7 @@ async fn decide(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Res
         Outcome::Unavailable => Verdict::Unavailable,
     };
     let source = classify(&verdict);
-    log_fallback(&verdict, command, callback.request_id);
+    log_fallback(state, &verdict, command, callback.request_id);
     let body = match verdict {
         Verdict::Answer(answer) => answer,
         Verdict::Invalid(_) => {
@@ -245,7 +252,11 @@ async fn notify(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Res
     let source = if published {
         DecisionSource::Ack
     } else {
-        tracing::warn!(command = callback.command.name, request_id = %callback.request_id, "after-callback not published: nats unavailable");
+        tracing::debug!(command = callback.command.name, request_id = %callback.request_id, "after-callback not published");
+        state
+            .conditions
+            .unpublished
+            .note(callback.command.name, &"");
         DecisionSource::Unpublished
     };
     state.metrics.answered(

@@ -12,11 +12,18 @@ mod answer;
 mod callback;
 mod off_loop;
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 use axum::{
     extract::State,
-    http::{header, HeaderMap, StatusCode},
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    middleware,
     response::{IntoResponse, Response},
     routing::get,
     Router,
@@ -26,6 +33,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 pub use self::accept::RejectReason;
 use self::{accept::Limits, answer::Prebuilt};
 use crate::{
+    conditions::Conditions,
     config::{Config, WebhookSecret},
     deadline,
     decision::DefaultDecision,
@@ -50,6 +58,15 @@ pub struct AppState {
     max_body_bytes: usize,
     /// Answers serialised once.
     prebuilt: Prebuilt,
+    /// Set once shutdown starts: `/readyz` answers 503 and every answer closes its
+    /// connection after it is written.
+    draining: AtomicBool,
+    /// Before-callbacks being decided now, against `max_inflight`.
+    inflight: AtomicUsize,
+    /// `GATEWAY_MAX_INFLIGHT`: past it, the default at once (`fallback:overload`).
+    max_inflight: usize,
+    /// Warnings about conditions, counted rather than repeated.
+    conditions: Conditions,
 }
 
 impl AppState {
@@ -63,7 +80,34 @@ impl AppState {
             webhook_secret: config.webhook_secret.clone(),
             max_body_bytes: config.max_body_bytes,
             prebuilt: Prebuilt::new(&config.default_decision),
+            draining: AtomicBool::new(false),
+            inflight: AtomicUsize::new(0),
+            max_inflight: config.max_inflight,
+            conditions: Conditions::default(),
         }
+    }
+
+    /// Shutdown has started: say so on `/readyz`, and close each connection once its next
+    /// answer is written (never while it idles: OpenIM's Go client would not retry a POST
+    /// that meets a connection closed under it).
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+    }
+
+    fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    /// A place among the before-callbacks in flight, or `None` past the bound.
+    fn admit(&self) -> Option<Admitted<'_>> {
+        let previous = self.inflight.fetch_add(1, Ordering::Relaxed);
+        let admitted = Admitted(&self.inflight);
+        (previous < self.max_inflight).then_some(admitted)
+    }
+
+    /// The conditions the callback path warns about (reported once per interval).
+    pub fn conditions(&self) -> &Conditions {
+        &self.conditions
     }
 
     /// The forwarder (the gateway drains it on shutdown).
@@ -79,6 +123,16 @@ impl AppState {
     }
 }
 
+/// A before-callback counted in flight until dropped (a dropped handler included).
+#[derive(Debug)]
+struct Admitted<'a>(&'a AtomicUsize);
+
+impl Drop for Admitted<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// The gateway's routes. Callbacks are the fallback: any path not listed here is a callback
 /// path, parsed by hand so that doubled slashes and any base before the command work.
 pub fn router(state: Arc<AppState>) -> Router {
@@ -88,6 +142,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(callback::callback)
+        .layer(middleware::map_response_with_state(
+            Arc::clone(&state),
+            close_when_draining,
+        ))
         .with_state(state)
         // Outermost: a bug in a handler still gives OpenIM a valid answer (the default).
         .layer(CatchPanicLayer::custom(move |_panic| {
@@ -100,8 +158,23 @@ async fn healthz() -> &'static str {
     "ok\n"
 }
 
+/// While draining, every answer asks the client to close the connection after reading it.
+async fn close_when_draining(
+    State(state): State<Arc<AppState>>,
+    mut response: Response,
+) -> Response {
+    if state.is_draining() {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    if state.forwarder.is_connected() {
+    if state.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else if state.forwarder.is_connected() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "not connected to nats\n").into_response()

@@ -1,17 +1,18 @@
 //! Logging never holds up an answer: with its stderr a pipe nobody reads (a stuck log
-//! shipper), the gateway goes on answering a stream of callbacks that each log a warning,
-//! long after the pipe's buffer is full.
+//! shipper), the gateway goes on answering a stream of callbacks that each log a line (at
+//! debug level), long after the pipe's buffer is full. And a condition that every callback
+//! meets (no worker) is warned about once, not once per callback.
 
 use std::{process::Stdio, time::Duration};
 
 use openim_gateway_proto::DecisionSource;
-use openim_gateway_tests::{binaries, http, HttpRequest, NatsServer};
+use openim_gateway_tests::{binaries, http, HttpRequest, NatsServer, Stack};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::{AT_ONCE, SET_MEMBER};
 
-/// Each of these callbacks logs a warning line of about 200 bytes (nobody subscribes), so
-/// this many write far more than a pipe's 64 KiB buffer.
+/// Each of these callbacks logs a debug line of about 200 bytes (nobody subscribes), so this
+/// many write far more than a pipe's 64 KiB buffer.
 const CALLBACKS: usize = 1500;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,7 +21,7 @@ async fn a_stuck_stderr_does_not_stop_the_answers() {
     let mut child = tokio::process::Command::new(binaries::gateway())
         .env("GATEWAY_LISTEN", "127.0.0.1:0")
         .env("NATS_URL", nats.url())
-        .env("RUST_LOG", "info")
+        .env("RUST_LOG", "debug")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -64,4 +65,34 @@ async fn a_stuck_stderr_does_not_stop_the_answers() {
             "callback #{index}: {source}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_condition_every_callback_meets_is_warned_about_once() {
+    let stack = Stack::start(&[]).await;
+    let request = HttpRequest::openim(
+        "/callbackExample",
+        SET_MEMBER,
+        openim_gateway_tests::fixtures::SET_MEMBER_ROLE_ONLY,
+    );
+    for _ in 0..40 {
+        let response = stack.send(&request).await;
+        assert_eq!(
+            response.source(),
+            Some(DecisionSource::NoResponders.as_str())
+        );
+    }
+    let warnings: Vec<String> = stack
+        .gateway
+        .stderr_log()
+        .lines()
+        .into_iter()
+        .filter(|line| line.contains("WARN") && line.contains("no worker subscribes"))
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "40 callbacks without a worker should warn once, then count:\n{}",
+        warnings.join("\n")
+    );
 }

@@ -15,6 +15,7 @@ mod defaults;
 mod fallbacks;
 mod forwarding;
 mod invalid_replies;
+mod lifecycle;
 mod logging;
 mod nats_outage;
 mod plain_routes;

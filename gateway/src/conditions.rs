@@ -1,0 +1,135 @@
+//! Warnings about a condition, not about each callback: when workers time out or nobody
+//! serves a command, every callback meets the same condition, and a line per callback makes
+//! the log the outage (200k timeouts once wrote 45 MB). The first occurrence is logged at
+//! once; the rest are counted and reported once per interval with their number. Each
+//! callback's own line stays at debug level.
+
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+/// How often a condition's count is reported while it lasts.
+pub const REPORT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// One condition the log should mention, with what to say about it.
+#[derive(Debug)]
+pub struct Condition {
+    /// What happened, in the words of a log line.
+    what: &'static str,
+    /// Occurrences since the last report.
+    unreported: AtomicU64,
+}
+
+impl Condition {
+    const fn new(what: &'static str) -> Self {
+        Self {
+            what,
+            unreported: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one occurrence; the first since the last report is logged at once, with the
+    /// callback's command and `detail` (a reason, or empty).
+    pub fn note(&self, command: &'static str, detail: &dyn std::fmt::Display) {
+        if self.unreported.fetch_add(1, Ordering::Relaxed) == 0 {
+            tracing::warn!(
+                command,
+                %detail,
+                "{}: answering the default; further callbacks like it are counted and reported every {} s",
+                self.what,
+                REPORT_INTERVAL.as_secs()
+            );
+        }
+    }
+
+    /// Reports the occurrences since the last report, if there were more than the one
+    /// logged at once, and starts counting afresh.
+    fn report(&self) {
+        let count = self.unreported.swap(0, Ordering::Relaxed);
+        if count > 1 {
+            tracing::warn!(
+                count,
+                interval_s = REPORT_INTERVAL.as_secs(),
+                "{}: {count} callbacks got the default in the last interval",
+                self.what
+            );
+        }
+    }
+
+    /// Occurrences not yet reported.
+    pub fn unreported(&self) -> u64 {
+        self.unreported.load(Ordering::Relaxed)
+    }
+}
+
+/// Every condition the callback path reports.
+#[derive(Debug)]
+pub struct Conditions {
+    /// No worker reply before the deadline.
+    pub timeout: Condition,
+    /// No worker subscribes to a command.
+    pub no_responders: Condition,
+    /// A worker's reply could not be forwarded.
+    pub invalid_reply: Condition,
+    /// NATS is not connected.
+    pub unavailable: Condition,
+    /// Too many callbacks in flight.
+    pub overload: Condition,
+    /// An after-callback could not be published.
+    pub unpublished: Condition,
+}
+
+impl Default for Conditions {
+    fn default() -> Self {
+        Self {
+            timeout: Condition::new("no worker reply before the deadline"),
+            no_responders: Condition::new("no worker subscribes to this callback"),
+            invalid_reply: Condition::new("invalid worker reply"),
+            unavailable: Condition::new("nats unavailable"),
+            overload: Condition::new("too many callbacks in flight (GATEWAY_MAX_INFLIGHT)"),
+            unpublished: Condition::new("after-callback not published: nats unavailable"),
+        }
+    }
+}
+
+impl Conditions {
+    fn all(&self) -> [&Condition; 6] {
+        [
+            &self.timeout,
+            &self.no_responders,
+            &self.invalid_reply,
+            &self.unavailable,
+            &self.overload,
+            &self.unpublished,
+        ]
+    }
+
+    /// Reports every condition once per [`REPORT_INTERVAL`], for as long as it runs.
+    pub async fn report_every_interval(&self) {
+        let mut ticks = tokio::time::interval(REPORT_INTERVAL);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            for condition in self.all() {
+                condition.report();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn occurrences_are_counted_until_reported() {
+        let condition = Condition::new("test");
+        for _ in 0..5 {
+            condition.note("callbackX", &"");
+        }
+        assert_eq!(condition.unreported(), 5);
+        condition.report();
+        assert_eq!(condition.unreported(), 0);
+    }
+}
