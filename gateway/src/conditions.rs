@@ -30,13 +30,13 @@ impl Condition {
     }
 
     /// Counts one occurrence; the first since the last report is logged at once, with the
-    /// callback's command and `detail` (a reason, or empty).
+    /// callback's command (empty when there is none) and `detail` (a reason, or empty).
     pub fn note(&self, command: &'static str, detail: &dyn std::fmt::Display) {
         if self.unreported.fetch_add(1, Ordering::Relaxed) == 0 {
             tracing::warn!(
                 command,
                 %detail,
-                "{}: answering the default; further callbacks like it are counted and reported every {} s",
+                "{}; further occurrences are counted and reported every {} s",
                 self.what,
                 REPORT_INTERVAL.as_secs()
             );
@@ -51,7 +51,7 @@ impl Condition {
             tracing::warn!(
                 count,
                 interval_s = REPORT_INTERVAL.as_secs(),
-                "{}: {count} callbacks got the default in the last interval",
+                "{}: {count} occurrences in the last interval",
                 self.what
             );
         }
@@ -78,23 +78,30 @@ pub struct Conditions {
     pub overload: Condition,
     /// An after-callback could not be published.
     pub unpublished: Condition,
+    /// A new connection could not be accepted, or was refused at the bound.
+    pub accept_failed: Condition,
 }
 
 impl Default for Conditions {
     fn default() -> Self {
         Self {
-            timeout: Condition::new("no worker reply before the deadline"),
-            no_responders: Condition::new("no worker subscribes to this callback"),
-            invalid_reply: Condition::new("invalid worker reply"),
-            unavailable: Condition::new("nats unavailable"),
-            overload: Condition::new("too many callbacks in flight (GATEWAY_MAX_INFLIGHT)"),
+            timeout: Condition::new("no worker reply before the deadline: answering the default"),
+            no_responders: Condition::new(
+                "no worker subscribes to this callback: answering the default",
+            ),
+            invalid_reply: Condition::new("invalid worker reply: answering the default"),
+            unavailable: Condition::new("nats unavailable: answering the default"),
+            overload: Condition::new(
+                "too many callbacks in flight (GATEWAY_MAX_INFLIGHT): answering the default",
+            ),
             unpublished: Condition::new("after-callback not published: nats unavailable"),
+            accept_failed: Condition::new("a new connection could not be served"),
         }
     }
 }
 
 impl Conditions {
-    fn all(&self) -> [&Condition; 6] {
+    fn all(&self) -> [&Condition; 7] {
         [
             &self.timeout,
             &self.no_responders,
@@ -102,6 +109,7 @@ impl Conditions {
             &self.unavailable,
             &self.overload,
             &self.unpublished,
+            &self.accept_failed,
         ]
     }
 

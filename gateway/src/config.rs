@@ -39,11 +39,13 @@ pub const GATEWAY_RUNTIME_THREADS: &str = "GATEWAY_RUNTIME_THREADS";
 pub const GATEWAY_SHUTDOWN_DELAY_MS: &str = "GATEWAY_SHUTDOWN_DELAY_MS";
 /// The most before-callbacks decided at once; past it, the default at once.
 pub const GATEWAY_MAX_INFLIGHT: &str = "GATEWAY_MAX_INFLIGHT";
+/// The most open HTTP connections; at the bound the longest idle one makes room.
+pub const GATEWAY_MAX_CONNECTIONS: &str = "GATEWAY_MAX_CONNECTIONS";
 /// The tracing filter.
 pub const RUST_LOG: &str = "RUST_LOG";
 
 /// Every variable the gateway reads.
-pub const ALL_SETTINGS: [&str; 14] = [
+pub const ALL_SETTINGS: [&str; 15] = [
     NATS_URL,
     GATEWAY_LISTEN,
     GATEWAY_SUBJECT_PREFIX,
@@ -57,6 +59,7 @@ pub const ALL_SETTINGS: [&str; 14] = [
     GATEWAY_RUNTIME_THREADS,
     GATEWAY_SHUTDOWN_DELAY_MS,
     GATEWAY_MAX_INFLIGHT,
+    GATEWAY_MAX_CONNECTIONS,
     RUST_LOG,
 ];
 
@@ -95,6 +98,12 @@ const MAX_SHUTDOWN_DELAY_MS: u64 = 600_000;
 /// 20k callbacks/s), so it only bites when callbacks pile up faster than they are answered.
 pub const DEFAULT_MAX_INFLIGHT: usize = 10_000;
 const MAX_MAX_INFLIGHT: u64 = 10_000_000;
+/// OpenIM's client opens at most 100 connections per host (`MaxConnsPerHost`) per OpenIM
+/// process: this leaves room for a hundred OpenIM processes, a balancer's probes and
+/// scrapers. The gateway lowers it to what the open-file limit allows, with a warning.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
+const MIN_MAX_CONNECTIONS: u64 = 16;
+const MAX_MAX_CONNECTIONS: u64 = 1_000_000;
 
 /// A setting that is not valid: the variable, its value and the rule it breaks.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -151,6 +160,8 @@ pub struct Config {
     pub shutdown_delay: Duration,
     /// The most before-callbacks decided at once.
     pub max_inflight: usize,
+    /// The most open HTTP connections.
+    pub max_connections: usize,
     /// The tracing filter directive (`RUST_LOG`).
     pub log_filter: String,
 }
@@ -249,6 +260,12 @@ impl Config {
         .integer_in(0..=MAX_SHUTDOWN_DELAY_MS, "")?;
         let max_inflight = setting(GATEWAY_MAX_INFLIGHT, &DEFAULT_MAX_INFLIGHT.to_string())
             .integer_in(1..=MAX_MAX_INFLIGHT, "")? as usize;
+        let max_connections = setting(
+            GATEWAY_MAX_CONNECTIONS,
+            &DEFAULT_MAX_CONNECTIONS.to_string(),
+        )
+        .integer_in(MIN_MAX_CONNECTIONS..=MAX_MAX_CONNECTIONS, "")?
+            as usize;
         let log_filter = setting(RUST_LOG, "info");
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&log_filter.value) {
             return Err(log_filter.invalid(&format!(
@@ -268,6 +285,7 @@ impl Config {
             runtime_threads,
             shutdown_delay: Duration::from_millis(shutdown_delay_ms),
             max_inflight,
+            max_connections,
             log_filter: log_filter.value,
         })
     }
@@ -387,6 +405,7 @@ mod tests {
         assert_eq!(config.runtime_threads, 1);
         assert_eq!(config.shutdown_delay, Duration::from_millis(5000));
         assert_eq!(config.max_inflight, 10_000);
+        assert_eq!(config.max_connections, 10_000);
         assert_eq!(config.nats_urls.len(), 1);
     }
 
@@ -436,6 +455,7 @@ mod tests {
             (GATEWAY_SHUTDOWN_DELAY_MS, "-1"),
             (GATEWAY_SHUTDOWN_DELAY_MS, "600001"),
             (GATEWAY_MAX_INFLIGHT, "0"),
+            (GATEWAY_MAX_CONNECTIONS, "15"),
         ];
         for (variable, value) in cases {
             let error = config(&[(variable, value)]).expect_err(&format!("{variable}={value}"));

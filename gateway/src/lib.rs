@@ -12,14 +12,9 @@ pub mod decision;
 pub mod forward;
 pub mod http;
 pub mod metrics;
+pub mod serve;
 
-use std::{
-    future::{Future, IntoFuture},
-    io,
-    net::SocketAddr,
-    sync::Arc,
-    time::Duration,
-};
+use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 
 use thiserror::Error;
 use tokio::net::{TcpListener, TcpSocket};
@@ -29,6 +24,7 @@ use crate::{
     forward::{Forwarder, SetupError},
     http::AppState,
     metrics::Metrics,
+    serve::ServeLimits,
 };
 
 /// Why the gateway could not start (the configuration was already valid).
@@ -41,6 +37,16 @@ pub enum BuildError {
         address: SocketAddr,
         /// The operating system's reason.
         source: io::Error,
+    },
+    /// `GATEWAY_MAX_BODY_BYTES` allows bodies the NATS server would refuse to carry.
+    #[error(
+        "GATEWAY_MAX_BODY_BYTES=\"{max_body_bytes}\" is not valid: must be at most the nats server's max_payload ({max_payload})"
+    )]
+    BodyAboveMaxPayload {
+        /// The setting.
+        max_body_bytes: usize,
+        /// The server's limit, from its INFO.
+        max_payload: usize,
     },
     /// The NATS client could not be set up.
     #[error(transparent)]
@@ -59,6 +65,9 @@ const FIRST_CONNECT_WAIT: Duration = Duration::from_secs(2);
 /// After the shutdown delay, how long callbacks already accepted may still take: the longest
 /// budget, plus room for the answer to be written.
 const DRAIN_SLACK: Duration = Duration::from_secs(1);
+/// File descriptors kept for everything but connections: NATS, the log thread, the blocking
+/// pool, a scrape.
+const RESERVED_FILES: u64 = 64;
 /// The longest the NATS connection may take to flush on the way out.
 const NATS_DRAIN_BOUND: Duration = Duration::from_secs(2);
 
@@ -71,6 +80,10 @@ pub struct Gateway {
     shutdown_delay: Duration,
     /// After the delay, the bound on finishing what was accepted.
     drain_bound: Duration,
+    /// What the accept loop enforces.
+    limits: ServeLimits,
+    /// Counters the accept loop updates.
+    metrics: Arc<Metrics>,
 }
 
 impl Gateway {
@@ -98,12 +111,24 @@ impl Gateway {
                 "nats is not reachable yet: opening the port anyway, callbacks get the default decision until it is"
             );
         }
-        let state = Arc::new(AppState::new(&config, forwarder, metrics));
+        if forwarder.is_connected() && config.max_body_bytes > forwarder.max_payload() {
+            return Err(BuildError::BodyAboveMaxPayload {
+                max_body_bytes: config.max_body_bytes,
+                max_payload: forwarder.max_payload(),
+            });
+        }
+        let limits = ServeLimits {
+            max_connections: connection_bound(config.max_connections),
+            header_timeout: config.callback_timeout,
+        };
+        let state = Arc::new(AppState::new(&config, forwarder, Arc::clone(&metrics)));
         Ok(Self {
             listener,
             state,
             shutdown_delay: config.shutdown_delay,
             drain_bound: config.callback_timeout + DRAIN_SLACK,
+            limits,
+            metrics,
         })
     }
 
@@ -139,9 +164,14 @@ impl Gateway {
             reporting.conditions().report_every_interval().await;
         });
         let app = http::router(Arc::clone(&self.state));
-        let serving = axum::serve(self.listener, app)
-            .with_graceful_shutdown(stop_accepting)
-            .into_future();
+        let serving = serve::serve(
+            self.listener,
+            app,
+            self.limits,
+            Arc::clone(&self.metrics),
+            &self.state.conditions().accept_failed,
+            stop_accepting,
+        );
         let drain_bound = self.drain_bound;
         let bounded_drain = async move {
             if stop_accepted.await.is_ok() {
@@ -151,7 +181,7 @@ impl Gateway {
             }
         };
         tokio::select! {
-            served = serving => served?,
+            () = serving => {}
             () = bounded_drain => tracing::warn!(
                 bound_ms = drain_bound.as_millis() as u64,
                 "connections still open after the drain bound: closing them"
@@ -166,6 +196,29 @@ impl Gateway {
             tracing::warn!("nats did not drain in time: closing anyway");
         }
         Ok(())
+    }
+}
+
+/// `configured`, lowered to what the open-file limit allows once raised to its hard limit:
+/// at the limit, accept fails and callbacks wait unseen in the backlog.
+fn connection_bound(configured: usize) -> usize {
+    let files = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(files) => files,
+        Err(error) => {
+            tracing::warn!(%error, "cannot read or raise the open-file limit");
+            return configured;
+        }
+    };
+    let allowed = usize::try_from(files.saturating_sub(RESERVED_FILES)).unwrap_or(usize::MAX);
+    if allowed < configured {
+        tracing::warn!(
+            open_file_limit = files,
+            max_connections = allowed,
+            "GATEWAY_MAX_CONNECTIONS is above what the open-file limit allows: serving at most {allowed} connections"
+        );
+        allowed.max(1)
+    } else {
+        configured
     }
 }
 

@@ -8,7 +8,7 @@ use std::{
     process::ExitCode,
 };
 
-use openim_gateway::{config::Config, Gateway};
+use openim_gateway::{config::Config, BuildError, Gateway};
 
 /// mimalloc instead of glibc's allocator: every callback allocates and frees a few dozen small
 /// blocks on the one event-loop thread, and on the benchmark mimalloc took less CPU per
@@ -54,7 +54,16 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("openim-gateway: {error}");
-            ExitCode::FAILURE
+            // A setting only the NATS server can judge is still a bad setting.
+            let bad_setting = matches!(
+                error.downcast_ref::<BuildError>(),
+                Some(BuildError::BodyAboveMaxPayload { .. })
+            );
+            if bad_setting {
+                ExitCode::from(2)
+            } else {
+                ExitCode::FAILURE
+            }
         }
     }
 }

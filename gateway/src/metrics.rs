@@ -82,6 +82,10 @@ pub struct Metrics {
     bad_requests: Family<ReasonLabels, Counter>,
     /// Replies that arrived but could not be forwarded, by command.
     invalid_replies: Family<CommandLabels, Counter>,
+    /// Failed accepts (for example at the open-file limit).
+    accept_errors: Counter,
+    /// Connections closed at once because every connection was busy at the bound.
+    connections_refused: Counter,
 }
 
 fn latency_histogram() -> Histogram {
@@ -113,6 +117,8 @@ impl Metrics {
         let nats_reconnects = Counter::default();
         let bad_requests = Family::<ReasonLabels, Counter>::default();
         let invalid_replies = Family::<CommandLabels, Counter>::default();
+        let accept_errors = Counter::default();
+        let connections_refused = Counter::default();
         registry.register(
             "callbacks",
             "Callbacks answered, by command, kind (before/after) and decision source",
@@ -158,6 +164,16 @@ impl Metrics {
             "Worker replies that could not be forwarded to OpenIM, by command",
             invalid_replies.clone(),
         );
+        registry.register(
+            "accept_errors",
+            "Failed accepts of a new connection (for example at the open-file limit)",
+            accept_errors.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "New connections closed at once because every connection was busy at GATEWAY_MAX_CONNECTIONS",
+            connections_refused.clone(),
+        );
         // `get_or_create` creates the series; the guard it returns is dropped at once.
         for reason in RejectReason::ALL {
             drop(bad_requests.get_or_create(&ReasonLabels {
@@ -189,6 +205,8 @@ impl Metrics {
             nats_reconnects,
             bad_requests,
             invalid_replies,
+            accept_errors,
+            connections_refused,
         }
     }
 
@@ -265,6 +283,16 @@ impl Metrics {
         if reconnected {
             self.nats_reconnects.inc();
         }
+    }
+
+    /// A new connection could not be accepted.
+    pub fn accept_failed(&self) {
+        self.accept_errors.inc();
+    }
+
+    /// A new connection was closed at once: every connection was busy at the bound.
+    pub fn connection_refused(&self) {
+        self.connections_refused.inc();
     }
 
     /// The connection to NATS is down.

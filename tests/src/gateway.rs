@@ -53,20 +53,46 @@ fn base_environment(nats_url: &str) -> Vec<(String, String)> {
 
 fn command_with(nats_url: &str, settings: &[(&str, &str)]) -> std::process::Command {
     let mut command = process::clean_command(&binaries::gateway());
+    environment(&mut command, nats_url, settings);
+    command
+}
+
+fn environment(command: &mut std::process::Command, nats_url: &str, settings: &[(&str, &str)]) {
     for (name, value) in base_environment(nats_url) {
         command.env(name, value);
     }
     for (name, value) in settings {
         command.env(name, value);
     }
-    command
 }
 
 impl Gateway {
     /// Starts the gateway against `nats_url` with `settings` (which override the harness's
     /// `GATEWAY_LISTEN`, `NATS_URL` and `RUST_LOG`) and waits for its listening line.
     pub async fn start(nats_url: &str, settings: &[(&str, &str)]) -> Self {
-        let mut command = command_with(nats_url, settings);
+        Self::start_command(command_with(nats_url, settings), nats_url, settings).await
+    }
+
+    /// [`Self::start`] with the process's open-file limit (soft and hard) set to `files`,
+    /// through util-linux's `prlimit`.
+    pub async fn start_with_file_limit(
+        nats_url: &str,
+        settings: &[(&str, &str)],
+        files: u64,
+    ) -> Self {
+        let mut command = process::clean_command(std::path::Path::new("prlimit"));
+        command
+            .arg(format!("--nofile={files}:{files}"))
+            .arg(binaries::gateway());
+        environment(&mut command, nats_url, settings);
+        Self::start_command(command, nats_url, settings).await
+    }
+
+    async fn start_command(
+        mut command: std::process::Command,
+        nats_url: &str,
+        settings: &[(&str, &str)],
+    ) -> Self {
         let stdout = OutputLog::default();
         let stderr = OutputLog::default();
         let mut spawned = process::spawn(&mut command, stdout.clone(), stderr.clone())

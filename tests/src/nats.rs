@@ -26,6 +26,8 @@ pub struct NatsServer {
     port: u16,
     child: Option<Child>,
     stderr: OutputLog,
+    /// A configuration file given with `-c`, when the test needs one.
+    config: Option<PathBuf>,
 }
 
 impl NatsServer {
@@ -52,7 +54,33 @@ impl NatsServer {
             port: free_port(),
             child: None,
             stderr: OutputLog::default(),
+            config: None,
         }
+    }
+
+    /// Starts nats-server with `config` (nats-server's configuration syntax, e.g.
+    /// `max_payload: 4096`) on a free loopback port.
+    pub async fn start_with_config(config: &str) -> Self {
+        let mut failures = Vec::new();
+        for _ in 0..PORT_ATTEMPTS {
+            let mut server = Self::not_started();
+            let path = std::env::temp_dir().join(format!(
+                "openim-gateway-test-nats-{}-{}.conf",
+                std::process::id(),
+                server.port
+            ));
+            std::fs::write(&path, config)
+                .unwrap_or_else(|error| panic!("cannot write {}: {error}", path.display()));
+            server.config = Some(path);
+            match server.spawn_and_wait().await {
+                Ok(()) => return server,
+                Err(failure) => failures.push(failure),
+            }
+        }
+        panic!(
+            "nats-server did not start after {PORT_ATTEMPTS} attempts:\n{}",
+            failures.join("\n---\n")
+        );
     }
 
     /// `nats://127.0.0.1:PORT`.
@@ -115,6 +143,9 @@ impl NatsServer {
     async fn spawn_and_wait(&mut self) -> Result<(), String> {
         let port = self.port.to_string();
         let mut command = process::clean_command(&self.binary);
+        if let Some(config) = &self.config {
+            command.arg("-c").arg(config);
+        }
         command.args(["-a", "127.0.0.1", "-p", &port]);
         self.stderr
             .note(&format!("--- nats-server starting on port {port} ---"));
@@ -155,6 +186,9 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         process::report_on_panic(&format!("nats-server :{}", self.port), &self.stderr);
         self.stop();
+        if let Some(config) = &self.config {
+            let _ = std::fs::remove_file(config);
+        }
     }
 }
 

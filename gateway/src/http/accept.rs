@@ -144,6 +144,20 @@ pub(super) struct Limits<'a> {
     pub(super) webhook_secret: Option<&'a WebhookSecret>,
     /// Larger bodies are refused with 413.
     pub(super) max_body_bytes: usize,
+    /// The NATS server's `max_payload`: a body that would not fit in one message with the
+    /// protocol's headers is refused with 413 too, rather than answered as if NATS were down.
+    pub(super) nats_max_payload: usize,
+}
+
+/// Room kept in a NATS message for the worker-protocol headers (about 250 bytes).
+const NATS_HEADER_ROOM: usize = 1024;
+
+impl Limits<'_> {
+    /// The largest body that can be accepted and forwarded.
+    fn body_limit(&self) -> usize {
+        self.max_body_bytes
+            .min(self.nats_max_payload.saturating_sub(NATS_HEADER_ROOM))
+    }
 }
 
 /// Checks everything about the request that does not need NATS, in the order a client
@@ -170,7 +184,7 @@ pub(super) async fn accept(
             format!("unknown callback command {shown:?}"),
         ));
     };
-    let payload = read_body(body, limits.max_body_bytes, deadline)
+    let payload = read_body(body, limits.body_limit(), deadline)
         .await
         .map_err(|rejection| rejection.for_command(command))?;
     let parsing = payload.clone();
@@ -339,6 +353,18 @@ mod tests {
         ] {
             assert_eq!(parse_body(body).unwrap_err().reason, reason);
         }
+    }
+
+    #[test]
+    fn the_body_limit_leaves_room_for_the_nats_headers() {
+        let limits = |max_body_bytes, nats_max_payload| Limits {
+            webhook_secret: None,
+            max_body_bytes,
+            nats_max_payload,
+        };
+        assert_eq!(limits(1_048_576, 1_048_576).body_limit(), 1_048_576 - 1024);
+        assert_eq!(limits(4096, 1_048_576).body_limit(), 4096);
+        assert_eq!(limits(4096, 2048).body_limit(), 1024);
     }
 
     #[test]

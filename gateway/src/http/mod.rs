@@ -119,6 +119,7 @@ impl AppState {
         Limits {
             webhook_secret: self.webhook_secret.as_ref(),
             max_body_bytes: self.max_body_bytes,
+            nats_max_payload: self.forwarder.max_payload(),
         }
     }
 }

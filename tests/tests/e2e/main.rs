@@ -10,6 +10,7 @@ mod after_callbacks;
 mod bad_input;
 mod concurrency;
 mod config;
+mod connections;
 mod decisions;
 mod defaults;
 mod fallbacks;

@@ -1,0 +1,406 @@
+//! Serving HTTP/1.1 connections: the accept loop and what it owes OpenIM beyond the router.
+//!
+//! - **Slow headers time out from a request's first byte**, never while a kept-alive
+//!   connection idles: OpenIM's Go client keeps idle connections forever and does not retry a
+//!   POST that meets a connection closed under it, so an idle connection is left alone, and a
+//!   client that starts a request and stalls (slowloris) is cut off. hyper's own header
+//!   timeout starts when the connection becomes idle, which would close idle connections.
+//! - **Connections are bounded.** At the bound, the connection idle the longest makes room,
+//!   so that a callback on a fresh connection is still answered; a connection is refused only
+//!   when none is idle.
+//! - **Accept errors are logged and counted** (at the open-file limit, accept fails and the
+//!   callbacks waiting in the backlog are late while every other metric looks fine).
+//! - **Stopping** only stops accepting: connections already open go on being served (their
+//!   answers carry `Connection: close` while the gateway drains) until their client closes
+//!   them or the process exits at the drain bound.
+//!
+//! This module knows nothing about callbacks: it serves whatever router it is given.
+
+use std::{
+    collections::HashMap,
+    future::Future,
+    pin::Pin,
+    sync::{
+        atomic::{AtomicU64, AtomicU8, Ordering},
+        Arc, Mutex, PoisonError,
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use axum::{body::Body, Router};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::{TcpListener, TcpStream},
+    sync::Notify,
+    time::Instant,
+};
+use tower::ServiceExt;
+
+use crate::{conditions::Condition, metrics::Metrics};
+
+/// After a failed accept, the pause before the next: the failure (no file descriptors) does
+/// not go away in a tight loop.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(5);
+
+/// What the accept loop enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeLimits {
+    /// Open connections at most; at the bound, the longest idle one is closed to make room.
+    pub max_connections: usize,
+    /// From the first byte of a request to the end of its headers.
+    pub header_timeout: Duration,
+}
+
+/// Where a connection is in its request cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Phase {
+    /// Between requests: nothing received since the last answer.
+    Idle = 0,
+    /// Bytes of a request have arrived; its headers are not complete yet.
+    ReadingHeaders = 1,
+    /// The router has the request.
+    Handling = 2,
+}
+
+/// One connection as the accept loop sees it.
+#[derive(Debug)]
+struct Connection {
+    phase: AtomicU8,
+    /// When the phase last changed, in milliseconds since the server started.
+    since_ms: AtomicU64,
+    /// Wakes the header watchdog when a request starts arriving.
+    request_started: Notify,
+    /// Asks the connection to close (to make room for a new one).
+    evict: Notify,
+    /// The server's clock origin.
+    epoch: Instant,
+}
+
+impl Connection {
+    fn new(epoch: Instant) -> Self {
+        let connection = Self {
+            phase: AtomicU8::new(Phase::Idle as u8),
+            since_ms: AtomicU64::new(0),
+            request_started: Notify::new(),
+            evict: Notify::new(),
+            epoch,
+        };
+        connection.stamp();
+        connection
+    }
+
+    fn phase(&self) -> Phase {
+        match self.phase.load(Ordering::Relaxed) {
+            0 => Phase::Idle,
+            1 => Phase::ReadingHeaders,
+            _ => Phase::Handling,
+        }
+    }
+
+    fn stamp(&self) {
+        let now = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.since_ms.store(now, Ordering::Relaxed);
+    }
+
+    fn set(&self, phase: Phase) {
+        self.phase.store(phase as u8, Ordering::Relaxed);
+        self.stamp();
+    }
+
+    /// Bytes arrived: the first ones after an answer start a request, and its header clock.
+    fn received(&self) {
+        if self
+            .phase
+            .compare_exchange(
+                Phase::Idle as u8,
+                Phase::ReadingHeaders as u8,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+        {
+            self.stamp();
+            self.request_started.notify_one();
+        }
+    }
+
+    fn since(&self) -> Instant {
+        self.epoch + Duration::from_millis(self.since_ms.load(Ordering::Relaxed))
+    }
+
+    /// Completes when a request's headers have taken longer than `timeout`.
+    async fn headers_overdue(&self, timeout: Duration) {
+        loop {
+            self.request_started.notified().await;
+            loop {
+                if self.phase() != Phase::ReadingHeaders {
+                    break;
+                }
+                let started = self.since();
+                tokio::time::sleep_until(started + timeout).await;
+                if self.phase() == Phase::ReadingHeaders && self.since() == started {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The open connections, for the bound and the eviction.
+#[derive(Debug, Default)]
+struct Registry {
+    connections: Mutex<HashMap<u64, Arc<Connection>>>,
+    next_id: AtomicU64,
+    /// Signalled when the last connection closes.
+    emptied: Notify,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Arc<Connection>>> {
+        // Single inserts and removes: the map stays consistent across a panic.
+        self.connections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a new connection if there is room, making room by evicting the connection
+    /// idle the longest when at `bound`; `None` when every connection is busy.
+    fn admit(self: &Arc<Self>, bound: usize, epoch: Instant) -> Option<Registered> {
+        let mut connections = self.lock();
+        if connections.len() >= bound {
+            let oldest_idle = connections
+                .values()
+                .filter(|connection| connection.phase() == Phase::Idle)
+                .min_by_key(|connection| connection.since_ms.load(Ordering::Relaxed))?;
+            oldest_idle.evict.notify_one();
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let connection = Arc::new(Connection::new(epoch));
+        connections.insert(id, Arc::clone(&connection));
+        Some(Registered {
+            registry: Arc::clone(self),
+            id,
+            connection,
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+/// A connection's place in the registry, given up on drop.
+struct Registered {
+    registry: Arc<Registry>,
+    id: u64,
+    connection: Arc<Connection>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        let mut connections = self.registry.lock();
+        connections.remove(&self.id);
+        if connections.is_empty() {
+            self.registry.emptied.notify_waiters();
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `stop` completes, then stops accepting and returns
+/// once every open connection has closed (the caller bounds that wait).
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ServeLimits,
+    metrics: Arc<Metrics>,
+    accept_failed: &Condition,
+    stop: impl Future<Output = ()>,
+) {
+    let registry = Arc::new(Registry::default());
+    let epoch = Instant::now();
+    tokio::pin!(stop);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut stop => break,
+            accepted = listener.accept() => accepted,
+        };
+        let stream = match accepted {
+            Ok((stream, _peer)) => stream,
+            Err(error) => {
+                metrics.accept_failed();
+                accept_failed.note("", &error);
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                continue;
+            }
+        };
+        let Some(registered) = registry.admit(limits.max_connections, epoch) else {
+            metrics.connection_refused();
+            accept_failed.note("", &"every connection is busy at GATEWAY_MAX_CONNECTIONS");
+            drop(stream);
+            continue;
+        };
+        // Answers are one write each; Nagle's algorithm would only hold them back.
+        let _ = stream.set_nodelay(true);
+        tokio::spawn(serve_connection(
+            stream,
+            router.clone(),
+            limits.header_timeout,
+            registered,
+        ));
+    }
+    drop(listener);
+    let emptied = registry.emptied.notified();
+    if registry.len() > 0 {
+        tracing::info!(
+            open = registry.len(),
+            "waiting for open connections to close"
+        );
+        emptied.await;
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    router: Router,
+    header_timeout: Duration,
+    registered: Registered,
+) {
+    let connection = Arc::clone(&registered.connection);
+    let io = TokioIo::new(Watched {
+        stream,
+        connection: Arc::clone(&connection),
+    });
+    let service_connection = Arc::clone(&connection);
+    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let router = router.clone();
+        let connection = Arc::clone(&service_connection);
+        connection.set(Phase::Handling);
+        async move {
+            let response = router.oneshot(request.map(Body::new)).await;
+            connection.set(Phase::Idle);
+            response
+        }
+    });
+    let serving = hyper::server::conn::http1::Builder::new()
+        .keep_alive(true)
+        .serve_connection(io, service);
+    tokio::select! {
+        // The client closed, or the answer said `Connection: close`.
+        _ = serving => {}
+        () = connection.headers_overdue(header_timeout) => {
+            tracing::debug!("a request's headers took too long: closing its connection");
+        }
+        () = evicted(&connection) => {
+            tracing::debug!("closing the connection idle the longest to make room");
+        }
+    }
+    drop(registered);
+}
+
+/// Completes when the connection is asked to make room while it idles.
+async fn evicted(connection: &Connection) {
+    loop {
+        connection.evict.notified().await;
+        if connection.phase() == Phase::Idle {
+            return;
+        }
+    }
+}
+
+/// A TCP stream that tells its connection when request bytes arrive.
+struct Watched {
+    stream: TcpStream,
+    connection: Arc<Connection>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.connection.received();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_clock_starts_with_the_first_byte_after_an_answer() {
+        let connection = Connection::new(Instant::now());
+        assert_eq!(connection.phase(), Phase::Idle);
+        connection.received();
+        assert_eq!(connection.phase(), Phase::ReadingHeaders);
+        connection.set(Phase::Handling);
+        connection.received();
+        assert_eq!(
+            connection.phase(),
+            Phase::Handling,
+            "body bytes are not a new request"
+        );
+        connection.set(Phase::Idle);
+        assert_eq!(connection.phase(), Phase::Idle);
+    }
+
+    #[test]
+    fn at_the_bound_the_longest_idle_connection_makes_room() {
+        let registry = Arc::new(Registry::default());
+        let epoch = Instant::now();
+        let first = registry.admit(2, epoch).unwrap();
+        let second = registry.admit(2, epoch).unwrap();
+        second.connection.set(Phase::Handling);
+        let third = registry.admit(2, epoch);
+        assert!(third.is_some(), "the idle connection makes room");
+        // Its eviction was signalled: a waiter sees the stored permit at once.
+        let evicted = first.connection.evict.notified();
+        tokio::pin!(evicted);
+        assert!(futures::FutureExt::now_or_never(evicted).is_some());
+        first.connection.set(Phase::Handling);
+        drop(third);
+        assert!(
+            registry.admit(2, epoch).is_none(),
+            "every connection busy: refused"
+        );
+    }
+}

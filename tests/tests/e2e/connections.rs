@@ -1,0 +1,188 @@
+//! Connections and sizes as a hostile or careless client meets them: a request that stalls
+//! in its headers is cut off while idle kept-alive connections stay, the connection bound
+//! makes room for a fresh callback by closing the connection idle the longest (below the
+//! open-file limit, where accept would fail unseen), and a body the NATS server cannot
+//! carry is refused like any body that is too large.
+
+use std::time::Duration;
+
+use openim_gateway_proto::DecisionSource;
+use openim_gateway_tests::fixtures::{AFTER_SET_MEMBER, SET_MEMBER_ROLE_ONLY};
+use openim_gateway_tests::{
+    http, Behaviour, Gateway, HttpConnection, HttpRequest, NatsServer, ScriptedWorker,
+    ALL_CALLBACKS,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::{AT_ONCE, SET_MEMBER, SHORT_BUDGET_SETTINGS};
+
+const ALLOW: &str = r#"{"actionCode":0,"nextCode":0}"#;
+
+fn callback() -> HttpRequest {
+    HttpRequest::openim("/callbackExample", SET_MEMBER, SET_MEMBER_ROLE_ONLY)
+}
+
+/// A seed-command body of about `size` bytes (a long nickname).
+fn body_of(size: usize) -> Vec<u8> {
+    let nickname = "n".repeat(size.saturating_sub(150));
+    format!(
+        r#"{{"callbackCommand":"{SET_MEMBER}","groupID":"3316849202","userID":"5427181639","nickName":"{nickname}","faceURL":null,"roleLevel":null,"ex":null}}"#
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn a_request_stalled_in_its_headers_is_cut_off_while_idle_connections_stay() {
+    let nats = NatsServer::start().await;
+    let _worker = ScriptedWorker::start(&nats.url(), ALL_CALLBACKS, Behaviour::reply(ALLOW)).await;
+    // A 600 ms callback timeout: headers get as long as OpenIM waits.
+    let gateway = Gateway::start(&nats.url(), &SHORT_BUDGET_SETTINGS).await;
+    let address = gateway.address();
+
+    let mut used_then_idle = HttpConnection::open(address).await.expect("connects");
+    assert_eq!(
+        used_then_idle
+            .send(&callback())
+            .await
+            .expect("answered")
+            .status,
+        200
+    );
+    let mut never_used = HttpConnection::open(address).await.expect("connects");
+    let mut stalled = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connects");
+    stalled
+        .write_all(b"POST /callbackExample/callbackBeforeSetGroupMemberInfoCommand HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("half the headers are written");
+
+    // Well past the header timeout.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut buffer = [0_u8; 64];
+    let read = tokio::time::timeout(AT_ONCE, stalled.read(&mut buffer)).await;
+    assert!(
+        matches!(read, Ok(Ok(0) | Err(_))),
+        "the stalled request's connection is still open: {read:?}\n{}",
+        gateway.stderr_log().tail(20)
+    );
+    for (name, connection) in [
+        ("used then idle", &mut used_then_idle),
+        ("never used", &mut never_used),
+    ] {
+        let response = connection
+            .send(&callback())
+            .await
+            .unwrap_or_else(|error| panic!("the {name} connection was closed while idle: {error}"));
+        assert_eq!(
+            response.source(),
+            Some(DecisionSource::Worker.as_str()),
+            "{name}: {response}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn at_the_connection_bound_the_longest_idle_connection_makes_room() {
+    let nats = NatsServer::start().await;
+    let _worker = ScriptedWorker::start(&nats.url(), ALL_CALLBACKS, Behaviour::reply(ALLOW)).await;
+    // 200 files: the gateway keeps 64 for itself and serves at most 136 connections.
+    let gateway = Gateway::start_with_file_limit(&nats.url(), &[], 200).await;
+    let address = gateway.address();
+    let mut idle = Vec::new();
+    for index in 0..260 {
+        let mut connection = HttpConnection::open(address)
+            .await
+            .unwrap_or_else(|error| panic!("connection #{index}: {error}"));
+        if index % 2 == 0 {
+            // Some used once, as OpenIM's pool does; the rest never.
+            let response = tokio::time::timeout(AT_ONCE, connection.send(&callback()))
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "connection #{index} was not served within {AT_ONCE:?}\n{}",
+                        gateway.stderr_log().tail(20)
+                    )
+                })
+                .unwrap_or_else(|error| panic!("connection #{index}: {error}"));
+            assert_eq!(response.status, 200, "connection #{index}: {response}");
+        }
+        idle.push(connection);
+    }
+    let response = tokio::time::timeout(AT_ONCE, http::send(address, &callback()))
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "a callback on a fresh connection was not answered within {AT_ONCE:?} with {} idle connections open\n{}",
+                idle.len(),
+                gateway.stderr_log().tail(20)
+            )
+        })
+        .expect("answered");
+    assert_eq!(
+        response.source(),
+        Some(DecisionSource::Worker.as_str()),
+        "{response}"
+    );
+}
+
+#[tokio::test]
+async fn a_body_the_nats_server_cannot_carry_is_refused_like_one_too_large() {
+    let nats = NatsServer::start_with_config("max_payload: 4096\n").await;
+    let _worker = ScriptedWorker::start(&nats.url(), ALL_CALLBACKS, Behaviour::reply(ALLOW)).await;
+    let gateway = Gateway::start(&nats.url(), &[("GATEWAY_MAX_BODY_BYTES", "4096")]).await;
+    let address = gateway.address();
+    let small = http::send(
+        address,
+        &HttpRequest::openim("/callbackExample", SET_MEMBER, body_of(1000)),
+    )
+    .await
+    .expect("answered");
+    assert_eq!(
+        small.source(),
+        Some(DecisionSource::Worker.as_str()),
+        "{small}"
+    );
+    // Within GATEWAY_MAX_BODY_BYTES, but not within max_payload with the protocol's headers.
+    for (name, request) in [
+        (
+            "before",
+            HttpRequest::openim("/callbackExample", SET_MEMBER, body_of(3900)),
+        ),
+        (
+            "after",
+            HttpRequest::openim(
+                "/callbackExample",
+                "callbackAfterSetGroupMemberInfoCommand",
+                {
+                    let mut body = AFTER_SET_MEMBER.to_vec();
+                    body.truncate(body.len() - 2);
+                    body.extend(format!(",\"pad\":\"{}\"}}", "p".repeat(3600)).bytes());
+                    body
+                },
+            ),
+        ),
+    ] {
+        let response = http::send(address, &request).await.expect("answered");
+        assert_eq!(response.status, 413, "{name}: {response}");
+        assert_eq!(
+            response.source(),
+            Some(DecisionSource::BadRequest.as_str()),
+            "{name}: {response}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_body_limit_above_the_nats_max_payload_stops_the_start() {
+    let nats = NatsServer::start_with_config("max_payload: 4096\n").await;
+    let url = nats.url();
+    let report = Gateway::run_expecting_exit(&[("NATS_URL", url.as_str())]).await;
+    assert_eq!(report.code, Some(2), "{report:?}");
+    let line = report
+        .stderr
+        .lines()
+        .find(|line| line.contains("GATEWAY_MAX_BODY_BYTES"))
+        .unwrap_or_else(|| panic!("no line names the setting: {report:?}"));
+    assert!(line.contains("max_payload (4096)"), "{line}");
+}
