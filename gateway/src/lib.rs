@@ -168,6 +168,7 @@ impl Gateway {
             self.listener,
             app,
             self.limits,
+            http::protocol_error_answer(&self.state),
             Arc::clone(&self.metrics),
             &self.state.conditions().accept_failed,
             stop_accepting,

@@ -10,6 +10,9 @@
 //!   when none is idle.
 //! - **Accept errors are logged and counted** (at the open-file limit, accept fails and the
 //!   callbacks waiting in the backlog are late while every other metric looks fine).
+//! - **A request hyper cannot parse** (malformed, too many or too large headers) gets a
+//!   valid OpenIM answer instead of hyper's empty 400/431/414: the bytes hyper writes for it
+//!   are replaced on their way to the socket.
 //! - **Stopping** only stops accepting: connections already open go on being served (their
 //!   answers carry `Connection: close` while the gateway drains) until their client closes
 //!   them or the process exits at the drain bound.
@@ -44,6 +47,10 @@ use crate::{conditions::Condition, metrics::Metrics};
 /// After a failed accept, the pause before the next: the failure (no file descriptors) does
 /// not go away in a tight loop.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(5);
+
+/// The whole HTTP/1.1 response (status line, headers, body) to send for a request hyper
+/// refused while parsing it, given hyper's status (400, 431 or 414).
+pub type ProtocolErrorAnswer = Arc<dyn Fn(u16) -> Vec<u8> + Send + Sync>;
 
 /// What the accept loop enforces.
 #[derive(Debug, Clone, Copy)]
@@ -216,6 +223,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ServeLimits,
+    protocol_error: ProtocolErrorAnswer,
     metrics: Arc<Metrics>,
     accept_failed: &Condition,
     stop: impl Future<Output = ()>,
@@ -249,6 +257,7 @@ pub async fn serve(
             stream,
             router.clone(),
             limits.header_timeout,
+            Arc::clone(&protocol_error),
             registered,
         ));
     }
@@ -267,12 +276,15 @@ async fn serve_connection(
     stream: TcpStream,
     router: Router,
     header_timeout: Duration,
+    protocol_error: ProtocolErrorAnswer,
     registered: Registered,
 ) {
     let connection = Arc::clone(&registered.connection);
     let io = TokioIo::new(Watched {
         stream,
         connection: Arc::clone(&connection),
+        protocol_error,
+        replacement: None,
     });
     let service_connection = Arc::clone(&connection);
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
@@ -311,10 +323,43 @@ async fn evicted(connection: &Connection) {
     }
 }
 
-/// A TCP stream that tells its connection when request bytes arrive.
+/// A TCP stream that tells its connection when request bytes arrive, and replaces hyper's
+/// empty answer to a request it could not parse.
 struct Watched {
     stream: TcpStream,
     connection: Arc<Connection>,
+    protocol_error: ProtocolErrorAnswer,
+    /// The answer being written instead of hyper's, and how much of it is written.
+    replacement: Option<(Vec<u8>, usize)>,
+}
+
+impl Watched {
+    /// hyper's own answer to a request it refused while parsing: written while the router
+    /// never saw the request, with a 4xx status line.
+    fn refused_status(&self, buf: &[u8]) -> Option<u16> {
+        if self.connection.phase() != Phase::ReadingHeaders || !buf.starts_with(b"HTTP/1.1 4") {
+            return None;
+        }
+        std::str::from_utf8(buf.get(9..12)?).ok()?.parse().ok()
+    }
+
+    /// Writes what is left of the replacement answer.
+    fn poll_replacement(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let Some((bytes, written)) = &mut self.replacement else {
+            return Poll::Ready(Ok(()));
+        };
+        while *written < bytes.len() {
+            match Pin::new(&mut self.stream).poll_write(cx, &bytes[*written..]) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(count)) => *written += count,
+                Poll::Ready(Err(error)) => return Poll::Ready(Err(error)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
 }
 
 impl AsyncRead for Watched {
@@ -338,26 +383,26 @@ impl AsyncWrite for Watched {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        if self.replacement.is_none() {
+            if let Some(status) = self.refused_status(buf) {
+                let answer = (self.protocol_error)(status);
+                self.replacement = Some((answer, 0));
+            }
+        }
+        if self.replacement.is_some() {
+            // hyper's bytes are dropped: what it meant is in the replacement.
+            return self.poll_replacement(cx).map_ok(|()| buf.len());
+        }
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
 
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.stream.is_write_vectored()
-    }
-
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_replacement(cx))?;
         Pin::new(&mut self.stream).poll_flush(cx)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        std::task::ready!(self.poll_replacement(cx))?;
         Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }

@@ -53,11 +53,13 @@ pub enum RejectReason {
     NotObject,
     /// The body is not JSON.
     NotJson,
+    /// hyper could not parse the request (malformed, too many or too large headers).
+    Protocol,
 }
 
 impl RejectReason {
     /// Every reason, so that each counter series exists from the start.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::NotFound,
         Self::NoCommand,
         Self::Method,
@@ -69,6 +71,7 @@ impl RejectReason {
         Self::NotUtf8,
         Self::NotObject,
         Self::NotJson,
+        Self::Protocol,
     ];
 
     /// The metric label.
@@ -85,6 +88,7 @@ impl RejectReason {
             Self::NotUtf8 => "not_utf8",
             Self::NotObject => "not_object",
             Self::NotJson => "not_json",
+            Self::Protocol => "protocol",
         }
     }
 
@@ -95,9 +99,12 @@ impl RejectReason {
             Self::Method => StatusCode::METHOD_NOT_ALLOWED,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::BodyRead | Self::Empty | Self::NotUtf8 | Self::NotObject | Self::NotJson => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::BodyRead
+            | Self::Empty
+            | Self::NotUtf8
+            | Self::NotObject
+            | Self::NotJson
+            | Self::Protocol => StatusCode::BAD_REQUEST,
         }
     }
 }

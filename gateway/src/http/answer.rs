@@ -111,6 +111,37 @@ pub(super) fn refused(
     response
 }
 
+/// The whole HTTP/1.1 response for a request hyper refused while parsing it (`status` is
+/// hyper's: 400, 431 or 414): the default decision and what was wrong, and the connection
+/// closes after it, as hyper would have closed it.
+pub(super) fn protocol_error(
+    prebuilt: &Prebuilt,
+    default_decision: &DefaultDecision,
+    status: u16,
+) -> Vec<u8> {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
+    let reason = status.canonical_reason().unwrap_or("Bad Request");
+    let mut answer = decision::default_answer(default_decision, None, None);
+    answer.insert(
+        ERROR_FIELD.to_owned(),
+        Value::String(format!(
+            "the request could not be read: {} {reason}",
+            status.as_u16()
+        )),
+    );
+    let body = prebuilt.encode(&answer);
+    let mut response = format!(
+        "HTTP/1.1 {} {reason}\r\ncontent-type: application/json\r\n{}: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        status.as_u16(),
+        DECISION_SOURCE_HEADER.as_str(),
+        DecisionSource::BadRequest.header_value(),
+        body.len()
+    )
+    .into_bytes();
+    response.extend_from_slice(&body);
+    response
+}
+
 /// A bug in a handler: the default decision, so OpenIM still gets a valid answer.
 pub(super) fn internal_error(prebuilt: &Prebuilt) -> Response {
     json_response(

@@ -134,6 +134,16 @@ impl Drop for Admitted<'_> {
     }
 }
 
+/// The answer to a request hyper refused while parsing it (counted as a bad request with
+/// the reason `protocol`).
+pub fn protocol_error_answer(state: &Arc<AppState>) -> crate::serve::ProtocolErrorAnswer {
+    let state = Arc::clone(state);
+    Arc::new(move |status| {
+        state.metrics.bad_request(RejectReason::Protocol);
+        answer::protocol_error(&state.prebuilt, &state.default_decision, status)
+    })
+}
+
 /// The gateway's routes. Callbacks are the fallback: any path not listed here is a callback
 /// path, parsed by hand so that doubled slashes and any base before the command work.
 pub fn router(state: Arc<AppState>) -> Router {

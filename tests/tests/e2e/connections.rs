@@ -186,3 +186,59 @@ async fn a_body_limit_above_the_nats_max_payload_stops_the_start() {
         .unwrap_or_else(|| panic!("no line names the setting: {report:?}"));
     assert!(line.contains("max_payload (4096)"), "{line}");
 }
+
+/// Writes `wire` on a fresh connection and reads until the server closes it.
+async fn raw_exchange(address: std::net::SocketAddr, wire: &[u8]) -> String {
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connects");
+    stream.write_all(wire).await.expect("written");
+    let mut answer = Vec::new();
+    tokio::time::timeout(AT_ONCE, stream.read_to_end(&mut answer))
+        .await
+        .expect("the server answers and closes in time")
+        .expect("readable");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[tokio::test]
+async fn a_request_hyper_cannot_parse_still_gets_a_valid_openim_answer() {
+    let nats = NatsServer::start().await;
+    let gateway = Gateway::start(&nats.url(), &[]).await;
+    let many_headers: String = (0..150).map(|n| format!("X-Extra-{n}: {n}\r\n")).collect();
+    let body = SET_MEMBER_ROLE_ONLY;
+    let too_many = format!(
+        "POST /callbackExample/{SET_MEMBER} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{many_headers}Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut too_many = too_many.into_bytes();
+    too_many.extend_from_slice(body);
+    for (name, wire, status) in [
+        ("too many headers", too_many, 431),
+        ("malformed", b"GARBAGE\r\n\r\n".to_vec(), 400),
+    ] {
+        let answer = raw_exchange(gateway.address(), &wire).await;
+        let (head, body) = answer
+            .split_once("\r\n\r\n")
+            .unwrap_or_else(|| panic!("{name}: no header end in {answer:?}"));
+        assert!(
+            head.starts_with(&format!("HTTP/1.1 {status} ")),
+            "{name}: {head}"
+        );
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("x-decision-source: fallback:bad_request"),
+            "{name}: {head}"
+        );
+        let mut answer: serde_json::Value = serde_json::from_str(body)
+            .unwrap_or_else(|error| panic!("{name}: the body is not JSON ({error}): {body:?}"));
+        let error = answer
+            .as_object_mut()
+            .and_then(|object| object.remove("error"))
+            .unwrap_or_else(|| panic!("{name}: no error field in {body}"));
+        assert!(error
+            .as_str()
+            .is_some_and(|text| text.contains(&status.to_string())));
+        assert_eq!(answer, openim_gateway_tests::allow(), "{name}");
+    }
+}
