@@ -33,18 +33,7 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts nats-server on a free loopback port and waits until it accepts connections.
     pub async fn start() -> Self {
-        let mut failures = Vec::new();
-        for _ in 0..PORT_ATTEMPTS {
-            let mut server = Self::not_started();
-            match server.spawn_and_wait().await {
-                Ok(()) => return server,
-                Err(failure) => failures.push(failure),
-            }
-        }
-        panic!(
-            "nats-server did not start after {PORT_ATTEMPTS} attempts:\n{}",
-            failures.join("\n---\n")
-        );
+        Self::start_with(None).await
     }
 
     /// A guard holding a free port with no server running: [`Self::restart`] starts one there.
@@ -61,17 +50,23 @@ impl NatsServer {
     /// Starts nats-server with `config` (nats-server's configuration syntax, e.g.
     /// `max_payload: 4096`) on a free loopback port.
     pub async fn start_with_config(config: &str) -> Self {
+        Self::start_with(Some(config)).await
+    }
+
+    async fn start_with(config: Option<&str>) -> Self {
         let mut failures = Vec::new();
         for _ in 0..PORT_ATTEMPTS {
             let mut server = Self::not_started();
-            let path = std::env::temp_dir().join(format!(
-                "openim-gateway-test-nats-{}-{}.conf",
-                std::process::id(),
-                server.port
-            ));
-            std::fs::write(&path, config)
-                .unwrap_or_else(|error| panic!("cannot write {}: {error}", path.display()));
-            server.config = Some(path);
+            if let Some(config) = config {
+                let path = std::env::temp_dir().join(format!(
+                    "openim-gateway-test-nats-{}-{}.conf",
+                    std::process::id(),
+                    server.port
+                ));
+                std::fs::write(&path, config)
+                    .unwrap_or_else(|error| panic!("cannot write {}: {error}", path.display()));
+                server.config = Some(path);
+            }
             match server.spawn_and_wait().await {
                 Ok(()) => return server,
                 Err(failure) => failures.push(failure),
