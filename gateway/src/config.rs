@@ -41,11 +41,13 @@ pub const GATEWAY_SHUTDOWN_DELAY_MS: &str = "GATEWAY_SHUTDOWN_DELAY_MS";
 pub const GATEWAY_MAX_INFLIGHT: &str = "GATEWAY_MAX_INFLIGHT";
 /// The most open HTTP connections; at the bound the longest idle one makes room.
 pub const GATEWAY_MAX_CONNECTIONS: &str = "GATEWAY_MAX_CONNECTIONS";
+/// A JetStream stream that stores after-callbacks before they are acknowledged.
+pub const GATEWAY_AFTER_STREAM: &str = "GATEWAY_AFTER_STREAM";
 /// The tracing filter.
 pub const RUST_LOG: &str = "RUST_LOG";
 
 /// Every variable the gateway reads.
-pub const ALL_SETTINGS: [&str; 15] = [
+pub const ALL_SETTINGS: [&str; 16] = [
     NATS_URL,
     GATEWAY_LISTEN,
     GATEWAY_SUBJECT_PREFIX,
@@ -60,6 +62,7 @@ pub const ALL_SETTINGS: [&str; 15] = [
     GATEWAY_SHUTDOWN_DELAY_MS,
     GATEWAY_MAX_INFLIGHT,
     GATEWAY_MAX_CONNECTIONS,
+    GATEWAY_AFTER_STREAM,
     RUST_LOG,
 ];
 
@@ -162,6 +165,8 @@ pub struct Config {
     pub max_inflight: usize,
     /// The most open HTTP connections.
     pub max_connections: usize,
+    /// The JetStream stream after-callbacks are stored in, when set.
+    pub after_stream: Option<String>,
     /// The tracing filter directive (`RUST_LOG`).
     pub log_filter: String,
 }
@@ -266,6 +271,27 @@ impl Config {
         )
         .integer_in(MIN_MAX_CONNECTIONS..=MAX_MAX_CONNECTIONS, "")?
             as usize;
+        let after_stream = match lookup(GATEWAY_AFTER_STREAM) {
+            None => None,
+            Some(value) => {
+                let name = Setting {
+                    name: GATEWAY_AFTER_STREAM,
+                    value,
+                };
+                let valid = !name.value.is_empty()
+                    && name.value.len() <= 255
+                    && name
+                        .value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+                if !valid {
+                    return Err(name.invalid(
+                        "must be a JetStream stream name: 1 to 255 letters, digits, - and _",
+                    ));
+                }
+                Some(name.value)
+            }
+        };
         let log_filter = setting(RUST_LOG, "info");
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&log_filter.value) {
             return Err(log_filter.invalid(&format!(
@@ -286,6 +312,7 @@ impl Config {
             shutdown_delay: Duration::from_millis(shutdown_delay_ms),
             max_inflight,
             max_connections,
+            after_stream,
             log_filter: log_filter.value,
         })
     }
@@ -456,6 +483,9 @@ mod tests {
             (GATEWAY_SHUTDOWN_DELAY_MS, "600001"),
             (GATEWAY_MAX_INFLIGHT, "0"),
             (GATEWAY_MAX_CONNECTIONS, "15"),
+            (GATEWAY_AFTER_STREAM, ""),
+            (GATEWAY_AFTER_STREAM, "openim.after"),
+            (GATEWAY_AFTER_STREAM, "a b"),
         ];
         for (variable, value) in cases {
             let error = config(&[(variable, value)]).expect_err(&format!("{variable}={value}"));

@@ -24,12 +24,12 @@ use std::{
 };
 
 use async_nats::{
-    connection::State, header::HeaderName, Client, ConnectOptions, Event, HeaderMap, Message,
-    StatusCode, Subject,
+    connection::State, header::HeaderName, jetstream, Client, ConnectOptions, Event, HeaderMap,
+    Message, StatusCode, Subject,
 };
 use bytes::Bytes;
 use futures::StreamExt;
-use openim_gateway_proto::{catalog, headers, subject, Command};
+use openim_gateway_proto::{catalog, headers, subject, CallbackKind, Command};
 use thiserror::Error;
 use tokio::{
     sync::{oneshot, Notify},
@@ -63,6 +63,14 @@ pub enum SetupError {
     /// The subscription that routes replies could not be made.
     #[error("cannot subscribe to the reply inbox: {0}")]
     Subscribe(#[from] async_nats::SubscribeError),
+    /// The after-callback stream could not be found or created.
+    #[error("GATEWAY_AFTER_STREAM={name:?}: cannot find or create the jetstream stream: {reason}")]
+    AfterStream {
+        /// The stream's name.
+        name: String,
+        /// What the server said.
+        reason: String,
+    },
 }
 
 /// What the forwarder needs to know about a callback besides its body.
@@ -119,6 +127,9 @@ pub struct Forwarder {
     /// Wakes every waiting callback when the connection drops: a reply published during the
     /// outage is lost, so waiting for it only makes OpenIM wait.
     disconnected: Arc<Notify>,
+    /// With `GATEWAY_AFTER_STREAM`: after-callbacks are stored in this JetStream stream, and
+    /// acknowledged to OpenIM once stored.
+    after_stream: Option<jetstream::Context>,
 }
 
 /// Removes a pending entry when its callback stops waiting, whatever the reason.
@@ -190,6 +201,7 @@ impl Forwarder {
             pending,
             next_id: Arc::default(),
             disconnected,
+            after_stream: None,
         })
     }
 
@@ -271,12 +283,35 @@ impl Forwarder {
     }
 
     /// Publishes an after-callback without waiting for anyone, never past its deadline.
-    /// Returns whether it was handed to the connection.
+    /// Returns whether it was handed to the connection, or, with an after-callback stream,
+    /// whether JetStream stored it.
     pub async fn notify(&self, meta: &CallbackMeta<'_>, payload: Bytes) -> bool {
         if !self.is_connected() {
             return false;
         }
         let headers = protocol_headers(meta, Instant::now(), SystemTime::now());
+        if let Some(stream) = &self.after_stream {
+            let storing = async {
+                stream
+                    .publish_with_headers(self.subject(meta.command), headers, payload)
+                    .await?
+                    .await
+                    .map_err(|error| {
+                        jetstream::context::PublishError::with_source(
+                            jetstream::context::PublishErrorKind::Other,
+                            error,
+                        )
+                    })
+            };
+            return match tokio::time::timeout_at(meta.deadline.at, storing).await {
+                Ok(Ok(_ack)) => true,
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "after-callback not stored in its stream");
+                    false
+                }
+                Err(_) => false,
+            };
+        }
         let publishing =
             self.client
                 .publish_with_headers(self.subject(meta.command), headers, payload);
@@ -293,6 +328,29 @@ impl Forwarder {
         }
     }
 
+    /// Stores after-callbacks in the JetStream stream `name` from now on, creating it when
+    /// missing (see [`after_stream_config`]); an existing stream is used as it is. When NATS
+    /// is not reachable yet, the stream is created in the background once it is, and
+    /// after-callbacks sent before then are acknowledged but not stored (and counted so).
+    pub async fn with_after_stream(mut self, name: &str) -> Result<Self, SetupError> {
+        let context = jetstream::new(self.client.clone());
+        let config = after_stream_config(name, &self.subjects);
+        if self.is_connected() {
+            ensure_stream(&context, config).await?;
+        } else {
+            let waiting = self.clone();
+            let creating = context.clone();
+            tokio::spawn(async move {
+                while !waiting.wait_connected(Duration::from_secs(60)).await {}
+                if let Err(error) = ensure_stream(&creating, config).await {
+                    tracing::error!(%error, "after-callbacks will not be stored");
+                }
+            });
+        }
+        self.after_stream = Some(context);
+        Ok(self)
+    }
+
     fn subject(&self, command: &Command) -> Subject {
         self.subjects.get(command.name).cloned().unwrap_or_else(|| {
             // Every catalog command has an entry (built from the same table); a command
@@ -300,6 +358,56 @@ impl Forwarder {
             unreachable!("no subject for {}", command.name)
         })
     }
+}
+
+/// How long the after-callback stream keeps a message when the stream is created by the
+/// gateway: a week, so that a worker down over a weekend still finds what it missed.
+pub const AFTER_STREAM_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The stream the gateway creates for `GATEWAY_AFTER_STREAM`: the subjects of the
+/// after-callbacks only (a stream on a before-callback's subject would answer the request
+/// itself with its storage acknowledgement), on disk, messages kept for
+/// [`AFTER_STREAM_MAX_AGE`], the oldest dropped first when limits are reached.
+fn after_stream_config(
+    name: &str,
+    subjects: &HashMap<&'static str, Subject>,
+) -> jetstream::stream::Config {
+    let mut after_subjects: Vec<String> = catalog::COMMANDS
+        .iter()
+        .filter(|command| command.kind == CallbackKind::After)
+        .filter_map(|command| subjects.get(command.name))
+        .map(ToString::to_string)
+        .collect();
+    after_subjects.sort();
+    jetstream::stream::Config {
+        name: name.to_owned(),
+        subjects: after_subjects,
+        retention: jetstream::stream::RetentionPolicy::Limits,
+        storage: jetstream::stream::StorageType::File,
+        discard: jetstream::stream::DiscardPolicy::Old,
+        max_age: AFTER_STREAM_MAX_AGE,
+        ..Default::default()
+    }
+}
+
+async fn ensure_stream(
+    context: &jetstream::Context,
+    config: jetstream::stream::Config,
+) -> Result<(), SetupError> {
+    let name = config.name.clone();
+    let stream = context
+        .get_or_create_stream(config)
+        .await
+        .map_err(|error| SetupError::AfterStream {
+            name: name.clone(),
+            reason: error.to_string(),
+        })?;
+    tracing::info!(
+        stream = %name,
+        subjects = stream.cached_info().config.subjects.len(),
+        "after-callbacks are stored in a jetstream stream"
+    );
+    Ok(())
 }
 
 /// The headers of the worker protocol for `meta`, stated at `now` (`wall_now` on the wall

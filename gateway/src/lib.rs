@@ -111,6 +111,10 @@ impl Gateway {
                 "nats is not reachable yet: opening the port anyway, callbacks get the default decision until it is"
             );
         }
+        let forwarder = match &config.after_stream {
+            Some(name) => forwarder.with_after_stream(name).await?,
+            None => forwarder,
+        };
         if forwarder.is_connected() && config.max_body_bytes > forwarder.max_payload() {
             return Err(BuildError::BodyAboveMaxPayload {
                 max_body_bytes: config.max_body_bytes,

@@ -7,6 +7,7 @@
 //! sections of those documents.
 
 mod after_callbacks;
+mod after_stream;
 mod bad_input;
 mod concurrency;
 mod config;

@@ -1,0 +1,148 @@
+//! After-callbacks that are not lost: with `GATEWAY_AFTER_STREAM`, the gateway creates a
+//! JetStream stream on the after-callback subjects and acknowledges OpenIM once the stream
+//! has stored each callback, so a worker that starts later still gets them, through a
+//! durable consumer. Before-callbacks are untouched by the stream.
+
+use std::time::Duration;
+
+use async_nats::jetstream;
+use futures::StreamExt;
+use openim_gateway_proto::{headers, CallbackKind, Command, DecisionSource};
+use openim_gateway_tests::fixtures::{AFTER_SET_MEMBER, SET_MEMBER_ROLE_ONLY};
+use openim_gateway_tests::{
+    http, Behaviour, Gateway, HttpRequest, NatsServer, ScriptedWorker, ALL_CALLBACKS,
+};
+
+use crate::SET_MEMBER;
+
+const AFTER_SET_MEMBER_COMMAND: &str = "callbackAfterSetGroupMemberInfoCommand";
+const STREAM: &str = "OPENIM_AFTER";
+
+async fn jetstream_server() -> NatsServer {
+    let store = std::env::temp_dir().join(format!(
+        "openim-gateway-test-js-{}-{}",
+        std::process::id(),
+        uuid::Uuid::now_v7()
+    ));
+    NatsServer::start_with_config(&format!(
+        "jetstream {{ store_dir: {:?} }}\n",
+        store.display().to_string()
+    ))
+    .await
+}
+
+#[tokio::test]
+async fn after_callbacks_wait_in_the_stream_for_a_worker_that_starts_later() {
+    let nats = jetstream_server().await;
+    let gateway = Gateway::start(&nats.url(), &[("GATEWAY_AFTER_STREAM", STREAM)]).await;
+    let mut sent_ids = Vec::new();
+    for _ in 0..3 {
+        let response = http::send(
+            gateway.address(),
+            &HttpRequest::openim(
+                "/callbackExample",
+                AFTER_SET_MEMBER_COMMAND,
+                AFTER_SET_MEMBER,
+            ),
+        )
+        .await
+        .expect("answered");
+        assert_eq!(
+            response.source(),
+            Some(DecisionSource::Ack.as_str()),
+            "{response}"
+        );
+        sent_ids.push(response.request_id().expect("a request id").to_owned());
+    }
+    let metrics = http::get(gateway.address(), "/metrics").await.text();
+    assert!(
+        !metrics
+            .lines()
+            .any(|line| line.contains("source=\"unpublished\"") && !line.ends_with(" 0")),
+        "an after-callback was not stored:\n{metrics}"
+    );
+
+    // A worker that starts now, with a durable consumer.
+    let client = async_nats::connect(nats.url()).await.expect("connects");
+    let context = jetstream::new(client);
+    let stream = context
+        .get_stream(STREAM)
+        .await
+        .expect("the gateway created the stream");
+    let consumer = stream
+        .get_or_create_consumer(
+            "late-worker",
+            jetstream::consumer::pull::Config {
+                durable_name: Some("late-worker".to_owned()),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("a durable consumer");
+    let mut messages = consumer
+        .fetch()
+        .max_messages(3)
+        .expires(Duration::from_secs(2))
+        .messages()
+        .await
+        .expect("fetch");
+    let mut received_ids = Vec::new();
+    while let Some(message) = messages.next().await {
+        let message = message.expect("a message");
+        assert_eq!(&message.payload[..], AFTER_SET_MEMBER, "byte for byte");
+        let message_headers = message.headers.clone().expect("headers");
+        assert_eq!(
+            message_headers
+                .get(headers::CALLBACK_COMMAND)
+                .map(|value| value.as_str().to_owned())
+                .as_deref(),
+            Some(AFTER_SET_MEMBER_COMMAND)
+        );
+        received_ids.push(
+            message_headers
+                .get(headers::REQUEST_ID)
+                .expect("a request id")
+                .as_str()
+                .to_owned(),
+        );
+        message.ack().await.expect("acked");
+    }
+    assert_eq!(received_ids, sent_ids);
+}
+
+#[tokio::test]
+async fn before_callbacks_are_not_captured_by_the_stream() {
+    let nats = jetstream_server().await;
+    let _worker = ScriptedWorker::start(
+        &nats.url(),
+        ALL_CALLBACKS,
+        Behaviour::reply(r#"{"actionCode":0,"nextCode":0}"#),
+    )
+    .await;
+    let gateway = Gateway::start(&nats.url(), &[("GATEWAY_AFTER_STREAM", STREAM)]).await;
+    let response = http::send(
+        gateway.address(),
+        &HttpRequest::openim("/callbackExample", SET_MEMBER, SET_MEMBER_ROLE_ONLY),
+    )
+    .await
+    .expect("answered");
+    assert_eq!(
+        response.source(),
+        Some(DecisionSource::Worker.as_str()),
+        "{response}"
+    );
+    let client = async_nats::connect(nats.url()).await.expect("connects");
+    let mut stream = jetstream::new(client)
+        .get_stream(STREAM)
+        .await
+        .expect("the stream exists");
+    let info = stream.info().await.expect("stream info");
+    assert_eq!(info.state.messages, 0, "a before-callback was stored");
+    for subject in &info.config.subjects {
+        let command = subject
+            .strip_prefix("openim.callback.")
+            .and_then(Command::lookup)
+            .unwrap_or_else(|| panic!("the stream holds {subject:?}, not a callback subject"));
+        assert_eq!(command.kind, CallbackKind::After, "{subject}");
+    }
+}
