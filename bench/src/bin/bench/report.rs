@@ -195,6 +195,20 @@ pub(crate) fn budgets(summary: &BTreeMap<String, Value>) -> Vec<Budget> {
             |v| v == 0.0,
         ),
         judged(
+            "never late: 1024 callers",
+            "0 answers after send + budget + 5 ms, back to back",
+            number(summary, &["overload_1024", "late"]),
+            " late",
+            |v| v == 0.0,
+        ),
+        judged(
+            "never late: 4096 callers",
+            "0 answers after send + budget + 5 ms, back to back",
+            number(summary, &["overload_4096", "late"]),
+            " late",
+            |v| v == 0.0,
+        ),
+        judged(
             "recovers after nats restart",
             "worker answers again, gateway not restarted",
             number(summary, &["nats_down", "recovered"]),

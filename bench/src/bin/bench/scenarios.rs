@@ -57,6 +57,9 @@ pub(crate) struct Plan {
     /// memory: the flood is cut in this many runs, with an idle RSS reading after each, to
     /// tell a plateau from a leak.
     pub(crate) memory_segments: usize,
+    /// overload: the closed-loop callers of each run, and each run's measured seconds.
+    pub(crate) overload_callers: [usize; 2],
+    pub(crate) overload_s: f64,
 }
 
 impl Plan {
@@ -77,6 +80,8 @@ impl Plan {
                 memory_connections: 1024,
                 memory_s: (10.0, 16.0),
                 memory_segments: 2,
+                overload_callers: [1024, 4096],
+                overload_s: 5.0,
             }
         } else {
             Self {
@@ -93,6 +98,8 @@ impl Plan {
                 memory_connections: 1024,
                 memory_s: (20.0, 75.0),
                 memory_segments: 3,
+                overload_callers: [1024, 4096],
+                overload_s: 15.0,
             }
         }
     }
@@ -699,5 +706,55 @@ pub(crate) fn memory(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome> {
     ));
     row.answers.push_str(&format!(", late (overload) {late}"));
     outcome.rows.push(row);
+    Ok(outcome)
+}
+
+/// Scenario 5: overload. Thousands of OpenIM callers back to back, all connecting at once,
+/// against the gateway and the example worker: the machine is saturated, requests queue in
+/// the kernel before the gateway can read them, and every answer must still come before the
+/// budget counted from the client's send. The budget is 1000 ms: by Little's law, N callers
+/// back to back wait N / throughput on average, about 270 ms for 4096 callers at the
+/// gateway's 15k answers a second here; a 50 ms budget would need 82k answers a second, more
+/// than the direct server without any work reaches on this machine.
+pub(crate) fn overload(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome> {
+    let (timeout_ms, margin_ms) = (1250, 250);
+    let budget_ms = timeout_ms - margin_ms;
+    let mut outcome = Outcome::default();
+    for callers in plan.overload_callers {
+        let nats = tools.nats("nats-server")?;
+        let worker = tools.worker(&nats)?;
+        let gateway = tools.gateway(
+            &nats,
+            &GatewaySettings {
+                log_filter: "error",
+                ..GatewaySettings::new(timeout_ms, margin_ms)
+            },
+        )?;
+        let nats_guard = nats.guard().context("nats-server is not running")?;
+        eprintln!("bench: overload: {callers} callers back to back, budget {budget_ms} ms");
+        let label = format!("overload_{callers}");
+        let mut args = closed(&label, callers, 1.0, plan.overload_s);
+        args.extend(["--budget-ms".to_owned(), budget_ms.to_string()]);
+        let measured =
+            tools.loadgen(&gateway.url, &args, &[nats_guard, &worker, &gateway.guard])?;
+        let result = &measured.result;
+        let summary = json!({
+            "callers": callers,
+            "budget_ms": budget_ms,
+            "sent": result.sent,
+            "rate": round2(result.rate),
+            "p50_us": result.latency.p50_us,
+            "p99_us": result.latency.p99_us,
+            "max_us": result.latency.max_us,
+            "sources": result.sources,
+            "errors": result.errors,
+            "background_cores": round2(measured.background_cores),
+        });
+        let row = format!("overload: closed c={callers}, budget {budget_ms} ms");
+        let one = open_loop_outcome(&label, &row, summary, &measured);
+        outcome.summary.extend(one.summary);
+        outcome.rows.extend(one.rows);
+        outcome.runs.extend(one.runs);
+    }
     Ok(outcome)
 }
