@@ -115,7 +115,11 @@ impl Conditions {
 
     /// Reports every condition once per [`REPORT_INTERVAL`], for as long as it runs.
     pub async fn report_every_interval(&self) {
-        let mut ticks = tokio::time::interval(REPORT_INTERVAL);
+        // The first report one interval from now: `interval` would tick at once.
+        let mut ticks = tokio::time::interval_at(
+            tokio::time::Instant::now() + REPORT_INTERVAL,
+            REPORT_INTERVAL,
+        );
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;

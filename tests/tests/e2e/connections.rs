@@ -242,3 +242,41 @@ async fn a_request_hyper_cannot_parse_still_gets_a_valid_openim_answer() {
         assert_eq!(answer, openim_gateway_tests::allow(), "{name}");
     }
 }
+
+#[tokio::test]
+async fn accept_errors_at_the_open_file_limit_are_logged_once_and_counted() {
+    let nats = NatsServer::start().await;
+    // So few files that a burst of connections runs the process out of them before the
+    // connection bound can make room.
+    let gateway = Gateway::start_with_file_limit(&nats.url(), &[], 24).await;
+    let mut burst = Vec::new();
+    for _ in 0..60 {
+        if let Ok(stream) = tokio::net::TcpStream::connect(gateway.address()).await {
+            burst.push(stream);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(burst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let warnings: Vec<String> = gateway
+        .stderr_log()
+        .lines()
+        .into_iter()
+        .filter(|line| {
+            line.contains("WARN") && line.contains("a new connection could not be served")
+        })
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(
+        warnings[0].contains("Too many open files"),
+        "{}",
+        warnings[0]
+    );
+    let metrics = http::get(gateway.address(), "/metrics").await.text();
+    let accept_errors: f64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("openim_gateway_accept_errors_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no accept_errors_total in:\n{metrics}"));
+    assert!(accept_errors > 0.0, "{metrics}");
+}
