@@ -5,6 +5,7 @@
 //! [`Gateway::run`] serves until the shutdown future completes. Tests call the same seam on
 //! port 0.
 
+mod command_fields;
 pub mod config;
 pub mod deadline;
 pub mod decision;
