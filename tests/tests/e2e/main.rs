@@ -13,6 +13,7 @@ mod config;
 mod decisions;
 mod defaults;
 mod fallbacks;
+mod fidelity;
 mod forwarding;
 mod invalid_replies;
 mod logging;
