@@ -9,6 +9,8 @@ mod command_fields;
 pub mod config;
 pub mod deadline;
 pub mod decision;
+#[cfg(test)]
+mod fidelity_props;
 pub mod forward;
 pub mod http;
 pub mod metrics;
