@@ -1,5 +1,6 @@
-//! A mirror of OpenIM's Go answer structs, as data: what each before-callback's answer may
-//! hold (`answers`) and how Go's `encoding/json` decodes a reply into it (`go`).
+//! A mirror of OpenIM's Go callback structs, as data: what each before-callback's answer may
+//! hold (`answers`), what each before-callback's request holds (`requests`), and how Go's
+//! `encoding/json` decodes JSON into them (`go`).
 //!
 //! Data rather than one serde struct per command: Go matches keys ignoring case and
 //! ignores unknown ones, which derived serde structs do not, and one decoder over a table
@@ -7,3 +8,4 @@
 
 pub mod answers;
 pub mod go;
+pub mod requests;
