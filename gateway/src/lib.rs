@@ -5,10 +5,13 @@
 //! [`Gateway::run`] serves until the shutdown future completes. Tests call the same seam on
 //! port 0.
 
+mod command_fields;
 pub mod conditions;
 pub mod config;
 pub mod deadline;
 pub mod decision;
+#[cfg(test)]
+mod fidelity_props;
 pub mod forward;
 pub mod http;
 pub mod metrics;

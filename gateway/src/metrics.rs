@@ -20,7 +20,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::http::RejectReason;
+use crate::{decision::InvalidReply, http::RejectReason};
 
 /// Labels of `openim_gateway_callbacks_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -38,6 +38,15 @@ struct CallbackLabels {
 struct CommandLabels {
     /// The OpenIM command.
     command: &'static str,
+}
+
+/// Labels of `openim_gateway_invalid_replies_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InvalidReplyLabels {
+    /// The OpenIM command.
+    command: &'static str,
+    /// Why the reply could not be forwarded (`InvalidReply::reason`).
+    reason: &'static str,
 }
 
 /// Labels of `openim_gateway_bad_requests_total`.
@@ -80,8 +89,8 @@ pub struct Metrics {
     nats_reconnects: Counter,
     /// Requests refused before anything was asked, by reason.
     bad_requests: Family<ReasonLabels, Counter>,
-    /// Replies that arrived but could not be forwarded, by command.
-    invalid_replies: Family<CommandLabels, Counter>,
+    /// Replies that arrived but could not be forwarded, by command and reason.
+    invalid_replies: Family<InvalidReplyLabels, Counter>,
     /// Failed accepts (for example at the open-file limit).
     accept_errors: Counter,
     /// Connections closed at once because every connection was busy at the bound.
@@ -116,7 +125,7 @@ impl Metrics {
         let pending_replies = Gauge::default();
         let nats_reconnects = Counter::default();
         let bad_requests = Family::<ReasonLabels, Counter>::default();
-        let invalid_replies = Family::<CommandLabels, Counter>::default();
+        let invalid_replies = Family::<InvalidReplyLabels, Counter>::default();
         let accept_errors = Counter::default();
         let connections_refused = Counter::default();
         registry.register(
@@ -161,7 +170,7 @@ impl Metrics {
         );
         registry.register(
             "invalid_replies",
-            "Worker replies that could not be forwarded to OpenIM, by command",
+            "Worker replies that could not be forwarded to OpenIM, by command and reason",
             invalid_replies.clone(),
         );
         registry.register(
@@ -189,9 +198,12 @@ impl Metrics {
                 drop(callbacks.get_or_create(&callback_labels(command, *source)));
             }
             if command.kind == CallbackKind::Before {
-                drop(invalid_replies.get_or_create(&CommandLabels {
-                    command: command.name,
-                }));
+                for reason in InvalidReply::REASONS {
+                    drop(invalid_replies.get_or_create(&InvalidReplyLabels {
+                        command: command.name,
+                        reason,
+                    }));
+                }
             }
         }
         Self {
@@ -246,11 +258,12 @@ impl Metrics {
             .observe(waited.as_secs_f64());
     }
 
-    /// Counts a reply that could not be forwarded to OpenIM.
-    pub fn invalid_reply(&self, command: &'static Command) {
+    /// Counts a reply that could not be forwarded to OpenIM, by why (`InvalidReply::reason`).
+    pub fn invalid_reply(&self, command: &'static Command, reason: &'static str) {
         self.invalid_replies
-            .get_or_create(&CommandLabels {
+            .get_or_create(&InvalidReplyLabels {
                 command: command.name,
+                reason,
             })
             .inc();
     }
@@ -368,7 +381,10 @@ mod tests {
         assert!(text.contains("openim_gateway_callbacks_total{command=\"callbackBeforeSetGroupMemberInfoCommand\",kind=\"before\",source=\"fallback:timeout\"} 0\n"));
         assert!(text.contains("openim_gateway_callbacks_total{command=\"callbackAfterSetGroupMemberInfoCommand\",kind=\"after\",source=\"unpublished\"} 0\n"));
         assert!(text.contains(
-            "openim_gateway_invalid_replies_total{command=\"callbackBeforeSetGroupInfoCommand\"} 0\n"
+            "openim_gateway_invalid_replies_total{command=\"callbackBeforeSetGroupInfoCommand\",reason=\"identity_changed\"} 0\n"
+        ));
+        assert!(text.contains(
+            "openim_gateway_invalid_replies_total{command=\"callbackBeforeMembersJoinGroupCommand\",reason=\"null_entry\"} 0\n"
         ));
         assert!(!text.contains("kind=\"after\",source=\"worker\""));
     }

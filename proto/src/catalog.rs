@@ -1,13 +1,14 @@
 //! The catalog of every callback command OpenIM sends, from v3.5 to main.
 //!
 //! Read from openimsdk/open-im-server `pkg/callbackstruct/constant.go` on main (52 commands)
-//! and v3.6.0 (the 16 names that changed since). The kind comes from this table, never from
+//! and v3.6.0 (the 16 names that changed since), plus v3.5's `callbackTransferGroupOwnerAfter`. The kind comes from this table, never from
 //! the name: `callbackBeforeAfterMsgCommand` is an after-callback.
 //!
-//! The table also holds every per-command fact about OpenIM's answer that the gateway's
-//! validation, normalisation and default answers depend on: the Go type of each answer
-//! field, the fields OpenIM overwrites even when the answer leaves them out, and the fields
-//! it dereferences through the request's pointer (docs/openim.md says where each comes from).
+//! The table also holds every per-command fact the gateway depends on: the answer struct
+//! with how OpenIM applies each field (`crate::openim::answers`), the versions that send the
+//! command, and whether anything sends it at all (docs/openim.md says where each comes from).
+
+use crate::openim::answers::{self, AnswerField, Applied};
 
 /// Whether OpenIM waits for the answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -28,39 +29,6 @@ impl CallbackKind {
     }
 }
 
-/// The Go type of an answer field, as far as the JSON decode is concerned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum FieldType {
-    /// `string` or `*string`.
-    Str,
-    /// `int32` or `*int32`.
-    Int32,
-}
-
-impl FieldType {
-    /// Whether Go's decoder accepts `value` for a field of this type. `null` is always
-    /// accepted: Go leaves the field at its zero value or nil pointer.
-    pub fn accepts(self, value: &serde_json::Value) -> bool {
-        match self {
-            Self::Str => value.is_string() || value.is_null(),
-            Self::Int32 => value.is_null() || as_int32(value).is_some(),
-        }
-    }
-
-    /// What a valid value looks like, for error messages.
-    pub const fn describe(self) -> &'static str {
-        match self {
-            Self::Str => "a string or null",
-            Self::Int32 => "an integer that fits int32, or null",
-        }
-    }
-}
-
-/// `value` as an int32, when it is an integer in range (Go refuses `1.0` for an int).
-pub fn as_int32(value: &serde_json::Value) -> Option<i32> {
-    value.as_i64().and_then(|number| i32::try_from(number).ok())
-}
-
 /// One OpenIM callback command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Command {
@@ -68,196 +36,237 @@ pub struct Command {
     pub name: &'static str,
     /// Before (decides) or after (notification).
     pub kind: CallbackKind,
-    /// Answer fields with a fixed Go type, so that a reply OpenIM could not decode is refused
-    /// by the gateway instead of failing the user's operation with 90007.
-    pub answer_fields: &'static [(&'static str, FieldType)],
-    /// Answer fields OpenIM overwrites the request with even when the answer leaves them out
-    /// (`NotNilReplace` on a field's address): an answer must echo them from the request.
-    pub overwritten_fields: &'static [&'static str],
-    /// Answer fields OpenIM dereferences through the request's own pointer: setting one the
-    /// request has `null` crashes OpenIM's handler.
-    pub deref_fields: &'static [&'static str],
+    /// The command-specific fields of OpenIM's answer struct, with how OpenIM applies each
+    /// and what the gateway checks (`crate::openim::answers`). Empty for after-callbacks and
+    /// for before-callbacks whose answer is only allow or refuse.
+    pub answer: &'static [AnswerField],
+    /// The OpenIM versions that send this command under this name (docs/openim.md, 1.7).
+    pub versions: &'static str,
+    /// Defined as a constant but sent by no code path in the versions above: the route
+    /// exists so that a future caller is answered, nothing more.
+    pub never_sent: bool,
 }
 
-/// Answer fields that name who or what the operation is about. OpenIM applies an answer after
-/// its permission checks, so changing one would redirect an authorised operation.
+/// Answer keys that name who or what the operation is about. When a command's answer struct
+/// does not have one, OpenIM ignores it; a reply that changes one is still refused, because
+/// the worker means a redirect that would not happen.
 pub const IDENTITY_FIELDS: &[&str] = &["groupID", "userID", "sendID", "recvID"];
 
 /// The seed command: a group member's nickname, avatar, role or extra data is about to change.
 pub const BEFORE_SET_GROUP_MEMBER_INFO: &str = "callbackBeforeSetGroupMemberInfoCommand";
 
-const SET_GROUP_INFO_OVERWRITTEN: &[&str] = &["groupID", "groupName", "faceURL", "introduction"];
-const SET_GROUP_INFO_EX_OVERWRITTEN: &[&str] = &[
-    "groupID",
-    "groupName",
-    "faceURL",
-    "introduction",
-    "ex",
-    "needVerification",
-    "lookMemberInfo",
-    "applyMemberFriend",
-];
-/// `CallbackBeforeSetGroupMemberInfoResp`: four pointers.
-const SET_GROUP_MEMBER_INFO_FIELDS: &[(&str, FieldType)] = &[
-    ("nickName", FieldType::Str),
-    ("faceURL", FieldType::Str),
-    ("roleLevel", FieldType::Int32),
-    ("ex", FieldType::Str),
-];
-/// `CallbackBeforeSetGroupInfoResp` and its Ex sibling.
-const SET_GROUP_INFO_FIELDS: &[(&str, FieldType)] = &[
-    ("groupID", FieldType::Str),
-    ("groupName", FieldType::Str),
-    ("notification", FieldType::Str),
-    ("introduction", FieldType::Str),
-    ("faceURL", FieldType::Str),
-    ("ex", FieldType::Str),
-    ("needVerification", FieldType::Int32),
-    ("lookMemberInfo", FieldType::Int32),
-    ("applyMemberFriend", FieldType::Int32),
-];
-/// `CallbackBeforeUpdateUserInfoResp` and its Ex sibling.
-const UPDATE_USER_INFO_FIELDS: &[(&str, FieldType)] = &[
-    ("nickName", FieldType::Str),
-    ("faceURL", FieldType::Str),
-    ("ex", FieldType::Str),
-];
-const UPDATE_USER_INFO_EX_DEREF: &[&str] = &["nickName", "faceURL", "ex"];
-const MSG_MODIFY_DEREF: &[&str] = &["offlinePushInfo"];
+/// Sent by every version from v3.5.0 to main.
+const ALL: &str = "v3.5.0 to main";
+/// Since the v3.7.0 renames.
+const V37: &str = "v3.7.0 to main";
+/// Only the v3.5/v3.6 name.
+const LEGACY: &str = "v3.5.x and v3.6.x";
+/// Only on main (after v3.8.3-patch.16).
+const MAIN: &str = "main only";
 
-const fn before(name: &'static str) -> Command {
+const fn before(
+    name: &'static str,
+    answer: &'static [AnswerField],
+    versions: &'static str,
+) -> Command {
     Command {
         name,
         kind: CallbackKind::Before,
-        answer_fields: &[],
-        overwritten_fields: &[],
-        deref_fields: &[],
+        answer,
+        versions,
+        never_sent: false,
     }
 }
 
-const fn after(name: &'static str) -> Command {
+const fn after(name: &'static str, versions: &'static str) -> Command {
     Command {
         name,
         kind: CallbackKind::After,
-        answer_fields: &[],
-        overwritten_fields: &[],
-        deref_fields: &[],
+        answer: &[],
+        versions,
+        never_sent: false,
     }
 }
 
-const fn typed(mut command: Command, fields: &'static [(&'static str, FieldType)]) -> Command {
-    command.answer_fields = fields;
+const fn never_sent(mut command: Command) -> Command {
+    command.never_sent = true;
     command
 }
 
-const fn overwrites(mut command: Command, fields: &'static [&'static str]) -> Command {
-    command.overwritten_fields = fields;
-    command
-}
-
-const fn derefs(mut command: Command, fields: &'static [&'static str]) -> Command {
-    command.deref_fields = fields;
-    command
-}
-
-/// Every command, main's 52 first, then the 16 v3.5/v3.6 names.
+/// Every command: main's 52 first, then the 16 v3.5/v3.6 names and v3.5's
+/// `callbackTransferGroupOwnerAfter`.
+///
+/// In v3.6.0 a before-callback's refusal is only logged (`pkg/common/http/http_client.go`
+/// `callBackPostReturn`): the gateway answers the same way, OpenIM just does not act on it.
 pub const COMMANDS: &[Command] = &[
     // main: before (23)
-    before("callbackBeforeSendSingleMsgCommand"),
-    before("callbackBeforeSendGroupMsgCommand"),
-    derefs(before("callbackBeforeMsgModifyCommand"), MSG_MODIFY_DEREF),
-    typed(
-        before("callbackBeforeUpdateUserInfoCommand"),
-        UPDATE_USER_INFO_FIELDS,
+    before(
+        "callbackBeforeSendSingleMsgCommand",
+        answers::COMMON_ONLY,
+        ALL,
     ),
-    typed(
-        derefs(
-            before("callbackBeforeUpdateUserInfoExCommand"),
-            UPDATE_USER_INFO_EX_DEREF,
-        ),
-        UPDATE_USER_INFO_FIELDS,
+    before(
+        "callbackBeforeSendGroupMsgCommand",
+        answers::COMMON_ONLY,
+        ALL,
     ),
-    before("callbackBeforeUserRegisterCommand"),
-    before("callbackBeforeCreateGroupCommand"),
-    before("callbackBeforeMembersJoinGroupCommand"),
-    typed(
-        before(BEFORE_SET_GROUP_MEMBER_INFO),
-        SET_GROUP_MEMBER_INFO_FIELDS,
+    before("callbackBeforeMsgModifyCommand", answers::MSG_MODIFY, V37),
+    before(
+        "callbackBeforeUpdateUserInfoCommand",
+        answers::UPDATE_USER_INFO,
+        ALL,
     ),
-    before("callbackBeforeJoinGroupCommand"),
-    before("callbackBeforeInviteJoinGroupCommand"),
-    typed(
-        overwrites(
-            before("callbackBeforeSetGroupInfoCommand"),
-            SET_GROUP_INFO_OVERWRITTEN,
-        ),
-        SET_GROUP_INFO_FIELDS,
+    before(
+        "callbackBeforeUpdateUserInfoExCommand",
+        answers::UPDATE_USER_INFO_EX,
+        ALL,
     ),
-    typed(
-        overwrites(
-            before("callbackBeforeSetGroupInfoExCommand"),
-            SET_GROUP_INFO_EX_OVERWRITTEN,
-        ),
-        SET_GROUP_INFO_FIELDS,
+    before(
+        "callbackBeforeUserRegisterCommand",
+        answers::USER_REGISTER,
+        ALL,
     ),
-    before("callbackBeforeAddFriendCommand"),
-    before("callbackBeforeAddBlackCommand"),
-    before("callbackBeforeAddFriendAgreeCommand"),
-    before("callbackBeforeImportFriendsCommand"),
-    before("callbackBeforeSetFriendRemarkCommand"),
-    before("callbackBeforeOnlinePushCommand"),
-    before("callbackBeforeGroupOnlinePushCommand"),
-    before("callbackBeforeOfflinePushCommand"),
-    before("callbackBeforeCreateSingleChatConversationsCommand"),
-    before("callbackBeforeCreateGroupChatConversationsCommand"),
+    before(
+        "callbackBeforeCreateGroupCommand",
+        answers::CREATE_GROUP,
+        ALL,
+    ),
+    before(
+        "callbackBeforeMembersJoinGroupCommand",
+        answers::MEMBERS_JOIN_GROUP,
+        "v3.8.0 to main",
+    ),
+    before(
+        BEFORE_SET_GROUP_MEMBER_INFO,
+        answers::SET_GROUP_MEMBER_INFO,
+        ALL,
+    ),
+    before("callbackBeforeJoinGroupCommand", answers::COMMON_ONLY, ALL),
+    before(
+        "callbackBeforeInviteJoinGroupCommand",
+        answers::INVITE_USER_TO_GROUP,
+        ALL,
+    ),
+    before(
+        "callbackBeforeSetGroupInfoCommand",
+        answers::SET_GROUP_INFO,
+        ALL,
+    ),
+    before(
+        "callbackBeforeSetGroupInfoExCommand",
+        answers::SET_GROUP_INFO_EX,
+        "v3.8.1 to main",
+    ),
+    before("callbackBeforeAddFriendCommand", answers::COMMON_ONLY, ALL),
+    before("callbackBeforeAddBlackCommand", answers::COMMON_ONLY, ALL),
+    before(
+        "callbackBeforeAddFriendAgreeCommand",
+        answers::COMMON_ONLY,
+        ALL,
+    ),
+    before(
+        "callbackBeforeImportFriendsCommand",
+        answers::IMPORT_FRIENDS,
+        ALL,
+    ),
+    before(
+        "callbackBeforeSetFriendRemarkCommand",
+        answers::SET_FRIEND_REMARK,
+        V37,
+    ),
+    before("callbackBeforeOnlinePushCommand", answers::ONLINE_PUSH, V37),
+    before(
+        "callbackBeforeGroupOnlinePushCommand",
+        answers::GROUP_ONLINE_PUSH,
+        V37,
+    ),
+    before(
+        "callbackBeforeOfflinePushCommand",
+        answers::OFFLINE_PUSH,
+        V37,
+    ),
+    before(
+        "callbackBeforeCreateSingleChatConversationsCommand",
+        answers::CREATE_CONVERSATIONS,
+        MAIN,
+    ),
+    before(
+        "callbackBeforeCreateGroupChatConversationsCommand",
+        answers::CREATE_CONVERSATIONS,
+        MAIN,
+    ),
     // main: after (29)
-    after("callbackAfterSendSingleMsgCommand"),
-    after("callbackAfterSendGroupMsgCommand"),
-    after("callbackAfterMsgSaveDBCommand"),
-    after("callbackAfterSingleMsgReadCommand"),
-    after("callbackAfterGroupMsgReadCommand"),
+    after("callbackAfterSendSingleMsgCommand", ALL),
+    after("callbackAfterSendGroupMsgCommand", ALL),
+    after("callbackAfterMsgSaveDBCommand", MAIN),
+    after("callbackAfterSingleMsgReadCommand", V37),
+    after("callbackAfterGroupMsgReadCommand", V37),
     // The revoke notification: constant CallbackAfterRevokeMsgCommand, value "Before...".
-    after("callbackBeforeAfterMsgCommand"),
-    after("callbackAfterUserOnlineCommand"),
-    after("callbackAfterUserOfflineCommand"),
-    after("callbackAfterUserKickOffCommand"),
-    after("callbackAfterUpdateUserInfoCommand"),
-    after("callbackAfterUpdateUserInfoExCommand"),
-    after("callbackAfterUserRegisterCommand"),
-    after("callbackAfterCreateGroupCommand"),
-    after("callbackAfterJoinGroupCommand"),
-    after("callbackAfterQuitGroupCommand"),
-    after("callbackAfterKickGroupCommand"),
-    after("callbackAfterDisMissGroupCommand"),
-    after("callbackAfterSetGroupInfoCommand"),
-    after("callbackAfterSetGroupInfoExCommand"),
-    after("callbackAfterSetGroupMemberInfoCommand"),
-    after("callbackAfterTransferGroupOwnerCommand"),
-    after("callbackAfterAddFriendCommand"),
-    after("callbackAfterAddFriendAgreeCommand"),
-    after("callbackAfterDeleteFriendCommand"),
-    after("callbackAfterImportFriendsCommand"),
-    after("callbackAfterRemoveBlackCommand"),
-    after("callbackAfterSetFriendRemarkCommand"),
-    after("callbackAfterCreateSingleChatConversationsCommand"),
-    after("callbackAfterCreateGroupChatConversationsCommand"),
-    // v3.5 / v3.6 names, renamed in v3.7
-    derefs(before("callbackMsgModifyCommand"), MSG_MODIFY_DEREF),
-    before("callbackBeforeMemberJoinGroupCommand"),
-    before("callbackBeforeSetFriendRemark"),
-    before("callbackOnlinePushCommand"),
-    before("callbackOfflinePushCommand"),
-    before("callbackSuperGroupOnlinePushCommand"),
-    after("callbackAfterSetFriendRemark"),
-    after("callbackAfterTransferGroupOwner"),
-    after("callbackQuitGroupCommand"),
-    after("callbackKillGroupCommand"),
-    after("callbackDisMissGroupCommand"),
-    after("callbackSingleMsgRead"),
-    after("callbackGroupMsgReadCommand"),
-    after("callbackUserOnlineCommand"),
-    after("callbackUserOfflineCommand"),
-    after("callbackUserKickOffCommand"),
+    after("callbackBeforeAfterMsgCommand", ALL),
+    after("callbackAfterUserOnlineCommand", V37),
+    after("callbackAfterUserOfflineCommand", V37),
+    // `webhookAfterUserKickOff` has no caller on main or v3.8.3-patch.16.
+    never_sent(after("callbackAfterUserKickOffCommand", V37)),
+    after("callbackAfterUpdateUserInfoCommand", ALL),
+    after("callbackAfterUpdateUserInfoExCommand", ALL),
+    after("callbackAfterUserRegisterCommand", ALL),
+    after("callbackAfterCreateGroupCommand", ALL),
+    after("callbackAfterJoinGroupCommand", ALL),
+    after("callbackAfterQuitGroupCommand", V37),
+    after("callbackAfterKickGroupCommand", V37),
+    after("callbackAfterDisMissGroupCommand", V37),
+    after("callbackAfterSetGroupInfoCommand", ALL),
+    after("callbackAfterSetGroupInfoExCommand", "v3.8.1 to main"),
+    after("callbackAfterSetGroupMemberInfoCommand", ALL),
+    after("callbackAfterTransferGroupOwnerCommand", V37),
+    after("callbackAfterAddFriendCommand", ALL),
+    after("callbackAfterAddFriendAgreeCommand", "v3.8.1 to main"),
+    after("callbackAfterDeleteFriendCommand", ALL),
+    after("callbackAfterImportFriendsCommand", ALL),
+    after("callbackAfterRemoveBlackCommand", ALL),
+    after("callbackAfterSetFriendRemarkCommand", V37),
+    after("callbackAfterCreateSingleChatConversationsCommand", MAIN),
+    after("callbackAfterCreateGroupChatConversationsCommand", MAIN),
+    // v3.5 / v3.6 names, renamed in v3.7 (MemberJoinGroup in v3.8)
+    before(
+        "callbackMsgModifyCommand",
+        answers::MSG_MODIFY_LEGACY,
+        LEGACY,
+    ),
+    before(
+        "callbackBeforeMemberJoinGroupCommand",
+        answers::MEMBER_JOIN_GROUP_LEGACY,
+        "v3.5.0 to v3.7.1",
+    ),
+    before(
+        "callbackBeforeSetFriendRemark",
+        answers::SET_FRIEND_REMARK_LEGACY,
+        LEGACY,
+    ),
+    before("callbackOnlinePushCommand", answers::ONLINE_PUSH, LEGACY),
+    before("callbackOfflinePushCommand", answers::OFFLINE_PUSH, LEGACY),
+    before(
+        "callbackSuperGroupOnlinePushCommand",
+        answers::GROUP_ONLINE_PUSH,
+        LEGACY,
+    ),
+    // Synchronous in v3.5/v3.6, called after the change is stored: an answer cannot undo it.
+    after("callbackAfterSetFriendRemark", LEGACY),
+    after("callbackAfterTransferGroupOwner", "v3.6.x"),
+    after("callbackQuitGroupCommand", LEGACY),
+    after("callbackKillGroupCommand", LEGACY),
+    after("callbackDisMissGroupCommand", LEGACY),
+    // Skipped unless `contentType == 101`, but it holds the conversation type (1-4).
+    never_sent(after("callbackSingleMsgRead", LEGACY)),
+    never_sent(after("callbackGroupMsgReadCommand", LEGACY)),
+    after("callbackUserOnlineCommand", LEGACY),
+    after("callbackUserOfflineCommand", LEGACY),
+    // Defined, no caller.
+    never_sent(after("callbackUserKickOffCommand", LEGACY)),
+    // v3.5's name, called synchronously after the transfer is committed
+    // (`internal/rpc/group/callback.go` `CallbackTransferGroupOwnerAfter` at v3.5.0): a
+    // refusal would refuse something already done.
+    after("callbackTransferGroupOwnerAfter", "v3.5.x"),
 ];
 
 impl Command {
@@ -266,13 +275,12 @@ impl Command {
         COMMANDS.iter().find(|command| command.name == name)
     }
 
-    /// The Go type of the answer field `key` (matched as Go matches keys, ignoring ASCII
-    /// case), when the catalog records it.
-    pub fn answer_field_type(&self, key: &str) -> Option<FieldType> {
-        self.answer_fields
+    /// Whether OpenIM overwrites some of its request with the answer even when the answer
+    /// leaves a field out, so that every answer, defaults included, must echo the request.
+    pub fn echoes_request(&self) -> bool {
+        self.answer
             .iter()
-            .find(|(field, _)| key.eq_ignore_ascii_case(field))
-            .map(|(_, field_type)| *field_type)
+            .any(|field| field.applied == Applied::Always)
     }
 }
 
@@ -285,12 +293,37 @@ mod tests {
     fn catalog_holds_main_and_legacy_commands_once() {
         let names: HashSet<_> = COMMANDS.iter().map(|c| c.name).collect();
         assert_eq!(names.len(), COMMANDS.len(), "a command is listed twice");
-        assert_eq!(COMMANDS.len(), 52 + 16);
+        assert_eq!(COMMANDS.len(), 52 + 16 + 1);
         let before = COMMANDS[..52]
             .iter()
             .filter(|c| c.kind == CallbackKind::Before)
             .count();
         assert_eq!(before, 23, "main has 23 before-callbacks");
+        assert!(COMMANDS
+            .iter()
+            .filter(|c| c.kind == CallbackKind::After)
+            .all(|c| c.answer.is_empty()));
+    }
+
+    #[test]
+    fn v35_transfer_and_never_sent_commands_are_recorded() {
+        let transfer = Command::lookup("callbackTransferGroupOwnerAfter").unwrap();
+        assert_eq!(transfer.kind, CallbackKind::After);
+        assert_eq!(transfer.versions, "v3.5.x");
+        let never: Vec<_> = COMMANDS
+            .iter()
+            .filter(|c| c.never_sent)
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(
+            never,
+            [
+                "callbackAfterUserKickOffCommand",
+                "callbackSingleMsgRead",
+                "callbackGroupMsgReadCommand",
+                "callbackUserKickOffCommand"
+            ]
+        );
     }
 
     #[test]
@@ -317,23 +350,27 @@ mod tests {
     }
 
     #[test]
-    fn answer_field_types_are_matched_like_go_matches_keys() {
+    fn answer_fields_are_matched_like_go_matches_keys() {
         let seed = Command::lookup(BEFORE_SET_GROUP_MEMBER_INFO).unwrap();
-        assert_eq!(seed.answer_field_type("roleLevel"), Some(FieldType::Int32));
-        assert_eq!(seed.answer_field_type("NICKNAME"), Some(FieldType::Str));
-        assert_eq!(seed.answer_field_type("groupName"), None);
-        assert!(FieldType::Int32.accepts(&serde_json::json!(60)));
-        assert!(!FieldType::Int32.accepts(&serde_json::json!(60.0)));
-        assert!(!FieldType::Int32.accepts(&serde_json::json!(2_147_483_648_i64)));
-        assert!(FieldType::Str.accepts(&serde_json::Value::Null));
-        assert!(!FieldType::Str.accepts(&serde_json::json!(1)));
+        assert_eq!(answers::find(seed.answer, "roleLevel"), Some(3));
+        assert_eq!(answers::find(seed.answer, "NICKNAME"), Some(1));
+        assert_eq!(answers::find(seed.answer, "groupName"), None);
     }
 
     #[test]
-    fn set_group_info_commands_record_the_fields_openim_overwrites() {
-        let info = Command::lookup("callbackBeforeSetGroupInfoCommand").unwrap();
-        assert_eq!(info.overwritten_fields.len(), 4);
-        let info_ex = Command::lookup("callbackBeforeSetGroupInfoExCommand").unwrap();
-        assert_eq!(info_ex.overwritten_fields.len(), 8);
+    fn only_the_commands_that_overwrite_from_the_answer_echo_the_request() {
+        let echoing: Vec<_> = COMMANDS
+            .iter()
+            .filter(|c| c.echoes_request())
+            .map(|c| c.name)
+            .collect();
+        assert_eq!(
+            echoing,
+            [
+                "callbackBeforeSetGroupInfoCommand",
+                "callbackBeforeSetGroupInfoExCommand",
+                "callbackBeforeSetFriendRemark"
+            ]
+        );
     }
 }

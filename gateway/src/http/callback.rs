@@ -183,8 +183,8 @@ async fn decide(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Res
     log_fallback(state, &verdict, command, callback.request_id);
     let body = match verdict {
         Verdict::Answer(answer) => answer,
-        Verdict::Invalid(_) => {
-            state.metrics.invalid_reply(command);
+        Verdict::Invalid(invalid) => {
+            state.metrics.invalid_reply(command, invalid.reason());
             default.resolve(state, &callback).await
         }
         Verdict::Unjudged | Verdict::Timeout | Verdict::NoResponders | Verdict::Unavailable => {
@@ -210,8 +210,8 @@ enum PreparedDefault {
 
 impl PreparedDefault {
     fn start(state: &AppState, callback: &Callback<'_>, body_len: usize) -> Self {
-        let echoes = !callback.command.overwritten_fields.is_empty()
-            && state.default_decision == DefaultDecision::Allow;
+        let echoes =
+            callback.command.echoes_request() && state.default_decision == DefaultDecision::Allow;
         if !echoes {
             return Self::Inline;
         }

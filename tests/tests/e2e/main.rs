@@ -15,6 +15,7 @@ mod connections;
 mod decisions;
 mod defaults;
 mod fallbacks;
+mod fidelity;
 mod forwarding;
 mod invalid_replies;
 mod lifecycle;
