@@ -22,8 +22,19 @@
 //       request.roleLevel === 100 ? ow.reject(5005, "no owner changes here") : ow.allow();
 //     process.exit(await ow.run({ [ow.BEFORE_SET_GROUP_MEMBER_INFO]: decide }));
 //
-// Only `serve()` and `run()` talk to NATS; everything else is plain functions tested without
-// a server.
+// For after-callbacks stored by the gateway in a JetStream stream (GATEWAY_AFTER_STREAM),
+// `consumeAfterStream()` / `runAfterStream()` read them through a durable consumer: the
+// handler gets the command, the parsed body and the headers; the message is acknowledged once
+// it returns and delivered again when it throws:
+//
+//     process.exit(await ow.runAfterStream({
+//       stream: "OPENIM_AFTER", durable: "member-info-log",
+//       commands: ["callbackAfterSetGroupMemberInfoCommand"],
+//       handler: (command, body, headers) => console.error(body.groupID, body.userID),
+//     }));
+//
+// Only `serve()`, `run()` and the after-stream consumer talk to NATS; everything else is
+// plain functions tested without a server.
 
 // --- Names shared with the gateway -----------------------------------------------------------
 
@@ -517,18 +528,20 @@ export class Worker {
   }
 }
 
-/**
- * Connects (retrying until a server answers), subscribes, prints the readiness line, answers
- * until SIGTERM/SIGINT, then drains. Resolves to the exit code.
- */
-export async function serve(settings, handlers, { name = "openim-worker-node", parsers = {} } = {}) {
-  const nats = await import("nats");
-  let stopRequested;
-  const stopped = new Promise((resolve) => {
-    stopRequested = resolve;
+/** A promise resolved with "signal" on the first SIGTERM or SIGINT. */
+function stopOnSignals() {
+  return new Promise((resolve) => {
+    for (const signal of ["SIGTERM", "SIGINT"]) process.once(signal, () => resolve("signal"));
   });
-  for (const signal of ["SIGTERM", "SIGINT"]) process.once(signal, () => stopRequested("signal"));
+}
 
+/**
+ * Connects, retrying until a server answers, and logs the connection's changes. Resolves to
+ * `{ client, nats }`, or to the exit code when `stopped` (a signal) came first or the
+ * connection failed.
+ */
+async function connectUntilStopped(settings, name, stopped, whileDisconnected = "callbacks get the gateway's default") {
+  const nats = await import("nats");
   // waitOnFirstConnect with unlimited attempts keeps trying until a server answers.
   const connecting = nats.connect({
     servers: settings.natsServers,
@@ -552,7 +565,7 @@ export async function serve(settings, handlers, { name = "openim-worker-node", p
   (async () => {
     for await (const status of client.status()) {
       if (status.type === "disconnect") {
-        log.warn("disconnected from NATS: callbacks get the gateway's default until reconnected");
+        log.warn(`disconnected from NATS: ${whileDisconnected} until reconnected`);
       } else if (status.type === "reconnect") {
         log.info("reconnected to NATS");
       } else if (status.type === "error" || status.type === "slowConsumer") {
@@ -560,6 +573,18 @@ export async function serve(settings, handlers, { name = "openim-worker-node", p
       }
     }
   })().catch(() => {});
+  return { client, nats };
+}
+
+/**
+ * Connects (retrying until a server answers), subscribes, prints the readiness line, answers
+ * until SIGTERM/SIGINT, then drains. Resolves to the exit code.
+ */
+export async function serve(settings, handlers, { name = "openim-worker-node", parsers = {} } = {}) {
+  const stopped = stopOnSignals();
+  const connected = await connectUntilStopped(settings, name, stopped);
+  if (typeof connected === "number") return connected;
+  const { client, nats } = connected;
 
   const makeHeaders = (plain) => {
     const headers = nats.headers();
@@ -588,6 +613,327 @@ export async function serve(settings, handlers, { name = "openim-worker-node", p
   return EXIT_OK;
 }
 
+// --- After-callbacks from a JetStream stream -------------------------------------------------
+//
+// With GATEWAY_AFTER_STREAM=<name> the gateway stores every after-callback in that stream
+// before acknowledging OpenIM. A durable consumer remembers, on the server, what this worker
+// has acknowledged, so a worker that was down reads what it missed when it comes back.
+
+export const HEADER_CALLBACK_COMMAND = "X-Callback-Command";
+
+// How long the server waits for an acknowledgement before delivering a message again. While
+// a handler runs, the module tells the server it is still working every half of this.
+export const DEFAULT_ACK_WAIT_MS = 30000;
+// After a handler threw, the message comes back after this delay.
+export const DEFAULT_NAK_DELAY_MS = 1000;
+// How long one pull request waits for messages (the client's minimum); also the longest a
+// stop waits for it.
+export const DEFAULT_FETCH_WAIT_MS = 1000;
+// How long an acknowledgement waits for the server to confirm it.
+export const ACK_TIMEOUT_MS = 5000;
+
+/** A stream or consumer name: not empty, no whitespace, control characters, `.`, `*`, `>`,
+ * `/` or `\`. */
+export function isValidName(name) {
+  return (
+    typeof name === "string" &&
+    name !== "" &&
+    [...name].every((c) => !WHITESPACE_CHARS.includes(c) && !/\p{Cc}/u.test(c) && !".*>/\\".includes(c))
+  );
+}
+
+/** A stream or consumer name from the environment. Throws SettingsError. */
+export function parseNameSetting(env, variable, fallback) {
+  const value = env[variable] ?? fallback;
+  if (!isValidName(value)) {
+    throw new SettingsError(
+      variable,
+      value,
+      "must be a stream or consumer name: not empty, no whitespace, '.', '*', '>', '/' or '\\'",
+    );
+  }
+  return value;
+}
+
+/** The filter subjects for these commands (a name or a list); empty for all. */
+export function afterSubjects(subjectPrefix, commands) {
+  if (commands === undefined || commands === null) return [];
+  const list = typeof commands === "string" ? [commands] : [...commands];
+  const subjects = list.map((command) => `${subjectPrefix}.${command}`);
+  if (subjects.length === 0 || !subjects.every(isValidSubject)) {
+    throw new Error(`commands must be command names, not ${JSON.stringify(list)}`);
+  }
+  return subjects;
+}
+
+/** The command: the X-Callback-Command header, else the subject's last part. */
+export function afterCommand(subject, headers, subjectPrefix) {
+  const command = headers[HEADER_CALLBACK_COMMAND];
+  if (command) return command;
+  const prefix = `${subjectPrefix}.`;
+  return subject.startsWith(prefix) ? subject.slice(prefix.length) : subject.split(".").pop();
+}
+
+/** The message's headers as a plain object (the first value of each). */
+export function plainHeaders(headers) {
+  const plain = {};
+  if (headers) for (const key of headers.keys()) plain[key] = headers.get(key);
+  return plain;
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * A durable pull consumer on the gateway's after-callback stream. `client` is a connected
+ * client of the `nats` package. See `consumeAfterStream`.
+ */
+export class AfterStreamConsumer {
+  constructor(
+    client,
+    {
+      stream,
+      durable,
+      handler,
+      commands = null,
+      subjectPrefix = DEFAULT_SUBJECT_PREFIX,
+      concurrency = DEFAULT_CONCURRENCY,
+      parse = parseJson,
+      ackWaitMs = DEFAULT_ACK_WAIT_MS,
+      nakDelayMs = DEFAULT_NAK_DELAY_MS,
+      fetchWaitMs = DEFAULT_FETCH_WAIT_MS,
+      maxDeliver = null,
+      graceMs = SHUTDOWN_GRACE_MS,
+    },
+  ) {
+    for (const [what, name] of [
+      ["stream", stream],
+      ["durable", durable],
+    ]) {
+      if (!isValidName(name)) {
+        throw new Error(`${what} ${JSON.stringify(name)} is not a valid name (no whitespace, '.', '*', '>', '/' or '\\')`);
+      }
+    }
+    if (typeof handler !== "function") throw new TypeError("handler must be a function");
+    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > MAX_CONCURRENCY) {
+      throw new RangeError(`concurrency must be an integer in 1..=${MAX_CONCURRENCY}`);
+    }
+    this.client = client;
+    this.stream = stream;
+    this.durable = durable;
+    this.handler = handler;
+    this.subjectPrefix = subjectPrefix;
+    this.subjects = afterSubjects(subjectPrefix, commands);
+    this.concurrency = concurrency;
+    this.parse = parse;
+    this.ackWaitMs = ackWaitMs;
+    this.nakDelayMs = nakDelayMs;
+    this.fetchWaitMs = Math.max(fetchWaitMs, 1000);
+    this.maxDeliver = maxDeliver;
+    this.graceMs = graceMs;
+    // A message delivered twice counts twice.
+    this.stats = { acked: 0, retried: 0, refused: 0, unconfirmed: 0, abandoned: 0 };
+    this.free = concurrency;
+    this.wakeUp = null;
+    this.inFlight = new Set();
+    this.consumer = null;
+  }
+
+  consumerConfig() {
+    const config = {
+      durable_name: this.durable,
+      ack_policy: "explicit",
+      deliver_policy: "all",
+      ack_wait: this.ackWaitMs * 1_000_000, // nanoseconds
+    };
+    if (this.subjects.length === 1) config.filter_subject = this.subjects[0];
+    else if (this.subjects.length > 1) config.filter_subjects = [...this.subjects];
+    if (this.maxDeliver !== null) config.max_deliver = this.maxDeliver;
+    return config;
+  }
+
+  /** Creates the durable consumer, or updates it to this configuration. Throws when the
+   * stream does not exist or a subject is not in it. */
+  async open() {
+    const manager = await this.client.jetstreamManager();
+    await manager.consumers.add(this.stream, this.consumerConfig());
+    this.consumer = await this.client.jetstream().consumers.get(this.stream, this.durable);
+  }
+
+  /** Pulls and handles messages until `signal` aborts, then lets the running handlers finish
+   * (up to `graceMs`), acknowledges them and resolves to the counts. */
+  async consume(signal) {
+    if (this.consumer === null) await this.open();
+    const stopped = new Promise((resolve) => {
+      if (signal?.aborted) resolve();
+      signal?.addEventListener("abort", () => resolve(), { once: true });
+    });
+    const isStopped = () => signal?.aborted === true;
+    while (!isStopped()) {
+      if (this.free === 0) {
+        await Promise.race([new Promise((resolve) => (this.wakeUp = resolve)), stopped]);
+        continue;
+      }
+      // Ask for exactly as many messages as there are free handlers: nothing waits in the
+      // client while its ack timer runs.
+      const batch = this.free;
+      this.free = 0;
+      let received = 0;
+      try {
+        const messages = await this.consumer.fetch({ max_messages: batch, expires: this.fetchWaitMs });
+        for await (const msg of messages) {
+          received += 1;
+          this.start(msg);
+        }
+      } catch (error) {
+        log.warn(`cannot pull from stream ${this.stream} as ${this.durable}: ${error?.message ?? error}`);
+        await Promise.race([sleep(1000), stopped]);
+      }
+      this.free += batch - received;
+    }
+    await this.drain();
+    return this.stats;
+  }
+
+  start(msg) {
+    const task = this.handle(msg)
+      .catch((error) => log.error(`a message failed: ${error?.stack ?? error}`))
+      .finally(() => {
+        this.inFlight.delete(task);
+        this.free += 1;
+        this.wakeUp?.();
+      });
+    this.inFlight.add(task);
+  }
+
+  async drain() {
+    if (this.inFlight.size) {
+      log.info(`stopping: waiting for ${this.inFlight.size} running handler(s)`);
+      let timer;
+      const finished = await Promise.race([
+        Promise.allSettled([...this.inFlight]).then(() => true),
+        new Promise((resolve) => {
+          timer = setTimeout(() => resolve(false), this.graceMs);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (!finished) {
+        log.warn(`shutdown grace elapsed; ${this.inFlight.size} message(s) not acknowledged will be delivered again`);
+        this.stats.abandoned += this.inFlight.size;
+      }
+    }
+    await this.client.flush().catch((error) => log.warn(`cannot flush: ${error?.message ?? error}`));
+  }
+
+  async handle(msg) {
+    const headers = plainHeaders(msg.headers);
+    const requestId = headers[HEADER_REQUEST_ID] ?? "-";
+    const command = afterCommand(msg.subject, headers, this.subjectPrefix);
+    let body;
+    try {
+      body = this.parse(msg.data);
+      const keepAlive = setInterval(() => msg.working(), Math.max(this.ackWaitMs / 2, 1));
+      try {
+        await this.handler(command, body, headers);
+      } finally {
+        clearInterval(keepAlive);
+      }
+    } catch (error) {
+      if (error instanceof BadRequest) {
+        log.warn(`request_id=${requestId} ${error.message}: terminated, it will not be delivered again`);
+        msg.term();
+        this.stats.refused += 1;
+      } else {
+        log.error(
+          `request_id=${requestId} the handler failed for ${command}; delivered again in ${this.nakDelayMs} ms: ` +
+            `${error?.stack ?? error}`,
+        );
+        msg.nak(this.nakDelayMs);
+        this.stats.retried += 1;
+      }
+      return;
+    }
+    try {
+      await msg.ackAck({ timeout: ACK_TIMEOUT_MS });
+      this.stats.acked += 1;
+    } catch (error) {
+      log.warn(`request_id=${requestId} the ack was not confirmed (${error?.message ?? error}): the message may be delivered again`);
+      this.stats.unconfirmed += 1;
+    }
+  }
+}
+
+/**
+ * Handles the after-callbacks stored in the gateway's stream `stream` through the durable
+ * consumer `durable`, until `signal` (an AbortSignal) aborts; resolves to the counts
+ * `{ acked, retried, refused, unconfirmed, abandoned }`.
+ *
+ * - `handler(command, body, headers)` (may be async): `command` from `X-Callback-Command`,
+ *   `body` the parsed JSON (or what `parse` returns for the raw bytes), `headers` a plain
+ *   object.
+ * - The message is acknowledged once the handler returns (the server confirms the ack); when
+ *   it throws, it is negatively acknowledged and delivered again after `nakDelayMs`; when
+ *   `parse` or the handler throws `BadRequest`, it is terminated (never delivered again).
+ * - `commands`: a command name or a list of them, to read only those; all by default.
+ * - At most `concurrency` handlers run at a time, and no more messages are pulled than there
+ *   are free handlers. Order is the stream's, except for messages delivered again.
+ * - Created when missing, the consumer starts at the oldest message the stream holds; an
+ *   existing one continues after what it acknowledged. Several workers may share it.
+ * - `onReady()` is called once the consumer exists. On abort, no more messages are pulled,
+ *   the running handlers get `graceMs` to finish and are acknowledged, then it resolves.
+ *
+ * Other options: `subjectPrefix`, `parse`, `ackWaitMs`, `nakDelayMs`, `fetchWaitMs`,
+ * `maxDeliver`, `graceMs`.
+ */
+export async function consumeAfterStream(client, { signal, onReady, ...options }) {
+  const consumer = new AfterStreamConsumer(client, options);
+  await consumer.open();
+  onReady?.(consumer);
+  return consumer.consume(signal);
+}
+
+/**
+ * Connects, creates the durable consumer, prints `worker ready on stream ...`, handles
+ * messages until SIGTERM/SIGINT, then finishes the running ones. Resolves to the exit code.
+ */
+export async function serveAfterStream(settings, { name = "openim-after-worker-node", ...options }) {
+  const stopped = stopOnSignals();
+  const connected = await connectUntilStopped(settings, name, stopped, "after-callbacks wait in the stream");
+  if (typeof connected === "number") return connected;
+  const { client } = connected;
+  let consumer;
+  try {
+    consumer = new AfterStreamConsumer(client, {
+      subjectPrefix: settings.subjectPrefix,
+      concurrency: settings.concurrency,
+      ...options,
+    });
+    await consumer.open();
+  } catch (error) {
+    log.error(`cannot consume stream ${options.stream} as ${options.durable}: ${error?.message ?? error}`);
+    await client.close().catch(() => {});
+    return EXIT_CANNOT_RUN;
+  }
+  process.stdout.write(
+    `worker ready on stream ${consumer.stream} as durable ${consumer.durable} ` +
+      `(${consumer.subjects.join(", ") || "all subjects"})\n`,
+  );
+  const stop = new AbortController();
+  stopped.then(() => stop.abort());
+  const consuming = consumer.consume(stop.signal);
+  const outcome = await Promise.race([consuming, client.closed().then(() => "closed")]);
+  if (outcome === "closed") {
+    log.error("the connection closed without a shutdown");
+    return EXIT_CANNOT_RUN;
+  }
+  const s = outcome;
+  log.info(
+    `stopped: ${s.acked} acknowledged, ${s.retried} to retry, ${s.refused} refused, ` +
+      `${s.unconfirmed} unconfirmed, ${s.abandoned} abandoned`,
+  );
+  await client.close().catch(() => {});
+  return EXIT_OK;
+}
+
 /**
  * Reads the settings, runs the worker until SIGTERM/SIGINT and resolves to the exit code:
  * 0 after a signal, 1 when it cannot run, 2 for a bad setting (one line on stderr).
@@ -606,4 +952,24 @@ export async function run(handlers, { name = "openim-worker-node", parsers = {},
   log.level = settings.logLevel;
   log.info(`connecting to NATS (${settings.natsServers.length} server(s)), concurrency ${settings.concurrency}`);
   return serve(settings, handlers, { name, parsers });
+}
+
+/**
+ * `consumeAfterStream` as a program: reads the settings (NATS_URL, WORKER_SUBJECT_PREFIX,
+ * WORKER_CONCURRENCY, WORKER_LOG_LEVEL), prints `worker ready on stream ...` once the
+ * consumer exists, stops cleanly on SIGTERM/SIGINT. Resolves to the exit code: 0 after a
+ * signal, 1 when it cannot run, 2 for a bad setting. Pass it to `process.exit()`.
+ */
+export async function runAfterStream({ name = "openim-after-worker-node", env = process.env, ...options }) {
+  let settings;
+  try {
+    settings = readSettings(env);
+  } catch (error) {
+    if (!(error instanceof SettingsError)) throw error;
+    process.stderr.write(`${error.message}\n`);
+    return EXIT_BAD_SETTINGS;
+  }
+  log.level = settings.logLevel;
+  log.info(`connecting to NATS (${settings.natsServers.length} server(s)), concurrency ${settings.concurrency}`);
+  return serveAfterStream(settings, { name, ...options });
 }

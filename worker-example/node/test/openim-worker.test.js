@@ -296,3 +296,89 @@ test("drain gives up after the grace", async () => {
   await worker.dispatch(COMMAND, message());
   assert.equal(await worker.drain(50), false);
 });
+
+// --- The after-stream consumer's parts that need no server (the rest is tested against a
+// real nats-server and gateway in ../integration) ---
+
+const AFTER = "callbackAfterSetGroupMemberInfoCommand";
+
+class FakeJsMessage {
+  constructor(data = '{"groupID":"g"}', headers = {}) {
+    this.subject = `openim.callback.${AFTER}`;
+    this.data = encode(data);
+    this.headers = new FakeHeaders({ "X-Request-Id": "req-1", ...headers });
+    this.headers.keys = () => [...this.headers.map.keys()];
+    this.outcome = [];
+  }
+  async ackAck() {
+    this.outcome.push("ack");
+    return true;
+  }
+  nak(delay) {
+    this.outcome.push(["nak", delay]);
+  }
+  term() {
+    this.outcome.push("term");
+  }
+  working() {
+    this.outcome.push("working");
+  }
+}
+
+const afterConsumer = (handler, options = {}) =>
+  new ow.AfterStreamConsumer({}, { stream: "OPENIM_AFTER", durable: "d", handler, ...options });
+
+test("after stream: names, subjects and the command", () => {
+  for (const good of ["OPENIM_AFTER", "member-info-log", "a_b"]) assert.ok(ow.isValidName(good), good);
+  for (const bad of ["", "a.b", "a b", "a*", "a>", "a/b", "a\\b", "a\tb", null]) {
+    assert.ok(!ow.isValidName(bad), JSON.stringify(bad));
+  }
+  assert.equal(ow.parseNameSetting({}, "V", "dflt"), "dflt");
+  assert.throws(() => ow.parseNameSetting({ V: "a.b" }, "V", "dflt"), ow.SettingsError);
+  assert.throws(() => afterConsumer(() => {}, { concurrency: 0 }), RangeError);
+  assert.throws(() => afterConsumer(() => {}, { durable: "a.b" }), /durable/);
+
+  assert.deepEqual(ow.afterSubjects("p", null), []);
+  assert.deepEqual(ow.afterSubjects("p", AFTER), [`p.${AFTER}`]);
+  assert.deepEqual(ow.afterSubjects("p", ["a", "b"]), ["p.a", "p.b"]);
+  for (const bad of [[], ["a b"], ["a.>"]]) assert.throws(() => ow.afterSubjects("p", bad));
+  assert.equal(ow.afterCommand("p.x", { "X-Callback-Command": "y" }, "p"), "y");
+  assert.equal(ow.afterCommand("p.x", {}, "p"), "x");
+  const config = afterConsumer(() => {}, { commands: ["a", "b"] }).consumerConfig();
+  assert.deepEqual(config.filter_subjects, ["openim.callback.a", "openim.callback.b"]);
+  assert.equal(config.filter_subject, undefined);
+  assert.equal(config.ack_policy, "explicit");
+  assert.equal(config.ack_wait, 30_000_000_000);
+});
+
+test("after stream: ack after the handler, nak when it throws, term for a bad body", async () => {
+  const seen = [];
+  const consumer = afterConsumer(
+    async (command, body, headers) => {
+      seen.push([command, body, headers["X-Request-Id"]]);
+      if (body.fail) throw new Error("down");
+      if (body.refuse) throw new ow.BadRequest("not for me");
+    },
+    { nakDelayMs: 2500 },
+  );
+  const messages = [
+    new FakeJsMessage(),
+    new FakeJsMessage('{"fail":1}'),
+    new FakeJsMessage("not json"),
+    new FakeJsMessage('{"refuse":1}'),
+  ];
+  for (const msg of messages) await consumer.handle(msg);
+  assert.deepEqual(
+    messages.map((msg) => msg.outcome),
+    [["ack"], [["nak", 2500]], ["term"], ["term"]],
+  );
+  assert.deepEqual(seen[0], [AFTER, { groupID: "g" }, "req-1"]);
+  assert.deepEqual(consumer.stats, { acked: 1, retried: 1, refused: 2, unconfirmed: 0, abandoned: 0 });
+});
+
+test("after stream: a long handler tells the server it is still working", async () => {
+  const consumer = afterConsumer(() => new Promise((resolve) => setTimeout(resolve, 130)), { ackWaitMs: 100 });
+  const msg = new FakeJsMessage();
+  await consumer.handle(msg);
+  assert.deepEqual(msg.outcome, ["working", "working", "ack"]);
+});

@@ -255,5 +255,93 @@ class Protocol(unittest.IsolatedAsyncioTestCase):
             task.cancel()
 
 
+class FakeJsMessage:
+    """A JetStream message: records how it was acknowledged."""
+
+    def __init__(self, data=b'{"groupID":"g"}', **headers):
+        self.subject = "openim.callback.callbackAfterSetGroupMemberInfoCommand"
+        self.data = data
+        self.headers = {"X-Request-Id": "req-1"} | headers
+        self.outcome = []
+
+    async def ack_sync(self, timeout=1.0):
+        self.outcome.append("ack")
+
+    async def nak(self, delay=None):
+        self.outcome.append(("nak", delay))
+
+    async def term(self):
+        self.outcome.append("term")
+
+    async def in_progress(self):
+        self.outcome.append("working")
+
+
+class AfterStreamPieces(unittest.IsolatedAsyncioTestCase):
+    """The after-stream consumer's parts that need no server; the rest is tested against a
+    real nats-server and gateway in ../integration."""
+
+    AFTER = "callbackAfterSetGroupMemberInfoCommand"
+
+    def consumer(self, handler, **options):
+        return ow.AfterStreamConsumer(object(), "OPENIM_AFTER", "d", handler, **options)
+
+    def test_names(self):
+        for good in ["OPENIM_AFTER", "member-info-log", "a_b"]:
+            self.assertTrue(ow.is_valid_name(good), good)
+        for bad in ["", "a.b", "a b", "a*", "a>", "a/b", "a\\b", "a\tb", None]:
+            self.assertFalse(ow.is_valid_name(bad), repr(bad))
+        self.assertEqual(ow.parse_name_setting({}, "V", "dflt"), "dflt")
+        with self.assertRaises(ow.SettingsError):
+            ow.parse_name_setting({"V": "a.b"}, "V", "dflt")
+        with self.assertRaises(ValueError):
+            self.consumer(lambda *a: None, concurrency=0)
+
+    def test_subjects_and_command(self):
+        self.assertEqual(ow.after_subjects("p", None), [])
+        self.assertEqual(ow.after_subjects("p", self.AFTER), [f"p.{self.AFTER}"])
+        self.assertEqual(ow.after_subjects("p", ["a", "b"]), ["p.a", "p.b"])
+        for bad in [[], ["a b"], ["a.>"]]:
+            with self.assertRaises(ValueError):
+                ow.after_subjects("p", bad)
+        self.assertEqual(ow.after_command("p.x", {"X-Callback-Command": "y"}, "p"), "y")
+        self.assertEqual(ow.after_command("p.x", {}, "p"), "x")
+        config = self.consumer(lambda *a: None, commands=["a", "b"]).consumer_config()
+        self.assertEqual((config.filter_subjects, config.filter_subject), (
+            ["openim.callback.a", "openim.callback.b"], None))
+        self.assertEqual(config.ack_policy.value, "explicit")
+
+    async def test_ack_after_the_handler_nak_when_it_raises_term_for_a_bad_body(self):
+        seen = []
+
+        async def handler(command, body, headers):
+            seen.append((command, body, headers["X-Request-Id"]))
+            if body.get("fail"):
+                raise RuntimeError("down")
+            if body.get("refuse"):
+                raise ow.BadRequest("not for me")
+
+        consumer = self.consumer(handler, nak_delay_s=2.5)
+        messages = [FakeJsMessage(), FakeJsMessage(b'{"fail":1}'), FakeJsMessage(b"not json"),
+                    FakeJsMessage(b'{"refuse":1}')]
+        consumer.free -= len(messages)  # as the pull loop does
+        for msg in messages:
+            await consumer._handle(msg)
+        self.assertEqual([msg.outcome for msg in messages],
+                         [["ack"], [("nak", 2.5)], ["term"], ["term"]])
+        self.assertEqual(seen[0], (self.AFTER, {"groupID": "g"}, "req-1"))
+        self.assertEqual((consumer.stats.acked, consumer.stats.retried, consumer.stats.refused),
+                         (1, 1, 2))
+        self.assertEqual(consumer.free, consumer.concurrency)
+
+    async def test_a_long_handler_tells_the_server_it_is_still_working(self):
+        async def slow(command, body, headers):
+            await asyncio.sleep(0.12)
+        consumer = self.consumer(slow, ack_wait_s=0.1)
+        msg = FakeJsMessage()
+        await consumer._handle(msg)
+        self.assertEqual(msg.outcome, ["working", "working", "ack"])
+
+
 if __name__ == "__main__":
     unittest.main()
