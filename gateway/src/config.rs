@@ -54,6 +54,117 @@ pub const ALL_SETTINGS: [&str; 12] = [
     RUST_LOG,
 ];
 
+/// `GATEWAY_*` names that are settings of the gateway but not read by this module (or not by
+/// this version): they must not be refused as unknown, or a deployment that sets them for a
+/// newer gateway would not start.
+pub const RESERVED_SETTINGS: &[&str] = &[
+    "GATEWAY_CONFIG",
+    "GATEWAY_SHUTDOWN_DELAY_MS",
+    "GATEWAY_MAX_INFLIGHT",
+    "GATEWAY_AFTER_STREAM",
+    "GATEWAY_OPENIM_WEBHOOKS",
+    "GATEWAY_LOG_FORMAT",
+    "GATEWAY_NATS_CREDS",
+    "GATEWAY_NATS_NKEY",
+    "GATEWAY_NATS_TLS_CA",
+    "GATEWAY_NATS_TLS_CERT",
+    "GATEWAY_NATS_TLS_KEY",
+];
+
+/// The prefix of the gateway's own variables: a name with it that the gateway does not know
+/// is a mistake (a typo leaves a setting at its default without a word otherwise).
+pub const GATEWAY_PREFIX: &str = "GATEWAY_";
+
+/// One setting as `--help` and the README describe it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SettingDoc {
+    /// The environment variable.
+    pub variable: &'static str,
+    /// The value used when it is unset, as the operator would write it.
+    pub default: &'static str,
+    /// What a valid value looks like.
+    pub rule: &'static str,
+}
+
+/// Every setting in the order `--help` lists them. A test checks it names each of
+/// [`ALL_SETTINGS`] once, so a new setting cannot be left out of the help.
+pub const SETTING_DOCS: &[SettingDoc] = &[
+    SettingDoc {
+        variable: NATS_URL,
+        default: DEFAULT_NATS_URL,
+        rule: "one NATS URL (nats:// or tls://) or a comma-separated list; user:password@ or token@ in a URL authenticate",
+    },
+    SettingDoc {
+        variable: GATEWAY_LISTEN,
+        default: DEFAULT_LISTEN,
+        rule: "a socket address; 0.0.0.0:10006 when OpenIM runs on another host or in a container",
+    },
+    SettingDoc {
+        variable: GATEWAY_SUBJECT_PREFIX,
+        default: subject::DEFAULT_PREFIX,
+        rule: "a NATS subject without wildcards: subjects are {prefix}.{command}",
+    },
+    SettingDoc {
+        variable: GATEWAY_CALLBACK_TIMEOUT_MS,
+        default: "5000",
+        rule: "1..=15000: OpenIM's timeout for a callback in ms (webhooks.yml's timeout x 1000)",
+    },
+    SettingDoc {
+        variable: GATEWAY_SAFETY_MARGIN_MS,
+        default: "250",
+        rule: "an integer smaller than the timeout: the answer leaves this long before OpenIM gives up",
+    },
+    SettingDoc {
+        variable: GATEWAY_DEFAULT_DECISION,
+        default: "allow",
+        rule: "allow or reject: the answer when no valid worker reply arrives in time",
+    },
+    SettingDoc {
+        variable: GATEWAY_REJECT_ERR_CODE,
+        default: "5000",
+        rule: "5000..=9999: errCode of the default reject",
+    },
+    SettingDoc {
+        variable: GATEWAY_REJECT_ERR_MSG,
+        default: DEFAULT_REJECT_ERR_MSG,
+        rule: "not empty: errMsg of the default reject",
+    },
+    SettingDoc {
+        variable: GATEWAY_WEBHOOK_SECRET,
+        default: "unset",
+        rule: "at least 16 URL-safe characters: the path segment OpenIM's URL must carry before the command",
+    },
+    SettingDoc {
+        variable: GATEWAY_MAX_BODY_BYTES,
+        default: "1048576",
+        rule: "1024..=67108864: larger request bodies get 413",
+    },
+    SettingDoc {
+        variable: GATEWAY_RUNTIME_THREADS,
+        default: "1",
+        rule: "1..=256: 1 runs one event loop, more a multi-thread runtime",
+    },
+    SettingDoc {
+        variable: RUST_LOG,
+        default: "info",
+        rule: "a tracing filter such as info or openim_gateway=debug",
+    },
+];
+
+/// The settings part of `--help`: each variable with its default and its rule.
+pub fn settings_help() -> String {
+    let mut text = String::from(
+        "Settings (environment variables; a bad or unknown GATEWAY_* one stops the start with exit code 2):\n",
+    );
+    for doc in SETTING_DOCS {
+        text.push_str(&format!(
+            "  {}\n      default: {}\n      {}\n",
+            doc.variable, doc.default, doc.rule
+        ));
+    }
+    text
+}
+
 /// OpenIM's HTTP client has `Timeout: 15s` (openimsdk/tools `NewClientConfig`): no callback
 /// waits longer, whatever `webhooks.yml` says.
 pub const OPENIM_TIMEOUT_CAP_MS: u64 = 15_000;
@@ -85,11 +196,99 @@ const MAX_RUNTIME_THREADS: u64 = 256;
 #[error("{variable}={value:?} is not valid: {rule}")]
 pub struct ConfigError {
     /// The environment variable.
-    pub variable: &'static str,
-    /// The value as given (the secret's value is never shown).
+    pub variable: String,
+    /// The value as given (a secret's value is never shown).
     pub value: String,
     /// What a valid value looks like.
     pub rule: String,
+}
+
+/// Every bad setting of one start, in the order of the settings: an operator fixes them all
+/// in one go instead of one restart each. Never empty.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (index, error) in self.0.iter().enumerate() {
+            if index > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl ConfigErrors {
+    /// The errors, one per bad setting.
+    pub fn iter(&self) -> impl Iterator<Item = &ConfigError> {
+        self.0.iter()
+    }
+}
+
+/// Every `GATEWAY_*` name the gateway knows, read here or elsewhere.
+fn known_gateway_names() -> impl Iterator<Item = &'static str> {
+    ALL_SETTINGS
+        .iter()
+        .copied()
+        .chain(RESERVED_SETTINGS.iter().copied())
+        .filter(|name| name.starts_with(GATEWAY_PREFIX))
+}
+
+/// The known setting closest to `name`, when one is close enough to be the likely intent.
+/// Names are compared without the shared `GATEWAY_` prefix, which would make every pair look
+/// alike; a name that is part of a known one (`TIMEOUT_MS` of `CALLBACK_TIMEOUT_MS`) counts
+/// as close.
+pub fn closest_setting(name: &str) -> Option<&'static str> {
+    let short = |name: &str| name.strip_prefix(GATEWAY_PREFIX).unwrap_or(name).to_owned();
+    let wanted = short(name);
+    known_gateway_names()
+        .map(|known| {
+            let candidate = short(known);
+            let (shorter, longer) = if wanted.len() <= candidate.len() {
+                (&wanted, &candidate)
+            } else {
+                (&candidate, &wanted)
+            };
+            let score = if shorter.len() >= 4 && longer.contains(shorter.as_str()) {
+                0.95
+            } else {
+                strsim::jaro_winkler(&wanted, &candidate)
+            };
+            (score, known)
+        })
+        .filter(|(score, _)| *score >= 0.85)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, known)| known)
+}
+
+/// Errors for the `GATEWAY_*` names among `names` that are no setting of the gateway. The
+/// value is not shown: a mistyped secret's name must not print the secret.
+pub fn unknown_settings<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<ConfigError> {
+    let mut unknown: Vec<&str> = names
+        .into_iter()
+        .filter(|name| name.starts_with(GATEWAY_PREFIX))
+        .filter(|name| !known_gateway_names().any(|known| known == *name))
+        .collect();
+    unknown.sort_unstable();
+    unknown.dedup();
+    unknown
+        .into_iter()
+        .map(|name| {
+            let hint = match closest_setting(name) {
+                Some(known) => format!("did you mean {known}?"),
+                None => "openim-gateway --help lists every setting".to_owned(),
+            };
+            ConfigError {
+                variable: name.to_owned(),
+                value: "<not shown>".to_owned(),
+                rule: format!("unknown setting: {hint}"),
+            }
+        })
+        .collect()
 }
 
 /// The shared secret of the webhook URL. Its `Debug` never shows the value.
@@ -143,104 +342,185 @@ impl Config {
 
     /// Reads the settings from the process environment. A value that is not UTF-8 is
     /// refused, not taken for unset: the operator set something, and it is not what they
-    /// meant.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        for variable in ALL_SETTINGS {
-            if let Err(std::env::VarError::NotUnicode(value)) = std::env::var(variable) {
-                return Err(not_unicode(variable, &value));
+    /// meant. A `GATEWAY_*` variable the gateway does not know is refused too.
+    pub fn from_env() -> Result<Self, ConfigErrors> {
+        let names: Vec<String> = std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .collect();
+        let mut errors: Vec<ConfigError> = ALL_SETTINGS
+            .iter()
+            .filter_map(|variable| match std::env::var(variable) {
+                Err(std::env::VarError::NotUnicode(value)) => Some(not_unicode(variable, &value)),
+                _ => None,
+            })
+            .collect();
+        errors.extend(unknown_settings(names.iter().map(String::as_str)));
+        let lookup = |name: &str| std::env::var(name).ok();
+        match (Self::from_lookup(lookup), errors.is_empty()) {
+            (Ok(config), true) => Ok(config),
+            (Ok(_), false) => Err(ConfigErrors(errors)),
+            (Err(ConfigErrors(more)), _) => {
+                errors.extend(more);
+                Err(ConfigErrors(errors))
             }
         }
-        Self::from_lookup(|name| std::env::var(name).ok())
     }
 
-    /// Reads the settings through `lookup` (the environment, or a map in tests).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    /// Reads the settings from a map of variables (tests), refusing unknown `GATEWAY_*`
+    /// names as [`Self::from_env`] does.
+    pub fn from_map(
+        variables: &std::collections::HashMap<String, String>,
+    ) -> Result<Self, ConfigErrors> {
+        let mut errors = unknown_settings(variables.keys().map(String::as_str));
+        match Self::from_lookup(|name| variables.get(name).cloned()) {
+            Ok(config) if errors.is_empty() => Ok(config),
+            Ok(_) => Err(ConfigErrors(errors)),
+            Err(ConfigErrors(more)) => {
+                errors.extend(more);
+                Err(ConfigErrors(errors))
+            }
+        }
+    }
+
+    /// Reads the settings through `lookup` (the environment, or a map in tests). Every bad
+    /// setting is reported, not just the first.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigErrors> {
+        // A bad value is recorded and replaced by its default, so that the checks after it
+        // still run and report their own mistakes.
+        let mut errors = Collected::default();
         let setting = |name: &'static str, default: &str| {
             let value = lookup(name).unwrap_or_else(|| default.to_owned());
             Setting { name, value }
         };
 
-        let nats_urls = setting(NATS_URL, DEFAULT_NATS_URL).nats_urls()?;
-        let listen = setting(GATEWAY_LISTEN, DEFAULT_LISTEN)
-            .parse::<SocketAddr>("a socket address such as 127.0.0.1:10006 or 0.0.0.0:10006")?;
+        let nats_urls = errors.check(setting(NATS_URL, DEFAULT_NATS_URL).nats_urls());
+        let listen = errors.check(
+            setting(GATEWAY_LISTEN, DEFAULT_LISTEN)
+                .parse::<SocketAddr>("a socket address such as 127.0.0.1:10006 or 0.0.0.0:10006"),
+        );
         let subject_prefix = setting(GATEWAY_SUBJECT_PREFIX, subject::DEFAULT_PREFIX);
         if !subject::is_valid_publish_subject(&subject_prefix.value) {
-            return Err(subject_prefix.invalid(
+            errors.fail(subject_prefix.invalid(
                 "must be a NATS subject of dot-separated tokens without wildcards or spaces",
             ));
         }
-        let timeout_ms = setting(
-            GATEWAY_CALLBACK_TIMEOUT_MS,
-            &DEFAULT_CALLBACK_TIMEOUT_MS.to_string(),
-        )
-        .integer_in(
-            1..=OPENIM_TIMEOUT_CAP_MS,
-            "OpenIM caps every callback at 15 s",
-        )?;
+        let timeout_ms = errors.check(
+            setting(
+                GATEWAY_CALLBACK_TIMEOUT_MS,
+                &DEFAULT_CALLBACK_TIMEOUT_MS.to_string(),
+            )
+            .integer_in(
+                1..=OPENIM_TIMEOUT_CAP_MS,
+                "OpenIM caps every callback at 15 s",
+            ),
+        );
         let margin = setting(
             GATEWAY_SAFETY_MARGIN_MS,
             &DEFAULT_SAFETY_MARGIN_MS.to_string(),
         );
-        let margin_ms = margin.integer_in(0..=u64::MAX, "")?;
-        if margin_ms >= timeout_ms {
-            return Err(margin.invalid(&format!(
-                "must be smaller than {GATEWAY_CALLBACK_TIMEOUT_MS} ({timeout_ms})"
-            )));
+        let margin_ms = errors.check(margin.integer_in(0..=u64::MAX, ""));
+        if let (Some(timeout_ms), Some(margin_ms)) = (timeout_ms, margin_ms) {
+            if margin_ms >= timeout_ms {
+                errors.fail(margin.invalid(&format!(
+                    "must be smaller than {GATEWAY_CALLBACK_TIMEOUT_MS} ({timeout_ms})"
+                )));
+            }
         }
         // The reject settings are validated even when the default is allow: a typo there
         // should not wait for the day someone switches to reject.
-        let reject_err_code = setting(
-            GATEWAY_REJECT_ERR_CODE,
-            &DEFAULT_REJECT_ERR_CODE.to_string(),
-        )
-        .integer_in(5000..=9999, "OpenIM's range for custom error codes")?;
+        let reject_err_code = errors.check(
+            setting(
+                GATEWAY_REJECT_ERR_CODE,
+                &DEFAULT_REJECT_ERR_CODE.to_string(),
+            )
+            .integer_in(5000..=9999, "OpenIM's range for custom error codes"),
+        );
         let reject_err_msg = setting(GATEWAY_REJECT_ERR_MSG, DEFAULT_REJECT_ERR_MSG);
         if reject_err_msg.value.trim().is_empty() {
-            return Err(reject_err_msg.invalid("must not be empty"));
+            errors.fail(reject_err_msg.invalid("must not be empty"));
         }
         let default_decision = match setting(GATEWAY_DEFAULT_DECISION, "allow") {
-            decision if decision.value == "allow" => DefaultDecision::Allow,
-            decision if decision.value == "reject" => DefaultDecision::Reject {
+            decision if decision.value == "allow" => Some(DefaultDecision::Allow),
+            decision if decision.value == "reject" => Some(DefaultDecision::Reject {
                 // The range check above makes this conversion lossless.
-                err_code: reject_err_code as i32,
+                err_code: reject_err_code.map_or(DEFAULT_REJECT_ERR_CODE, |code| code as i32),
                 err_msg: reject_err_msg.value,
-            },
-            decision => return Err(decision.invalid("must be allow or reject")),
+            }),
+            decision => {
+                errors.fail(decision.invalid("must be allow or reject"));
+                None
+            }
         };
-        let webhook_secret = match lookup(GATEWAY_WEBHOOK_SECRET) {
-            None => None,
-            Some(value) => Some(validate_secret(value)?),
-        };
-        let max_body_bytes = setting(GATEWAY_MAX_BODY_BYTES, &DEFAULT_MAX_BODY_BYTES.to_string())
-            .integer_in(MIN_BODY_BYTES as u64..=MAX_BODY_BYTES as u64, "")?
-            as usize;
-        let runtime_threads = setting(
-            GATEWAY_RUNTIME_THREADS,
-            &DEFAULT_RUNTIME_THREADS.to_string(),
-        )
-        .integer_in(
-            1..=MAX_RUNTIME_THREADS,
-            "1 runs one event loop, more a multi-thread runtime",
-        )? as usize;
+        let webhook_secret =
+            lookup(GATEWAY_WEBHOOK_SECRET).and_then(|value| errors.check(validate_secret(value)));
+        let max_body_bytes = errors.check(
+            setting(GATEWAY_MAX_BODY_BYTES, &DEFAULT_MAX_BODY_BYTES.to_string())
+                .integer_in(MIN_BODY_BYTES as u64..=MAX_BODY_BYTES as u64, ""),
+        );
+        let runtime_threads = errors.check(
+            setting(
+                GATEWAY_RUNTIME_THREADS,
+                &DEFAULT_RUNTIME_THREADS.to_string(),
+            )
+            .integer_in(
+                1..=MAX_RUNTIME_THREADS,
+                "1 runs one event loop, more a multi-thread runtime",
+            ),
+        );
         let log_filter = setting(RUST_LOG, "info");
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&log_filter.value) {
-            return Err(log_filter.invalid(&format!(
+            errors.fail(log_filter.invalid(&format!(
                 "must be a tracing filter such as info or openim_gateway=debug ({error})"
             )));
         }
 
-        Ok(Self {
+        match (
             nats_urls,
             listen,
-            subject_prefix: subject_prefix.value,
-            callback_timeout: Duration::from_millis(timeout_ms),
-            safety_margin: Duration::from_millis(margin_ms),
+            timeout_ms,
+            margin_ms,
             default_decision,
-            webhook_secret,
             max_body_bytes,
             runtime_threads,
-            log_filter: log_filter.value,
-        })
+        ) {
+            (
+                Some(nats_urls),
+                Some(listen),
+                Some(timeout_ms),
+                Some(margin_ms),
+                Some(default_decision),
+                Some(max_body_bytes),
+                Some(runtime_threads),
+            ) if errors.0.is_empty() => Ok(Self {
+                nats_urls,
+                listen,
+                subject_prefix: subject_prefix.value,
+                callback_timeout: Duration::from_millis(timeout_ms),
+                safety_margin: Duration::from_millis(margin_ms),
+                default_decision,
+                webhook_secret,
+                max_body_bytes: max_body_bytes as usize,
+                runtime_threads: runtime_threads as usize,
+                log_filter: log_filter.value,
+            }),
+            _ => Err(ConfigErrors(errors.0)),
+        }
+    }
+}
+
+/// The errors found so far by [`Config::from_lookup`].
+#[derive(Default)]
+struct Collected(Vec<ConfigError>);
+
+impl Collected {
+    /// The value, or `None` with the error recorded.
+    fn check<T>(&mut self, result: Result<T, ConfigError>) -> Option<T> {
+        result.map_err(|error| self.0.push(error)).ok()
+    }
+
+    /// Records `error`.
+    fn fail(&mut self, error: ConfigError) {
+        self.0.push(error);
     }
 }
 
@@ -253,7 +533,7 @@ struct Setting {
 impl Setting {
     fn invalid(&self, rule: &str) -> ConfigError {
         ConfigError {
-            variable: self.name,
+            variable: self.name.to_owned(),
             value: self.value.clone(),
             rule: rule.to_owned(),
         }
@@ -300,9 +580,9 @@ impl Setting {
     }
 }
 
-fn not_unicode(variable: &'static str, value: &std::ffi::OsStr) -> ConfigError {
+fn not_unicode(variable: &str, value: &std::ffi::OsStr) -> ConfigError {
     ConfigError {
-        variable,
+        variable: variable.to_owned(),
         value: if variable == GATEWAY_WEBHOOK_SECRET {
             "<not shown>".to_owned()
         } else {
@@ -314,7 +594,7 @@ fn not_unicode(variable: &'static str, value: &std::ffi::OsStr) -> ConfigError {
 
 fn validate_secret(value: String) -> Result<WebhookSecret, ConfigError> {
     let invalid = |rule: &str| ConfigError {
-        variable: GATEWAY_WEBHOOK_SECRET,
+        variable: GATEWAY_WEBHOOK_SECRET.to_owned(),
         // The secret itself never appears in an error or a log line.
         value: format!("<{} characters>", value.chars().count()),
         rule: rule.to_owned(),
@@ -336,12 +616,95 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    fn all_errors(pairs: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
         let map: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        Config::from_lookup(|name| map.get(name).cloned())
+        Config::from_map(&map)
+    }
+
+    /// The first error only, for the tests of one bad setting.
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        all_errors(pairs).map_err(|mut errors| {
+            assert_eq!(errors.0.len(), 1, "{errors}");
+            errors.0.remove(0)
+        })
+    }
+
+    #[test]
+    fn help_describes_every_setting_once() {
+        for variable in ALL_SETTINGS {
+            let docs: Vec<_> = SETTING_DOCS
+                .iter()
+                .filter(|doc| doc.variable == variable)
+                .collect();
+            assert_eq!(docs.len(), 1, "{variable}");
+            assert!(!docs[0].rule.is_empty() && !docs[0].default.is_empty());
+        }
+        assert_eq!(SETTING_DOCS.len(), ALL_SETTINGS.len());
+        let help = settings_help();
+        for doc in SETTING_DOCS {
+            assert!(
+                help.contains(doc.variable) && help.contains(doc.rule),
+                "{help}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_gateway_variable_is_refused_with_the_closest_name() {
+        let errors = all_errors(&[("GATEWAY_TIMEOUT_MS", "2000")]).unwrap_err();
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        let line = errors.to_string();
+        assert!(line.starts_with("GATEWAY_TIMEOUT_MS="), "{line}");
+        assert!(
+            line.contains("did you mean GATEWAY_CALLBACK_TIMEOUT_MS?"),
+            "{line}"
+        );
+        // The value of an unknown variable may be a secret under a mistyped name.
+        assert!(!line.contains("2000"), "{line}");
+        let line = all_errors(&[("GATEWAY_WEBHOK_SECRET", "x")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            line.contains("did you mean GATEWAY_WEBHOOK_SECRET?"),
+            "{line}"
+        );
+        let line = all_errors(&[("GATEWAY_ZZZ", "x")]).unwrap_err().to_string();
+        assert!(line.contains("--help"), "{line}");
+        // Not the gateway's prefix: other programs' variables are none of its business.
+        assert!(all_errors(&[("NATS_USER", "x"), ("HOME", "/root")]).is_ok());
+        for reserved in RESERVED_SETTINGS {
+            assert!(
+                unknown_settings([*reserved]).is_empty(),
+                "{reserved} must be known"
+            );
+        }
+    }
+
+    #[test]
+    fn every_bad_setting_is_reported_at_once() {
+        let errors = all_errors(&[
+            ("GATEWAY_TIMEOUT_MS", "2000"),
+            (GATEWAY_CALLBACK_TIMEOUT_MS, "0"),
+            (GATEWAY_DEFAULT_DECISION, "maybe"),
+            (GATEWAY_REJECT_ERR_CODE, "42"),
+            (GATEWAY_LISTEN, "nope"),
+        ])
+        .unwrap_err();
+        let variables: Vec<&str> = errors.iter().map(|error| error.variable.as_str()).collect();
+        assert_eq!(
+            variables,
+            [
+                "GATEWAY_TIMEOUT_MS",
+                GATEWAY_LISTEN,
+                GATEWAY_CALLBACK_TIMEOUT_MS,
+                GATEWAY_REJECT_ERR_CODE,
+                GATEWAY_DEFAULT_DECISION,
+            ]
+        );
+        assert_eq!(errors.to_string().lines().count(), 5);
     }
 
     #[test]

@@ -1,14 +1,18 @@
 //! The `openim-gateway` binary: settings, then logging, then build, then run.
 //!
-//! Exit codes: 0 after a clean shutdown, 2 for a bad setting (one line on stderr naming the
-//! variable, the value and the rule, before anything binds), 1 for any other failure.
+//! Exit codes: 0 after a clean shutdown (and after `--help` or `--version`), 2 for bad
+//! settings (one stderr line per bad setting naming the variable, the value and the rule,
+//! before anything binds) or an unknown argument, 1 for any other failure.
 
 use std::{
     io::{IsTerminal, Write},
     process::ExitCode,
 };
 
-use openim_gateway::{config::Config, Gateway};
+use openim_gateway::{
+    config::{self, Config},
+    Gateway,
+};
 
 /// mimalloc instead of glibc's allocator: every callback allocates and frees a few dozen small
 /// blocks on the one event-loop thread, and on the benchmark mimalloc took less CPU per
@@ -16,11 +20,24 @@ use openim_gateway::{config::Config, Gateway};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The command line: the gateway is configured by its environment, so the only arguments
+/// are `--help` (which lists every setting) and `--version`.
+fn cli() -> clap::Command {
+    clap::Command::new("openim-gateway")
+        .version(env!("OPENIM_BUILD_VERSION"))
+        .about("OpenIM webhook callbacks in, NATS requests to workers out, a decision back before OpenIM's timeout")
+        .after_help(config::settings_help())
+}
+
 fn main() -> ExitCode {
+    // Exits with 0 after --help or --version, with 2 on an unknown argument.
+    cli().get_matches();
     let config = match Config::from_env() {
         Ok(config) => config,
-        Err(error) => {
-            eprintln!("openim-gateway: {error}");
+        Err(errors) => {
+            for error in errors.iter() {
+                eprintln!("openim-gateway: {error}");
+            }
             return ExitCode::from(2);
         }
     };

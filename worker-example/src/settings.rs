@@ -33,6 +33,48 @@ pub const ALL_VARIABLES: [&str; 5] = [
     RUST_LOG,
 ];
 
+/// Every variable with its default and its rule, as `--help` lists them.
+pub const VARIABLE_DOCS: [(&str, &str, &str); 5] = [
+    (
+        NATS_URL,
+        DEFAULT_NATS_URL,
+        "one NATS URL (nats:// or tls://) or a comma-separated list",
+    ),
+    (
+        WORKER_SUBJECT_PREFIX,
+        subject::DEFAULT_PREFIX,
+        "a NATS subject without wildcards; must match the gateway's GATEWAY_SUBJECT_PREFIX",
+    ),
+    (
+        WORKER_BANNED_WORDS,
+        "admin,official,openim",
+        "comma-separated words refused in nicknames, case-insensitively; empty: none",
+    ),
+    (
+        WORKER_MAX_NICKNAME_CHARS,
+        "32",
+        "1..=255: the longest nickname allowed, in characters",
+    ),
+    (
+        RUST_LOG,
+        DEFAULT_LOG_FILTER,
+        "a tracing filter such as info or openim_worker_example=debug",
+    ),
+];
+
+/// The settings part of `--help`.
+pub fn settings_help() -> String {
+    let mut text = String::from(
+        "Settings (environment variables; a bad one stops the start with exit code 2):\n",
+    );
+    for (variable, default, rule) in VARIABLE_DOCS {
+        text.push_str(&format!(
+            "  {variable}\n      default: {default}\n      {rule}\n"
+        ));
+    }
+    text
+}
+
 /// The NATS server a local `nats-server` listens on by default.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 /// The log filter when `RUST_LOG` is unset or empty.
@@ -201,6 +243,16 @@ mod tests {
 
     fn error_line(variables: &[(&'static str, &str)]) -> String {
         settings(variables).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn help_lists_every_variable_with_its_default() {
+        assert_eq!(DEFAULT_BANNED_WORDS.join(","), VARIABLE_DOCS[2].1);
+        assert_eq!(DEFAULT_MAX_NICKNAME_CHARS.to_string(), VARIABLE_DOCS[3].1);
+        let help = settings_help();
+        for variable in ALL_VARIABLES {
+            assert!(help.contains(variable), "{variable}: {help}");
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 
 mod after_callbacks;
 mod bad_input;
+mod cli;
 mod concurrency;
 mod config;
 mod decisions;
