@@ -11,7 +11,14 @@ use std::{net::SocketAddr, str::FromStr, time::Duration};
 use openim_gateway_proto::subject;
 use thiserror::Error;
 
-use crate::decision::DefaultDecision;
+pub use crate::nats_settings::{
+    GATEWAY_NATS_CREDS, GATEWAY_NATS_NKEY, GATEWAY_NATS_TLS_CA, GATEWAY_NATS_TLS_CERT,
+    GATEWAY_NATS_TLS_KEY,
+};
+use crate::{
+    decision::DefaultDecision,
+    nats_settings::{self, NatsAuth, NatsSettings},
+};
 
 /// NATS server URL, or a comma-separated list of them.
 pub const NATS_URL: &str = "NATS_URL";
@@ -39,8 +46,13 @@ pub const GATEWAY_RUNTIME_THREADS: &str = "GATEWAY_RUNTIME_THREADS";
 pub const RUST_LOG: &str = "RUST_LOG";
 
 /// Every variable the gateway reads.
-pub const ALL_SETTINGS: [&str; 12] = [
+pub const ALL_SETTINGS: &[&str] = &[
     NATS_URL,
+    GATEWAY_NATS_CREDS,
+    GATEWAY_NATS_NKEY,
+    GATEWAY_NATS_TLS_CA,
+    GATEWAY_NATS_TLS_CERT,
+    GATEWAY_NATS_TLS_KEY,
     GATEWAY_LISTEN,
     GATEWAY_SUBJECT_PREFIX,
     GATEWAY_CALLBACK_TIMEOUT_MS,
@@ -64,11 +76,6 @@ pub const RESERVED_SETTINGS: &[&str] = &[
     "GATEWAY_AFTER_STREAM",
     "GATEWAY_OPENIM_WEBHOOKS",
     "GATEWAY_LOG_FORMAT",
-    "GATEWAY_NATS_CREDS",
-    "GATEWAY_NATS_NKEY",
-    "GATEWAY_NATS_TLS_CA",
-    "GATEWAY_NATS_TLS_CERT",
-    "GATEWAY_NATS_TLS_KEY",
 ];
 
 /// The prefix of the gateway's own variables: a name with it that the gateway does not know
@@ -93,6 +100,31 @@ pub const SETTING_DOCS: &[SettingDoc] = &[
         variable: NATS_URL,
         default: DEFAULT_NATS_URL,
         rule: "one NATS URL (nats:// or tls://) or a comma-separated list; user:password@ or token@ in a URL authenticate",
+    },
+    SettingDoc {
+        variable: GATEWAY_NATS_CREDS,
+        default: "unset",
+        rule: "a creds file (user JWT and nkey seed) to authenticate with; not with other credentials",
+    },
+    SettingDoc {
+        variable: GATEWAY_NATS_NKEY,
+        default: "unset",
+        rule: "a file holding a user nkey seed (SU...) to authenticate with; not with other credentials",
+    },
+    SettingDoc {
+        variable: GATEWAY_NATS_TLS_CA,
+        default: "unset (the system's roots)",
+        rule: "a PEM file of the CA that signed the server's certificate; set: TLS is required",
+    },
+    SettingDoc {
+        variable: GATEWAY_NATS_TLS_CERT,
+        default: "unset",
+        rule: "a PEM client certificate, with GATEWAY_NATS_TLS_KEY; set: TLS is required",
+    },
+    SettingDoc {
+        variable: GATEWAY_NATS_TLS_KEY,
+        default: "unset",
+        rule: "the PEM private key of GATEWAY_NATS_TLS_CERT",
     },
     SettingDoc {
         variable: GATEWAY_LISTEN,
@@ -311,8 +343,8 @@ impl std::fmt::Debug for WebhookSecret {
 /// Every setting of the gateway, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// NATS servers to connect to (any of them).
-    pub nats_urls: Vec<async_nats::ServerAddr>,
+    /// NATS servers to connect to (any of them), credentials and TLS.
+    pub nats: NatsSettings,
     /// The HTTP listen address; port 0 picks a free port (tests).
     pub listen: SocketAddr,
     /// Subjects are `{subject_prefix}.{command}`.
@@ -349,6 +381,7 @@ impl Config {
             .collect();
         let mut errors: Vec<ConfigError> = ALL_SETTINGS
             .iter()
+            .copied()
             .filter_map(|variable| match std::env::var(variable) {
                 Err(std::env::VarError::NotUnicode(value)) => Some(not_unicode(variable, &value)),
                 _ => None,
@@ -394,6 +427,7 @@ impl Config {
         };
 
         let nats_urls = errors.check(setting(NATS_URL, DEFAULT_NATS_URL).nats_urls());
+        let nats = nats_urls.and_then(|urls| nats_security(urls, &lookup, &mut errors));
         let listen = errors.check(
             setting(GATEWAY_LISTEN, DEFAULT_LISTEN)
                 .parse::<SocketAddr>("a socket address such as 127.0.0.1:10006 or 0.0.0.0:10006"),
@@ -475,7 +509,7 @@ impl Config {
         }
 
         match (
-            nats_urls,
+            nats,
             listen,
             timeout_ms,
             margin_ms,
@@ -484,7 +518,7 @@ impl Config {
             runtime_threads,
         ) {
             (
-                Some(nats_urls),
+                Some(nats),
                 Some(listen),
                 Some(timeout_ms),
                 Some(margin_ms),
@@ -492,7 +526,7 @@ impl Config {
                 Some(max_body_bytes),
                 Some(runtime_threads),
             ) if errors.0.is_empty() => Ok(Self {
-                nats_urls,
+                nats,
                 listen,
                 subject_prefix: subject_prefix.value,
                 callback_timeout: Duration::from_millis(timeout_ms),
@@ -562,18 +596,25 @@ impl Setting {
         }
     }
 
+    /// The URLs as given (credentials still in them). An error shows the value with its
+    /// passwords and tokens hidden.
     fn nats_urls(&self) -> Result<Vec<async_nats::ServerAddr>, ConfigError> {
         let rule = "must be a NATS URL such as nats://127.0.0.1:4222, or a comma-separated list";
+        let invalid = |rule: &str| ConfigError {
+            variable: self.name.to_owned(),
+            value: nats_settings::redact_urls(&self.value),
+            rule: rule.to_owned(),
+        };
         let urls = self
             .value
             .split(',')
             .map(str::trim)
             .map(|url| {
                 if url.is_empty() {
-                    return Err(self.invalid(rule));
+                    return Err(invalid(rule));
                 }
                 url.parse::<async_nats::ServerAddr>()
-                    .map_err(|error| self.invalid(&format!("{rule} ({error})")))
+                    .map_err(|error| invalid(&format!("{rule} ({error})")))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(urls)
@@ -583,13 +624,114 @@ impl Setting {
 fn not_unicode(variable: &str, value: &std::ffi::OsStr) -> ConfigError {
     ConfigError {
         variable: variable.to_owned(),
-        value: if variable == GATEWAY_WEBHOOK_SECRET {
+        value: if variable == GATEWAY_WEBHOOK_SECRET || variable == NATS_URL {
             "<not shown>".to_owned()
         } else {
             value.to_string_lossy().into_owned()
         },
         rule: "must be valid UTF-8".to_owned(),
     }
+}
+
+/// The credentials and TLS settings, checked against each other and against the URLs. The
+/// files are read now: a wrong path stops the start instead of every connection attempt.
+fn nats_security(
+    urls: Vec<async_nats::ServerAddr>,
+    lookup: &impl Fn(&str) -> Option<String>,
+    errors: &mut Collected,
+) -> Option<NatsSettings> {
+    let count_before = errors.0.len();
+    let invalid = |variable: &str, value: &str, rule: &str| ConfigError {
+        variable: variable.to_owned(),
+        value: value.to_owned(),
+        rule: rule.to_owned(),
+    };
+    let mut servers = Vec::with_capacity(urls.len());
+    let mut url_auth = NatsAuth::None;
+    for url in urls {
+        let (server, auth) = nats_settings::split_credentials(url);
+        servers.push(server);
+        if auth == NatsAuth::None {
+            continue;
+        }
+        if url_auth == NatsAuth::None {
+            url_auth = auth;
+        } else if url_auth != auth {
+            let value = lookup(NATS_URL).unwrap_or_default();
+            errors.fail(invalid(
+                NATS_URL,
+                &nats_settings::redact_urls(&value),
+                "every URL must carry the same credentials, or none: the client sends one set to whichever server it reaches",
+            ));
+            break;
+        }
+    }
+    let mut auth = url_auth;
+    let mut auth_from = NATS_URL;
+    for variable in [GATEWAY_NATS_CREDS, GATEWAY_NATS_NKEY] {
+        let Some(path) = lookup(variable) else {
+            continue;
+        };
+        let read = if variable == GATEWAY_NATS_CREDS {
+            nats_settings::read_creds(&path).map(NatsAuth::Creds)
+        } else {
+            nats_settings::read_nkey(&path).map(NatsAuth::Nkey)
+        };
+        match read {
+            Err(rule) => errors.fail(invalid(variable, &path, &rule)),
+            Ok(_) if auth != NatsAuth::None => errors.fail(invalid(
+                variable,
+                &path,
+                &format!("must not be combined with the credentials of {auth_from}: a server accepts one way to authenticate"),
+            )),
+            Ok(file_auth) => {
+                auth = file_auth;
+                auth_from = variable;
+            }
+        }
+    }
+    let tls_ca = lookup(GATEWAY_NATS_TLS_CA).and_then(|path| {
+        errors.check(
+            nats_settings::check_pem(&path, "CERTIFICATE")
+                .map_err(|rule| invalid(GATEWAY_NATS_TLS_CA, &path, &rule)),
+        )
+    });
+    let tls_client = match (lookup(GATEWAY_NATS_TLS_CERT), lookup(GATEWAY_NATS_TLS_KEY)) {
+        (None, None) => None,
+        (Some(cert), None) => {
+            errors.fail(invalid(
+                GATEWAY_NATS_TLS_CERT,
+                &cert,
+                &format!("must come with {GATEWAY_NATS_TLS_KEY}, the certificate's private key"),
+            ));
+            None
+        }
+        (None, Some(key)) => {
+            errors.fail(invalid(
+                GATEWAY_NATS_TLS_KEY,
+                &key,
+                &format!("must come with {GATEWAY_NATS_TLS_CERT}, the certificate it belongs to"),
+            ));
+            None
+        }
+        (Some(cert), Some(key)) => {
+            let cert = errors.check(
+                nats_settings::check_pem(&cert, "CERTIFICATE")
+                    .map_err(|rule| invalid(GATEWAY_NATS_TLS_CERT, &cert, &rule)),
+            );
+            let key = errors.check(
+                nats_settings::check_pem(&key, "PRIVATE KEY")
+                    .map_err(|rule| invalid(GATEWAY_NATS_TLS_KEY, &key, &rule)),
+            );
+            cert.zip(key)
+        }
+    };
+    (errors.0.len() == count_before).then_some(NatsSettings {
+        servers,
+        auth,
+        tls_ca,
+        tls_client,
+    })
 }
 
 fn validate_secret(value: String) -> Result<WebhookSecret, ConfigError> {
@@ -634,7 +776,7 @@ mod tests {
 
     #[test]
     fn help_describes_every_setting_once() {
-        for variable in ALL_SETTINGS {
+        for &variable in ALL_SETTINGS {
             let docs: Vec<_> = SETTING_DOCS
                 .iter()
                 .filter(|doc| doc.variable == variable)
@@ -719,7 +861,7 @@ mod tests {
         assert_eq!(config.webhook_secret, None);
         assert_eq!(config.max_body_bytes, 1_048_576);
         assert_eq!(config.runtime_threads, 1);
-        assert_eq!(config.nats_urls.len(), 1);
+        assert_eq!(config.nats.servers.len(), 1);
     }
 
     #[test]
@@ -812,8 +954,26 @@ mod tests {
     }
 
     #[test]
+    fn url_credentials_go_to_the_options_and_must_agree() {
+        let config = config(&[(NATS_URL, "nats://al:pw@h:1, nats://h:2")]).unwrap();
+        assert_eq!(config.nats.servers_for_log(), "nats://h:1,nats://h:2");
+        assert!(matches!(config.nats.auth, NatsAuth::UserPassword { .. }));
+        assert!(!format!("{config:?}").contains("pw"));
+        let error = config_error_line(&[(NATS_URL, "nats://al:Pw1x@h:1,nats://al:Pw2x@h:2")]);
+        assert!(error.contains("the same credentials"), "{error}");
+        assert!(
+            !error.contains("Pw1x") && !error.contains("Pw2x"),
+            "{error}"
+        );
+    }
+
+    fn config_error_line(pairs: &[(&str, &str)]) -> String {
+        config(pairs).unwrap_err().to_string()
+    }
+
+    #[test]
     fn several_nats_urls_are_accepted() {
         let config = config(&[(NATS_URL, "nats://a:4222, nats://b:4223")]).unwrap();
-        assert_eq!(config.nats_urls.len(), 2);
+        assert_eq!(config.nats.servers.len(), 2);
     }
 }

@@ -11,6 +11,7 @@ pub mod decision;
 pub mod forward;
 pub mod http;
 pub mod metrics;
+pub mod nats_settings;
 
 use std::{future::Future, io, net::SocketAddr, sync::Arc};
 
@@ -59,12 +60,8 @@ impl Gateway {
                     source,
                 })?;
         let metrics = Arc::new(Metrics::new());
-        let forwarder = Forwarder::connect(
-            config.nats_urls.clone(),
-            &config.subject_prefix,
-            Arc::clone(&metrics),
-        )
-        .await?;
+        let forwarder =
+            Forwarder::connect(&config.nats, &config.subject_prefix, Arc::clone(&metrics)).await?;
         let state = Arc::new(AppState::new(&config, forwarder, metrics));
         Ok(Self { listener, state })
     }

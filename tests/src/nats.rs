@@ -24,6 +24,8 @@ const PORT_ATTEMPTS: usize = 5;
 pub struct NatsServer {
     binary: PathBuf,
     port: u16,
+    /// A configuration file given with `-c` (authorization, TLS).
+    config_file: Option<PathBuf>,
     child: Option<Child>,
     stderr: OutputLog,
 }
@@ -31,9 +33,23 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts nats-server on a free loopback port and waits until it accepts connections.
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// Starts nats-server with `config` (nats-server's configuration format: authorization,
+    /// TLS) written to a file in `directory`; the port is still chosen by the guard.
+    pub async fn start_with_config(directory: &std::path::Path, config: &str) -> Self {
+        let path = directory.join("nats-server.conf");
+        std::fs::write(&path, config)
+            .unwrap_or_else(|error| panic!("cannot write {}: {error}", path.display()));
+        Self::start_with(Some(path)).await
+    }
+
+    async fn start_with(config_file: Option<PathBuf>) -> Self {
         let mut failures = Vec::new();
         for _ in 0..PORT_ATTEMPTS {
             let mut server = Self::not_started();
+            server.config_file.clone_from(&config_file);
             match server.spawn_and_wait().await {
                 Ok(()) => return server,
                 Err(failure) => failures.push(failure),
@@ -50,9 +66,15 @@ impl NatsServer {
         Self {
             binary: binaries::nats_server(),
             port: free_port(),
+            config_file: None,
             child: None,
             stderr: OutputLog::default(),
         }
+    }
+
+    /// `{scheme}://{userinfo}127.0.0.1:PORT`, for URLs with credentials or `tls://`.
+    pub fn url_with(&self, scheme: &str, userinfo: &str) -> String {
+        format!("{scheme}://{userinfo}127.0.0.1:{}", self.port)
     }
 
     /// `nats://127.0.0.1:PORT`.
@@ -116,6 +138,9 @@ impl NatsServer {
         let port = self.port.to_string();
         let mut command = process::clean_command(&self.binary);
         command.args(["-a", "127.0.0.1", "-p", &port]);
+        if let Some(config_file) = &self.config_file {
+            command.arg("-c").arg(config_file);
+        }
         self.stderr
             .note(&format!("--- nats-server starting on port {port} ---"));
         let mut spawned = process::spawn(&mut command, OutputLog::default(), self.stderr.clone())

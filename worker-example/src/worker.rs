@@ -75,8 +75,19 @@ pub enum WorkerError {
 /// With `retry_on_initial_connect` this returns at once; the subscription and its flush in
 /// [`Worker::subscribe`] then wait until a connection is up, so readiness still means
 /// "connected and subscribed".
+///
+/// async-nats 0.51 ignores a user, password or token written in a server URL, so the first
+/// URL's credentials are handed to the options here (the same set goes to every server).
 pub async fn connect(servers: &[ServerAddr]) -> Result<Client, async_nats::ConnectError> {
-    ConnectOptions::new()
+    let mut options = ConnectOptions::new();
+    if let Some(server) = servers.iter().find(|server| server.username().is_some()) {
+        let user = percent_decode(server.username().unwrap_or_default());
+        options = match server.password() {
+            Some(password) => options.user_and_password(user, percent_decode(password)),
+            None => options.token(user),
+        };
+    }
+    options
         .name(CONNECTION_NAME)
         .retry_on_initial_connect()
         .max_reconnects(None)
@@ -84,6 +95,32 @@ pub async fn connect(servers: &[ServerAddr]) -> Result<Client, async_nats::Conne
         .event_callback(|event| async move { log_connection_event(&event) })
         .connect(servers)
         .await
+}
+
+/// A URL's user or password as the server knows it (`p%40ss` is `p@ss`).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let hex = |at: usize| {
+            bytes
+                .get(at)
+                .and_then(|byte| char::from(*byte).to_digit(16))
+        };
+        match (bytes[index], hex(index + 1), hex(index + 2)) {
+            (b'%', Some(high), Some(low)) => {
+                // Two hex digits make one byte.
+                decoded.push((high * 16 + low) as u8);
+                index += 3;
+            }
+            (byte, _, _) => {
+                decoded.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 /// async-nats already logs every event at info; this raises the ones an operator must act on

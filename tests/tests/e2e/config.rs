@@ -198,3 +198,48 @@ async fn settings_of_other_gateway_parts_are_known() {
     let response = openim_gateway_tests::http::get(gateway.address(), "/healthz").await;
     assert_eq!(response.status, 200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_nats_url_never_shows_its_password() {
+    let report = Gateway::run_expecting_exit(&[(
+        "NATS_URL",
+        "nats://alice:Sup3rS3cret@127.0.0.1:notaport,t0kenValue@host:4222",
+    )])
+    .await;
+    assert_eq!(report.code, Some(2), "{report:?}");
+    assert!(report.stderr.contains("NATS_URL="), "{report:?}");
+    assert!(report.stderr.contains("alice:***@"), "{report:?}");
+    for secret in ["Sup3rS3cret", "t0kenValue"] {
+        assert!(
+            !report.stderr.contains(secret),
+            "{secret} shown: {report:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_security_files_are_checked_at_start() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("GATEWAY_NATS_NKEY", "/nonexistent/user.nk")],
+            "GATEWAY_NATS_NKEY",
+        ),
+        (
+            &[("GATEWAY_NATS_CREDS", "/nonexistent/x.creds")],
+            "GATEWAY_NATS_CREDS",
+        ),
+        (
+            &[("GATEWAY_NATS_TLS_CA", "/nonexistent/ca.pem")],
+            "GATEWAY_NATS_TLS_CA",
+        ),
+        (
+            &[("GATEWAY_NATS_TLS_CERT", "/nonexistent/c.pem")],
+            "GATEWAY_NATS_TLS_CERT",
+        ),
+    ];
+    for (settings, variable) in cases {
+        let report = Gateway::run_expecting_exit(settings).await;
+        assert_eq!(report.code, Some(2), "{settings:?}: {report:?}");
+        assert!(report.stderr.contains(variable), "{report:?}");
+    }
+}

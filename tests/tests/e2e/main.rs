@@ -18,6 +18,7 @@ mod forwarding;
 mod invalid_replies;
 mod logging;
 mod nats_outage;
+mod nats_security;
 mod plain_routes;
 mod routing;
 mod worker_example;
