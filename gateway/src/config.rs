@@ -44,6 +44,8 @@ pub const GATEWAY_MAX_BODY_BYTES: &str = "GATEWAY_MAX_BODY_BYTES";
 pub const GATEWAY_RUNTIME_THREADS: &str = "GATEWAY_RUNTIME_THREADS";
 /// The tracing filter.
 pub const RUST_LOG: &str = "RUST_LOG";
+/// `text` or `json`: the shape of the log lines on stderr.
+pub const GATEWAY_LOG_FORMAT: &str = "GATEWAY_LOG_FORMAT";
 
 /// Every variable the gateway reads.
 pub const ALL_SETTINGS: &[&str] = &[
@@ -64,6 +66,7 @@ pub const ALL_SETTINGS: &[&str] = &[
     GATEWAY_MAX_BODY_BYTES,
     GATEWAY_RUNTIME_THREADS,
     RUST_LOG,
+    GATEWAY_LOG_FORMAT,
 ];
 
 /// `GATEWAY_*` names that are settings of the gateway but not read by this module (or not by
@@ -75,7 +78,6 @@ pub const RESERVED_SETTINGS: &[&str] = &[
     "GATEWAY_MAX_INFLIGHT",
     "GATEWAY_AFTER_STREAM",
     "GATEWAY_OPENIM_WEBHOOKS",
-    "GATEWAY_LOG_FORMAT",
 ];
 
 /// The prefix of the gateway's own variables: a name with it that the gateway does not know
@@ -179,7 +181,12 @@ pub const SETTING_DOCS: &[SettingDoc] = &[
     SettingDoc {
         variable: RUST_LOG,
         default: "info",
-        rule: "a tracing filter such as info or openim_gateway=debug",
+        rule: "a tracing filter such as info or openim_gateway=debug (debug logs one line per answered callback)",
+    },
+    SettingDoc {
+        variable: GATEWAY_LOG_FORMAT,
+        default: "text",
+        rule: "text or json: json makes every stderr line one JSON object, for log collectors",
     },
 ];
 
@@ -340,6 +347,27 @@ impl std::fmt::Debug for WebhookSecret {
     }
 }
 
+/// The shape of the log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    /// What `GATEWAY_LOG_FORMAT` asks for, when it names a format: used to print the
+    /// settings' own errors in the requested shape before the settings are valid.
+    pub fn requested(value: Option<&str>) -> Option<Self> {
+        match value.map(str::trim) {
+            Some("text") => Some(Self::Text),
+            Some("json") => Some(Self::Json),
+            _ => None,
+        }
+    }
+}
+
 /// Every setting of the gateway, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -364,6 +392,8 @@ pub struct Config {
     pub runtime_threads: usize,
     /// The tracing filter directive (`RUST_LOG`).
     pub log_filter: String,
+    /// Text or JSON lines.
+    pub log_format: LogFormat,
 }
 
 impl Config {
@@ -508,6 +538,12 @@ impl Config {
             )));
         }
 
+        let log_format_setting = setting(GATEWAY_LOG_FORMAT, "text");
+        let log_format = LogFormat::requested(Some(&log_format_setting.value));
+        if log_format.is_none() {
+            errors.fail(log_format_setting.invalid("must be text or json"));
+        }
+
         match (
             nats,
             listen,
@@ -536,6 +572,7 @@ impl Config {
                 max_body_bytes: max_body_bytes as usize,
                 runtime_threads: runtime_threads as usize,
                 log_filter: log_filter.value,
+                log_format: log_format.unwrap_or(LogFormat::Text),
             }),
             _ => Err(ConfigErrors(errors.0)),
         }
@@ -907,6 +944,7 @@ mod tests {
             (GATEWAY_RUNTIME_THREADS, "0"),
             (GATEWAY_RUNTIME_THREADS, "257"),
             (GATEWAY_RUNTIME_THREADS, "two"),
+            (GATEWAY_LOG_FORMAT, "yaml"),
         ];
         for (variable, value) in cases {
             let error = config(&[(variable, value)]).expect_err(&format!("{variable}={value}"));

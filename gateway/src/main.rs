@@ -10,7 +10,7 @@ use std::{
 };
 
 use openim_gateway::{
-    config::{self, Config},
+    config::{self, Config, LogFormat},
     Gateway,
 };
 
@@ -35,8 +35,21 @@ fn main() -> ExitCode {
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(errors) => {
+            let format = std::env::var(config::GATEWAY_LOG_FORMAT).ok();
+            let json = LogFormat::requested(format.as_deref()) == Some(LogFormat::Json);
             for error in errors.iter() {
-                eprintln!("openim-gateway: {error}");
+                let line = format!("openim-gateway: {error}");
+                if json {
+                    // The shape of the logger's own lines, so a collector reads these too.
+                    let object = serde_json::json!({
+                        "level": "ERROR",
+                        "fields": { "message": line },
+                        "target": "openim_gateway",
+                    });
+                    eprintln!("{object}");
+                } else {
+                    eprintln!("{line}");
+                }
             }
             return ExitCode::from(2);
         }
@@ -46,11 +59,13 @@ fn main() -> ExitCode {
     // storm of timeouts logs a line each. If that thread falls 128k lines behind, lines are
     // dropped rather than answers delayed; the metrics still count every callback.
     let (log_writer, _log_flush) = tracing_appender::non_blocking(std::io::stderr());
-    tracing_subscriber::fmt()
+    let logger = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log_filter))
-        .with_writer(log_writer)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(log_writer);
+    match config.log_format {
+        LogFormat::Text => logger.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => logger.json().with_ansi(false).init(),
+    }
     // One thread: the event loop runs the HTTP connections and the NATS connection in turn,
     // so the publishes (and the replies) that are ready together go out in one write.
     let mut builder = if config.runtime_threads == 1 {
@@ -63,14 +78,15 @@ fn main() -> ExitCode {
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("openim-gateway: cannot start the async runtime: {error}");
+            // Through the logger, so that it keeps the configured line format.
+            tracing::error!(%error, "cannot start the async runtime");
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("openim-gateway: {error}");
+            tracing::error!(%error, "openim-gateway stopped");
             ExitCode::FAILURE
         }
     }

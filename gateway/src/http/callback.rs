@@ -184,9 +184,7 @@ async fn decide(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Res
             default.resolve(state, &callback).await
         }
     };
-    state
-        .metrics
-        .answered(command, source, callback.deadline.arrival.elapsed());
+    answered(state, &callback, source);
     json_response(StatusCode::OK, source, Some(callback.request_id), body)
 }
 
@@ -238,6 +236,22 @@ impl PreparedDefault {
     }
 }
 
+/// Counts an answered callback and logs one line for it at debug, with what an operator
+/// searching for one callback needs: its request id (the `X-Request-Id` OpenIM got), the
+/// command, who decided and how long it took. Debug, so that normal logs stay quiet at
+/// thousands of callbacks a second.
+fn answered(state: &AppState, callback: &Callback<'_>, source: DecisionSource) {
+    let latency = callback.deadline.arrival.elapsed();
+    state.metrics.answered(callback.command, source, latency);
+    tracing::debug!(
+        request_id = %callback.request_id,
+        command = callback.command.name,
+        source = source.as_str(),
+        latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+        "callback answered"
+    );
+}
+
 /// Publishes an after-callback and acknowledges at once: OpenIM has two senders per process
 /// for these, so a slow answer would stall it.
 async fn notify(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Response {
@@ -248,11 +262,7 @@ async fn notify(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Res
         tracing::warn!(command = callback.command.name, request_id = %callback.request_id, "after-callback not published: nats unavailable");
         DecisionSource::Unpublished
     };
-    state.metrics.answered(
-        callback.command,
-        source,
-        callback.deadline.arrival.elapsed(),
-    );
+    answered(state, &callback, source);
     json_response(
         StatusCode::OK,
         source,

@@ -243,3 +243,21 @@ async fn nats_security_files_are_checked_at_start() {
         assert!(report.stderr.contains(variable), "{report:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_json_logs_the_setting_errors_are_json_too() {
+    let report = Gateway::run_expecting_exit(&[
+        ("GATEWAY_LOG_FORMAT", "json"),
+        ("GATEWAY_REJECT_ERR_CODE", "1"),
+    ])
+    .await;
+    assert_eq!(report.code, Some(2), "{report:?}");
+    let lines: Vec<&str> = report.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{report:?}");
+    let object: serde_json::Value = serde_json::from_str(lines[0]).expect("a JSON line");
+    let message = object["fields"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("GATEWAY_REJECT_ERR_CODE=\"1\""),
+        "{object}"
+    );
+}
