@@ -18,6 +18,7 @@ pub use crate::nats_settings::{
 use crate::{
     decision::DefaultDecision,
     nats_settings::{self, NatsAuth, NatsSettings},
+    webhooks::{Budgets, OpenImWebhooks},
 };
 
 /// NATS server URL, or a comma-separated list of them.
@@ -44,6 +45,8 @@ pub const GATEWAY_MAX_BODY_BYTES: &str = "GATEWAY_MAX_BODY_BYTES";
 pub const GATEWAY_RUNTIME_THREADS: &str = "GATEWAY_RUNTIME_THREADS";
 /// The tracing filter.
 pub const RUST_LOG: &str = "RUST_LOG";
+/// The path of OpenIM's `webhooks.yml`: each command's budget is its own timeout.
+pub const GATEWAY_OPENIM_WEBHOOKS: &str = "GATEWAY_OPENIM_WEBHOOKS";
 /// `text` or `json`: the shape of the log lines on stderr.
 pub const GATEWAY_LOG_FORMAT: &str = "GATEWAY_LOG_FORMAT";
 
@@ -58,6 +61,7 @@ pub const ALL_SETTINGS: &[&str] = &[
     GATEWAY_LISTEN,
     GATEWAY_SUBJECT_PREFIX,
     GATEWAY_CALLBACK_TIMEOUT_MS,
+    GATEWAY_OPENIM_WEBHOOKS,
     GATEWAY_SAFETY_MARGIN_MS,
     GATEWAY_DEFAULT_DECISION,
     GATEWAY_REJECT_ERR_CODE,
@@ -77,7 +81,6 @@ pub const RESERVED_SETTINGS: &[&str] = &[
     "GATEWAY_SHUTDOWN_DELAY_MS",
     "GATEWAY_MAX_INFLIGHT",
     "GATEWAY_AFTER_STREAM",
-    "GATEWAY_OPENIM_WEBHOOKS",
 ];
 
 /// The prefix of the gateway's own variables: a name with it that the gateway does not know
@@ -142,6 +145,11 @@ pub const SETTING_DOCS: &[SettingDoc] = &[
         variable: GATEWAY_CALLBACK_TIMEOUT_MS,
         default: "5000",
         rule: "1..=15000: OpenIM's timeout for a callback in ms (webhooks.yml's timeout x 1000)",
+    },
+    SettingDoc {
+        variable: GATEWAY_OPENIM_WEBHOOKS,
+        default: "unset",
+        rule: "the path of OpenIM's webhooks.yml: each callback it names gets its own timeout (0, absent, negative or over 15 mean 15 s) less the margin; the others keep GATEWAY_CALLBACK_TIMEOUT_MS",
     },
     SettingDoc {
         variable: GATEWAY_SAFETY_MARGIN_MS,
@@ -394,12 +402,24 @@ pub struct Config {
     pub log_filter: String,
     /// Text or JSON lines.
     pub log_format: LogFormat,
+    /// OpenIM's `webhooks.yml`, when `GATEWAY_OPENIM_WEBHOOKS` names it.
+    pub openim_webhooks: Option<OpenImWebhooks>,
 }
 
 impl Config {
-    /// The time a before-callback has from arrival to answer.
+    /// The time a before-callback has from arrival to answer, for the commands
+    /// `webhooks.yml` does not name.
     pub fn budget(&self) -> Duration {
         self.callback_timeout.saturating_sub(self.safety_margin)
+    }
+
+    /// Each command's budget: its own timeout from `webhooks.yml` when the file names it,
+    /// else [`Self::budget`].
+    pub fn budgets(&self) -> Budgets {
+        match &self.openim_webhooks {
+            Some(webhooks) => Budgets::from_webhooks(self.budget(), webhooks, self.safety_margin),
+            None => Budgets::uniform(self.budget()),
+        }
     }
 
     /// Reads the settings from the process environment. A value that is not UTF-8 is
@@ -538,6 +558,28 @@ impl Config {
             )));
         }
 
+        let openim_webhooks = lookup(GATEWAY_OPENIM_WEBHOOKS).and_then(|path| {
+            let invalid = |rule: String| ConfigError {
+                variable: GATEWAY_OPENIM_WEBHOOKS.to_owned(),
+                value: path.clone(),
+                rule,
+            };
+            let webhooks = errors.check(OpenImWebhooks::read(&path).map_err(invalid))?;
+            let shortest = webhooks.callbacks.iter().min_by_key(|callback| callback.timeout);
+            match (shortest, margin_ms) {
+                (Some(shortest), Some(margin_ms))
+                    if shortest.timeout <= Duration::from_millis(margin_ms) =>
+                {
+                    errors.fail(invalid(format!(
+                        "{}'s timeout ({} ms) must be above {GATEWAY_SAFETY_MARGIN_MS} ({margin_ms})",
+                        shortest.key,
+                        shortest.timeout.as_millis()
+                    )));
+                    None
+                }
+                _ => Some(webhooks),
+            }
+        });
         let log_format_setting = setting(GATEWAY_LOG_FORMAT, "text");
         let log_format = LogFormat::requested(Some(&log_format_setting.value));
         if log_format.is_none() {
@@ -573,6 +615,7 @@ impl Config {
                 runtime_threads: runtime_threads as usize,
                 log_filter: log_filter.value,
                 log_format: log_format.unwrap_or(LogFormat::Text),
+                openim_webhooks,
             }),
             _ => Err(ConfigErrors(errors.0)),
         }

@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 
 use super::off_loop::off_loop;
-use crate::{config::WebhookSecret, decision::Body};
+use crate::{config::WebhookSecret, deadline::Deadline, decision::Body, webhooks::Budgets};
 
 /// OpenIM's header, as `http::HeaderMap` stores names (lowercase; lookups ignore case).
 const OPENIM_OPERATION_ID_HEADER: &str = "operationid";
@@ -135,11 +135,15 @@ pub(super) struct Accepted {
     pub(super) payload: Bytes,
     /// The body, parsed once (shared with the blocking pool when a large reply is checked).
     pub(super) request: Arc<Body>,
+    /// The callback's clock, with its command's budget.
+    pub(super) deadline: Deadline,
 }
 
 /// What the checks need from the gateway's settings.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Limits<'a> {
+    /// Each command's wait from arrival.
+    pub(super) answer_within: &'a Budgets,
     /// The path segment required before the command, when configured.
     pub(super) webhook_secret: Option<&'a WebhookSecret>,
     /// Larger bodies are refused with 413.
@@ -153,7 +157,7 @@ pub(super) async fn accept(
     limits: Limits<'_>,
     parts: &Parts,
     body: HttpBody,
-    deadline: Instant,
+    arrival: Instant,
 ) -> Result<Accepted, Rejection> {
     let name = command_from_path(parts.uri.path(), limits.webhook_secret)?;
     if parts.method != Method::POST {
@@ -170,6 +174,9 @@ pub(super) async fn accept(
             format!("unknown callback command {shown:?}"),
         ));
     };
+    // The clock is the command's own: read from the path, before the body is waited for.
+    let clock = Deadline::starting(arrival, limits.answer_within.of(command));
+    let deadline = clock.at;
     let payload = read_body(body, limits.max_body_bytes, deadline)
         .await
         .map_err(|rejection| rejection.for_command(command))?;
@@ -182,6 +189,7 @@ pub(super) async fn accept(
         command,
         payload,
         request: Arc::new(parsed),
+        deadline: clock,
     })
 }
 

@@ -108,14 +108,15 @@ fn log_fallback(verdict: &Verdict, command: &Command, request_id: uuid::Uuid) {
 
 /// The callback handler: validate, then ask the workers (before) or notify them (after).
 pub(super) async fn callback(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    let deadline = Deadline::starting(Instant::now(), state.answer_within);
+    let arrival = Instant::now();
     let request_id = uuid::Uuid::now_v7();
     let (parts, body) = request.into_parts();
-    match accept::accept(state.limits(), &parts, body, deadline.at).await {
+    match accept::accept(state.limits(), &parts, body, arrival).await {
         Ok(Accepted {
             command,
             payload,
             request,
+            deadline,
         }) => {
             let callback = Callback {
                 command,

@@ -12,7 +12,7 @@ mod answer;
 mod callback;
 mod off_loop;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
 use axum::{
     extract::State,
@@ -31,6 +31,7 @@ use crate::{
     decision::DefaultDecision,
     forward::Forwarder,
     metrics::Metrics,
+    webhooks::Budgets,
 };
 
 /// What the handlers share.
@@ -40,8 +41,9 @@ pub struct AppState {
     forwarder: Forwarder,
     /// Counters and histograms.
     metrics: Arc<Metrics>,
-    /// Arrival to the moment the gateway stops waiting: the budget less the timer slack.
-    answer_within: Duration,
+    /// Per command, arrival to the moment the gateway stops waiting: the command's budget
+    /// less the timer slack.
+    answer_within: Budgets,
     /// The answer when no valid worker decision arrives.
     default_decision: DefaultDecision,
     /// The path segment required before the command, when configured.
@@ -58,7 +60,7 @@ impl AppState {
         Self {
             forwarder,
             metrics,
-            answer_within: deadline::answer_within(config.budget()),
+            answer_within: budgets(config),
             default_decision: config.default_decision.clone(),
             webhook_secret: config.webhook_secret.clone(),
             max_body_bytes: config.max_body_bytes,
@@ -73,10 +75,41 @@ impl AppState {
 
     fn limits(&self) -> Limits<'_> {
         Limits {
+            answer_within: &self.answer_within,
             webhook_secret: self.webhook_secret.as_ref(),
             max_body_bytes: self.max_body_bytes,
         }
     }
+}
+
+/// Each command's wait, and the start-up lines that say what OpenIM's `webhooks.yml` made of
+/// them: one per enabled callback with its budget, and a warning for a `url` the gateway
+/// cannot serve as written.
+fn budgets(config: &Config) -> Budgets {
+    let budgets = config.budgets();
+    if let Some(webhooks) = &config.openim_webhooks {
+        // The URL itself is not shown: its path may carry the webhook secret.
+        if let Some(problem) = webhooks.url_problem() {
+            tracing::warn!("the url in OpenIM's webhooks.yml {problem}");
+        }
+        for callback in webhooks
+            .callbacks
+            .iter()
+            .filter(|callback| callback.enabled)
+        {
+            tracing::info!(
+                command = callback.command.name,
+                key = %callback.key,
+                timeout_ms = u64::try_from(callback.timeout.as_millis()).unwrap_or(u64::MAX),
+                budget_ms = u64::try_from(budgets.of(callback.command).as_millis()).unwrap_or(u64::MAX),
+                "callback enabled in OpenIM's webhooks.yml"
+            );
+        }
+        for key in &webhooks.unknown_keys {
+            tracing::warn!(%key, "webhooks.yml block for a callback this gateway does not know: its timeout is not used");
+        }
+    }
+    budgets.map(deadline::answer_within)
 }
 
 /// The gateway's routes. Callbacks are the fallback: any path not listed here is a callback

@@ -19,6 +19,7 @@ mod invalid_replies;
 mod logging;
 mod nats_outage;
 mod nats_security;
+mod openim_webhooks;
 mod plain_routes;
 mod routing;
 mod worker_example;
