@@ -18,6 +18,7 @@ pub use crate::nats_settings::{
 use crate::{
     decision::DefaultDecision,
     nats_settings::{self, NatsAuth, NatsSettings},
+    policy::{CommandPolicy, Mode, Policies, PolicyFile},
     webhooks::{Budgets, OpenImWebhooks},
 };
 
@@ -45,6 +46,8 @@ pub const GATEWAY_MAX_BODY_BYTES: &str = "GATEWAY_MAX_BODY_BYTES";
 pub const GATEWAY_RUNTIME_THREADS: &str = "GATEWAY_RUNTIME_THREADS";
 /// The tracing filter.
 pub const RUST_LOG: &str = "RUST_LOG";
+/// The path of the policy file (TOML): per-command modes, defaults and timeouts.
+pub const GATEWAY_CONFIG: &str = "GATEWAY_CONFIG";
 /// The path of OpenIM's `webhooks.yml`: each command's budget is its own timeout.
 pub const GATEWAY_OPENIM_WEBHOOKS: &str = "GATEWAY_OPENIM_WEBHOOKS";
 /// `text` or `json`: the shape of the log lines on stderr.
@@ -62,6 +65,7 @@ pub const ALL_SETTINGS: &[&str] = &[
     GATEWAY_SUBJECT_PREFIX,
     GATEWAY_CALLBACK_TIMEOUT_MS,
     GATEWAY_OPENIM_WEBHOOKS,
+    GATEWAY_CONFIG,
     GATEWAY_SAFETY_MARGIN_MS,
     GATEWAY_DEFAULT_DECISION,
     GATEWAY_REJECT_ERR_CODE,
@@ -77,7 +81,6 @@ pub const ALL_SETTINGS: &[&str] = &[
 /// this version): they must not be refused as unknown, or a deployment that sets them for a
 /// newer gateway would not start.
 pub const RESERVED_SETTINGS: &[&str] = &[
-    "GATEWAY_CONFIG",
     "GATEWAY_SHUTDOWN_DELAY_MS",
     "GATEWAY_MAX_INFLIGHT",
     "GATEWAY_AFTER_STREAM",
@@ -150,6 +153,11 @@ pub const SETTING_DOCS: &[SettingDoc] = &[
         variable: GATEWAY_OPENIM_WEBHOOKS,
         default: "unset",
         rule: "the path of OpenIM's webhooks.yml: each callback it names gets its own timeout (0, absent, negative or over 15 mean 15 s) less the margin; the others keep GATEWAY_CALLBACK_TIMEOUT_MS",
+    },
+    SettingDoc {
+        variable: GATEWAY_CONFIG,
+        default: "unset",
+        rule: "the path of a TOML policy file: [global] and [commands.<command>] sections with mode (enforce, shadow, off), default, reject_err_code, reject_err_msg, timeout_ms; the environment overrides [global]",
     },
     SettingDoc {
         variable: GATEWAY_SAFETY_MARGIN_MS,
@@ -404,6 +412,10 @@ pub struct Config {
     pub log_format: LogFormat,
     /// OpenIM's `webhooks.yml`, when `GATEWAY_OPENIM_WEBHOOKS` names it.
     pub openim_webhooks: Option<OpenImWebhooks>,
+    /// The policy file, when `GATEWAY_CONFIG` names it.
+    pub policy_file: Option<PolicyFile>,
+    /// The mode of the commands the policy file does not name.
+    pub mode: Mode,
 }
 
 impl Config {
@@ -416,9 +428,29 @@ impl Config {
     /// Each command's budget: its own timeout from `webhooks.yml` when the file names it,
     /// else [`Self::budget`].
     pub fn budgets(&self) -> Budgets {
-        match &self.openim_webhooks {
+        let mut budgets = match &self.openim_webhooks {
             Some(webhooks) => Budgets::from_webhooks(self.budget(), webhooks, self.safety_margin),
             None => Budgets::uniform(self.budget()),
+        };
+        // The policy file's timeout wins over webhooks.yml's.
+        for (command, section) in self.policy_file.iter().flat_map(|file| &file.commands) {
+            if let Some(timeout_ms) = section.timeout_ms {
+                let timeout = Duration::from_millis(timeout_ms.unsigned_abs());
+                budgets.set(command, timeout.saturating_sub(self.safety_margin));
+            }
+        }
+        budgets
+    }
+
+    /// Each command's mode and default decision.
+    pub fn policies(&self) -> Policies {
+        let global = CommandPolicy {
+            mode: self.mode,
+            default: self.default_decision.clone(),
+        };
+        match &self.policy_file {
+            Some(file) => Policies::from_file(global, file),
+            None => Policies::uniform(global),
         }
     }
 
@@ -471,6 +503,27 @@ impl Config {
         // A bad value is recorded and replaced by its default, so that the checks after it
         // still run and report their own mistakes.
         let mut errors = Collected::default();
+        let policy_file = lookup(GATEWAY_CONFIG).and_then(|path| {
+            errors.check(PolicyFile::read(&path).map_err(|rule| ConfigError {
+                variable: GATEWAY_CONFIG.to_owned(),
+                value: path.clone(),
+                rule,
+            }))
+        });
+        let file_global = policy_file
+            .as_ref()
+            .map(|file| file.global.clone())
+            .unwrap_or_default();
+        // For the global settings the environment wins over the file's [global] section.
+        let lookup = |name: &str| {
+            lookup(name).or_else(|| match name {
+                GATEWAY_DEFAULT_DECISION => file_global.default.clone(),
+                GATEWAY_REJECT_ERR_CODE => file_global.reject_err_code.map(|code| code.to_string()),
+                GATEWAY_REJECT_ERR_MSG => file_global.reject_err_msg.clone(),
+                GATEWAY_CALLBACK_TIMEOUT_MS => file_global.timeout_ms.map(|ms| ms.to_string()),
+                _ => None,
+            })
+        };
         let setting = |name: &'static str, default: &str| {
             let value = lookup(name).unwrap_or_else(|| default.to_owned());
             Setting { name, value }
@@ -580,6 +633,52 @@ impl Config {
                 _ => Some(webhooks),
             }
         });
+        if let (Some(file), Some(margin_ms)) = (&policy_file, margin_ms) {
+            for (command, section) in &file.commands {
+                let Some(timeout_ms) = section.timeout_ms else {
+                    continue;
+                };
+                let openim = openim_webhooks.as_ref().and_then(|webhooks| {
+                    webhooks
+                        .callbacks
+                        .iter()
+                        .find(|callback| callback.command.name == command.name)
+                });
+                let path = lookup(GATEWAY_CONFIG).unwrap_or_default();
+                let rule = if timeout_ms.unsigned_abs() <= margin_ms {
+                    Some(format!(
+                        "commands.{}.timeout_ms = {timeout_ms}: must be above {GATEWAY_SAFETY_MARGIN_MS} ({margin_ms})",
+                        command.name
+                    ))
+                } else {
+                    openim
+                        .filter(|callback| Duration::from_millis(timeout_ms.unsigned_abs()) > callback.timeout)
+                        .map(|callback| {
+                            format!(
+                                "commands.{}.timeout_ms = {timeout_ms}: must not be above OpenIM's own timeout for it ({} ms, {} in webhooks.yml): OpenIM gives up first",
+                                command.name,
+                                callback.timeout.as_millis(),
+                                callback.key
+                            )
+                        })
+                };
+                if let Some(rule) = rule {
+                    errors.fail(ConfigError {
+                        variable: GATEWAY_CONFIG.to_owned(),
+                        value: path,
+                        rule,
+                    });
+                }
+            }
+        }
+        let mode = file_global
+            .mode
+            .as_deref()
+            .map_or(Mode::Enforce, |mode| match mode {
+                "shadow" => Mode::Shadow,
+                "off" => Mode::Off,
+                _ => Mode::Enforce,
+            });
         let log_format_setting = setting(GATEWAY_LOG_FORMAT, "text");
         let log_format = LogFormat::requested(Some(&log_format_setting.value));
         if log_format.is_none() {
@@ -616,6 +715,8 @@ impl Config {
                 log_filter: log_filter.value,
                 log_format: log_format.unwrap_or(LogFormat::Text),
                 openim_webhooks,
+                policy_file,
+                mode,
             }),
             _ => Err(ConfigErrors(errors.0)),
         }

@@ -12,6 +12,7 @@ pub mod forward;
 pub mod http;
 pub mod metrics;
 pub mod nats_settings;
+pub mod policy;
 pub mod webhooks;
 
 use std::{future::Future, io, net::SocketAddr, sync::Arc};

@@ -27,11 +27,48 @@ fn cli() -> clap::Command {
         .version(env!("OPENIM_BUILD_VERSION"))
         .about("OpenIM webhook callbacks in, NATS requests to workers out, a decision back before OpenIM's timeout")
         .after_help(config::settings_help())
+        .subcommand(clap::Command::new("check-config").about(
+            "Checks the settings and the files they name (GATEWAY_CONFIG, GATEWAY_OPENIM_WEBHOOKS, the NATS files), prints each command's policy and exits: 0 when valid, 2 otherwise",
+        ))
+}
+
+/// `check-config`: what the gateway would run with, one line per command that differs from
+/// the global settings.
+fn print_checked(config: &Config) {
+    let budgets = config.budgets();
+    let policies = config.policies();
+    println!(
+        "openim-gateway: the configuration is valid (default budget {} ms)",
+        config.budget().as_millis()
+    );
+    for command in openim_gateway_proto::catalog::COMMANDS {
+        let policy = policies.of(command);
+        let budget = budgets.of(command);
+        let named = config
+            .policy_file
+            .as_ref()
+            .is_some_and(|file| file.section(command).is_some())
+            || config.openim_webhooks.as_ref().is_some_and(|webhooks| {
+                webhooks
+                    .callbacks
+                    .iter()
+                    .any(|callback| callback.command.name == command.name)
+            });
+        if named {
+            println!(
+                "{}: mode={:?} default={:?} budget_ms={}",
+                command.name,
+                policy.mode,
+                policy.default,
+                budget.as_millis()
+            );
+        }
+    }
 }
 
 fn main() -> ExitCode {
     // Exits with 0 after --help or --version, with 2 on an unknown argument.
-    cli().get_matches();
+    let arguments = cli().get_matches();
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(errors) => {
@@ -54,6 +91,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if arguments.subcommand_name() == Some("check-config") {
+        print_checked(&config);
+        return ExitCode::SUCCESS;
+    }
     // Log lines are written by a thread of their own: a write to stderr can block (a full pipe,
     // a slow disk), and on the event loop that would hold up every answer exactly when a
     // storm of timeouts logs a line each. If that thread falls 128k lines behind, lines are

@@ -33,6 +33,15 @@ struct CallbackLabels {
     source: &'static str,
 }
 
+/// Labels of the shadow-mode comparison.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShadowLabels {
+    /// The catalog command.
+    command: &'static str,
+    /// `agree`, `disagree` or `no_decision`.
+    outcome: &'static str,
+}
+
 /// Labels of the per-command metrics.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CommandLabels {
@@ -81,6 +90,8 @@ pub struct Metrics {
     bad_requests: Family<ReasonLabels, Counter>,
     /// Replies that arrived but could not be forwarded, by command.
     invalid_replies: Family<CommandLabels, Counter>,
+    /// Shadow-mode callbacks by how the worker's decision compared with the default.
+    shadow: Family<ShadowLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -112,6 +123,7 @@ impl Metrics {
         let nats_reconnects = Counter::default();
         let bad_requests = Family::<ReasonLabels, Counter>::default();
         let invalid_replies = Family::<CommandLabels, Counter>::default();
+        let shadow = Family::<ShadowLabels, Counter>::default();
         registry.register(
             "callbacks",
             "Callbacks answered, by command, kind (before/after) and decision source",
@@ -157,6 +169,11 @@ impl Metrics {
             "Worker replies that could not be forwarded to OpenIM, by command",
             invalid_replies.clone(),
         );
+        registry.register(
+            "shadow_decisions",
+            "Callbacks of commands in shadow mode, by how the worker's decision compared with the default answered instead (agree, disagree, no_decision)",
+            shadow.clone(),
+        );
         // `get_or_create` creates the series; the guard it returns is dropped at once.
         for reason in RejectReason::ALL {
             drop(bad_requests.get_or_create(&ReasonLabels {
@@ -188,7 +205,18 @@ impl Metrics {
             nats_reconnects,
             bad_requests,
             invalid_replies,
+            shadow,
         }
+    }
+
+    /// Counts a shadow-mode callback: `outcome` is `agree`, `disagree` or `no_decision`.
+    pub fn shadow(&self, command: &'static Command, outcome: &'static str) {
+        self.shadow
+            .get_or_create(&ShadowLabels {
+                command: command.name,
+                outcome,
+            })
+            .inc();
     }
 
     /// The OpenMetrics text exposition of every metric (what Prometheus asks for first).

@@ -203,6 +203,11 @@ impl Budgets {
         }
     }
 
+    /// Gives `command` its own budget.
+    pub fn set(&mut self, command: &'static Command, budget: Duration) {
+        self.by_command.insert(command.name, budget);
+    }
+
     /// The budget of `command`.
     pub fn of(&self, command: &Command) -> Duration {
         self.by_command

@@ -13,7 +13,7 @@ use axum::{
     response::Response,
 };
 use bytes::Bytes;
-use openim_gateway_proto::{CallbackKind, Command, DecisionSource};
+use openim_gateway_proto::{CallbackKind, Command, CommonAnswer, DecisionSource};
 use tokio::{task::JoinHandle, time::Instant};
 
 use super::{
@@ -26,6 +26,7 @@ use crate::{
     deadline::Deadline,
     decision::{self, Body, DefaultDecision, InvalidReply},
     forward::{CallbackMeta, Outcome},
+    policy::Mode,
 };
 
 /// A callback that passed every check, with its clock.
@@ -148,7 +149,19 @@ pub(super) async fn callback(State(state): State<Arc<AppState>>, request: Reques
 async fn decide(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Response {
     let _inflight = state.metrics.inflight();
     let command = callback.command;
-    let default = PreparedDefault::start(state, &callback, payload.len());
+    let policy = state.policies.of(command);
+    let default = PreparedDefault::start(state, &callback, payload.len(), &policy.default);
+    if policy.mode == Mode::Off {
+        // Switched off in the policy file: nobody is asked.
+        let body = default.resolve(state, &callback, &policy.default).await;
+        answered(state, &callback, DecisionSource::Off);
+        return json_response(
+            StatusCode::OK,
+            DecisionSource::Off,
+            Some(callback.request_id),
+            body,
+        );
+    }
     let outcome = state.forwarder.ask(&callback.meta(), payload).await;
     let verdict = match outcome {
         Outcome::Reply(reply) => {
@@ -173,16 +186,38 @@ async fn decide(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Res
         Outcome::NoResponders => Verdict::NoResponders,
         Outcome::Unavailable => Verdict::Unavailable,
     };
+    if policy.mode == Mode::Shadow {
+        let shadow = shadow_outcome(&verdict, &policy.default);
+        state.metrics.shadow(command, shadow);
+        tracing::info!(
+            command = command.name,
+            request_id = %callback.request_id,
+            worker = %classify(&verdict),
+            outcome = shadow,
+            "shadow: the worker was heard, the default answered"
+        );
+        if let Verdict::Invalid(_) = verdict {
+            state.metrics.invalid_reply(command);
+        }
+        let body = default.resolve(state, &callback, &policy.default).await;
+        answered(state, &callback, DecisionSource::Shadow);
+        return json_response(
+            StatusCode::OK,
+            DecisionSource::Shadow,
+            Some(callback.request_id),
+            body,
+        );
+    }
     let source = classify(&verdict);
     log_fallback(&verdict, command, callback.request_id);
     let body = match verdict {
         Verdict::Answer(answer) => answer,
         Verdict::Invalid(_) => {
             state.metrics.invalid_reply(command);
-            default.resolve(state, &callback).await
+            default.resolve(state, &callback, &policy.default).await
         }
         Verdict::Unjudged | Verdict::Timeout | Verdict::NoResponders | Verdict::Unavailable => {
-            default.resolve(state, &callback).await
+            default.resolve(state, &callback, &policy.default).await
         }
     };
     answered(state, &callback, source);
@@ -201,15 +236,20 @@ enum PreparedDefault {
 }
 
 impl PreparedDefault {
-    fn start(state: &AppState, callback: &Callback<'_>, body_len: usize) -> Self {
-        let echoes = !callback.command.overwritten_fields.is_empty()
-            && state.default_decision == DefaultDecision::Allow;
+    fn start(
+        state: &AppState,
+        callback: &Callback<'_>,
+        body_len: usize,
+        default: &DefaultDecision,
+    ) -> Self {
+        let echoes =
+            !callback.command.overwritten_fields.is_empty() && *default == DefaultDecision::Allow;
         if !echoes {
             return Self::Inline;
         }
         let command = callback.command;
         let request = Arc::clone(&callback.request);
-        let decision = state.default_decision.clone();
+        let decision = default.clone();
         let prebuilt = state.prebuilt.clone();
         start_off_loop(body_len, move || {
             prebuilt.encode(&decision::default_answer(
@@ -221,7 +261,12 @@ impl PreparedDefault {
         .map_or(Self::Inline, Self::Building)
     }
 
-    async fn resolve(self, state: &AppState, callback: &Callback<'_>) -> Bytes {
+    async fn resolve(
+        self,
+        state: &AppState,
+        callback: &Callback<'_>,
+        default: &DefaultDecision,
+    ) -> Bytes {
         if let Self::Building(building) = self {
             // Started at arrival, and cheaper than the parse of the same body that already
             // finished inside the deadline: waiting for it is waiting for work nearly done.
@@ -230,10 +275,26 @@ impl PreparedDefault {
             }
         }
         state.prebuilt.encode(&decision::default_answer(
-            &state.default_decision,
+            default,
             Some(callback.command),
             Some(&callback.request),
         ))
+    }
+}
+
+/// How a shadowed worker's decision compares with the default answered instead: `agree`,
+/// `disagree`, or `no_decision` when no valid reply came in time.
+fn shadow_outcome(verdict: &Verdict, default: &DefaultDecision) -> &'static str {
+    let Verdict::Answer(answer) = verdict else {
+        return "no_decision";
+    };
+    let worker_rejects = serde_json::from_slice::<CommonAnswer>(answer)
+        .map(|common| common.is_reject())
+        .unwrap_or(false);
+    if worker_rejects == (*default != DefaultDecision::Allow) {
+        "agree"
+    } else {
+        "disagree"
     }
 }
 
@@ -256,8 +317,10 @@ fn answered(state: &AppState, callback: &Callback<'_>, source: DecisionSource) {
 /// Publishes an after-callback and acknowledges at once: OpenIM has two senders per process
 /// for these, so a slow answer would stall it.
 async fn notify(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Response {
-    let published = state.forwarder.notify(&callback.meta(), payload).await;
-    let source = if published {
+    let source = if state.policies.of(callback.command).mode == Mode::Off {
+        // Switched off in the policy file: acknowledged, not published.
+        DecisionSource::Off
+    } else if state.forwarder.notify(&callback.meta(), payload).await {
         DecisionSource::Ack
     } else {
         tracing::warn!(command = callback.command.name, request_id = %callback.request_id, "after-callback not published: nats unavailable");

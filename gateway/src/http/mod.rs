@@ -31,6 +31,7 @@ use crate::{
     decision::DefaultDecision,
     forward::Forwarder,
     metrics::Metrics,
+    policy::Policies,
     webhooks::Budgets,
 };
 
@@ -44,8 +45,11 @@ pub struct AppState {
     /// Per command, arrival to the moment the gateway stops waiting: the command's budget
     /// less the timer slack.
     answer_within: Budgets,
-    /// The answer when no valid worker decision arrives.
+    /// The answer when no valid worker decision arrives (requests refused before their
+    /// command is known, and caught panics).
     default_decision: DefaultDecision,
+    /// Each command's mode and default decision (the policy file).
+    policies: Policies,
     /// The path segment required before the command, when configured.
     webhook_secret: Option<WebhookSecret>,
     /// Larger bodies get 413.
@@ -62,6 +66,7 @@ impl AppState {
             metrics,
             answer_within: budgets(config),
             default_decision: config.default_decision.clone(),
+            policies: config.policies(),
             webhook_secret: config.webhook_secret.clone(),
             max_body_bytes: config.max_body_bytes,
             prebuilt: Prebuilt::new(&config.default_decision),

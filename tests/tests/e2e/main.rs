@@ -21,6 +21,7 @@ mod nats_outage;
 mod nats_security;
 mod openim_webhooks;
 mod plain_routes;
+mod policy;
 mod routing;
 mod worker_example;
 
