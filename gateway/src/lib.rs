@@ -43,6 +43,18 @@ pub enum BuildError {
     Nats(#[from] SetupError),
 }
 
+/// Applies the budgets and policies of a newly read configuration (`SIGHUP`) to a running
+/// gateway; callbacks in flight keep the ones they started with.
+#[derive(Debug, Clone)]
+pub struct Reloader(Arc<AppState>);
+
+impl Reloader {
+    /// Takes `config`'s budgets and policies; its other settings need a restart.
+    pub fn reload(&self, config: &Config) {
+        self.0.reload(config);
+    }
+}
+
 /// A bound, connected-or-connecting gateway, ready to serve.
 #[derive(Debug)]
 pub struct Gateway {
@@ -66,6 +78,11 @@ impl Gateway {
             Forwarder::connect(&config.nats, &config.subject_prefix, Arc::clone(&metrics)).await?;
         let state = Arc::new(AppState::new(&config, forwarder, metrics));
         Ok(Self { listener, state })
+    }
+
+    /// A handle that applies a reloaded policy file to this gateway while it runs.
+    pub fn reloader(&self) -> Reloader {
+        Reloader(Arc::clone(&self.state))
     }
 
     /// The bound address (the real port when the configuration asked for port 0).

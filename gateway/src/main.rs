@@ -142,9 +142,41 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let mut stdout = std::io::stdout();
     writeln!(stdout, "openim-gateway listening on http://{address}")?;
     stdout.flush()?;
+    reload_on_hangup(gateway.reloader());
     gateway.run(shutdown_signal()).await?;
     tracing::info!("openim-gateway stopped");
     Ok(())
+}
+
+/// On each SIGHUP, reads the settings and their files again and applies the new policies and
+/// budgets; when anything is wrong the running ones stay, and the log says why.
+fn reload_on_hangup(reloader: openim_gateway::Reloader) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let mut hangups = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::hangup(),
+        ) {
+            Ok(hangups) => hangups,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGHUP: the policy file cannot be reloaded");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            // Reading files blocks: off the event loop.
+            match tokio::task::spawn_blocking(Config::from_env).await {
+                Ok(Ok(config)) => reloader.reload(&config),
+                Ok(Err(errors)) => {
+                    for error in errors.iter() {
+                        tracing::error!(%error, "configuration not reloaded: keeping the running policy");
+                    }
+                }
+                Err(error) => tracing::error!(%error, "configuration not reloaded"),
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    drop(reloader);
 }
 
 /// Completes on SIGINT or SIGTERM.

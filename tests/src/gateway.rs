@@ -114,6 +114,11 @@ impl Gateway {
         run_to_exit(command).await
     }
 
+    /// The process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The address it listens on.    /// The address it listens on.
     pub fn address(&self) -> SocketAddr {
         self.address

@@ -26,7 +26,7 @@ use crate::{
     deadline::Deadline,
     decision::{self, Body, DefaultDecision, InvalidReply},
     forward::{CallbackMeta, Outcome},
-    policy::Mode,
+    policy::{CommandPolicy, Mode},
 };
 
 /// A callback that passed every check, with its clock.
@@ -38,6 +38,8 @@ struct Callback<'a> {
     request: Arc<Body>,
     deadline: Deadline,
     request_id: uuid::Uuid,
+    /// The command's mode and default, as they were when it arrived.
+    policy: &'a CommandPolicy,
 }
 
 impl Callback<'_> {
@@ -112,7 +114,8 @@ pub(super) async fn callback(State(state): State<Arc<AppState>>, request: Reques
     let arrival = Instant::now();
     let request_id = uuid::Uuid::now_v7();
     let (parts, body) = request.into_parts();
-    match accept::accept(state.limits(), &parts, body, arrival).await {
+    let live = state.live();
+    match accept::accept(state.limits(&live), &parts, body, arrival).await {
         Ok(Accepted {
             command,
             payload,
@@ -125,6 +128,7 @@ pub(super) async fn callback(State(state): State<Arc<AppState>>, request: Reques
                 request,
                 deadline,
                 request_id,
+                policy: live.policies.of(command),
             };
             // The body goes to NATS byte for byte.
             match command.kind {
@@ -149,7 +153,7 @@ pub(super) async fn callback(State(state): State<Arc<AppState>>, request: Reques
 async fn decide(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Response {
     let _inflight = state.metrics.inflight();
     let command = callback.command;
-    let policy = state.policies.of(command);
+    let policy = callback.policy;
     let default = PreparedDefault::start(state, &callback, payload.len(), &policy.default);
     if policy.mode == Mode::Off {
         // Switched off in the policy file: nobody is asked.
@@ -317,7 +321,7 @@ fn answered(state: &AppState, callback: &Callback<'_>, source: DecisionSource) {
 /// Publishes an after-callback and acknowledges at once: OpenIM has two senders per process
 /// for these, so a slow answer would stall it.
 async fn notify(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Response {
-    let source = if state.policies.of(callback.command).mode == Mode::Off {
+    let source = if callback.policy.mode == Mode::Off {
         // Switched off in the policy file: acknowledged, not published.
         DecisionSource::Off
     } else if state.forwarder.notify(&callback.meta(), payload).await {

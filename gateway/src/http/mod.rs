@@ -12,7 +12,7 @@ mod answer;
 mod callback;
 mod off_loop;
 
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use axum::{
     extract::State,
@@ -42,14 +42,13 @@ pub struct AppState {
     forwarder: Forwarder,
     /// Counters and histograms.
     metrics: Arc<Metrics>,
-    /// Per command, arrival to the moment the gateway stops waiting: the command's budget
-    /// less the timer slack.
-    answer_within: Budgets,
+    /// The budgets and policies, replaced as a whole when the policy file is reloaded; a
+    /// callback keeps the ones it started with.
+    live: RwLock<Arc<Live>>,
     /// The answer when no valid worker decision arrives (requests refused before their
     /// command is known, and caught panics).
     default_decision: DefaultDecision,
-    /// Each command's mode and default decision (the policy file).
-    policies: Policies,
+
     /// The path segment required before the command, when configured.
     webhook_secret: Option<WebhookSecret>,
     /// Larger bodies get 413.
@@ -64,9 +63,8 @@ impl AppState {
         Self {
             forwarder,
             metrics,
-            answer_within: budgets(config),
+            live: RwLock::new(Arc::new(Live::new(config))),
             default_decision: config.default_decision.clone(),
-            policies: config.policies(),
             webhook_secret: config.webhook_secret.clone(),
             max_body_bytes: config.max_body_bytes,
             prebuilt: Prebuilt::new(&config.default_decision),
@@ -78,11 +76,43 @@ impl AppState {
         &self.forwarder
     }
 
-    fn limits(&self) -> Limits<'_> {
+    /// The budgets and policies in force now.
+    fn live(&self) -> Arc<Live> {
+        Arc::clone(&self.live.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Takes the budgets and policies of `config` (a reloaded policy file). Callbacks in
+    /// flight finish with the ones they started with; nothing else of `config` is applied.
+    pub fn reload(&self, config: &Config) {
+        let live = Arc::new(Live::new(config));
+        *self.live.write().unwrap_or_else(PoisonError::into_inner) = live;
+        tracing::info!("policy reloaded");
+    }
+
+    fn limits<'a>(&'a self, live: &'a Live) -> Limits<'a> {
         Limits {
-            answer_within: &self.answer_within,
+            answer_within: &live.answer_within,
             webhook_secret: self.webhook_secret.as_ref(),
             max_body_bytes: self.max_body_bytes,
+        }
+    }
+}
+
+/// What a reload can change: each command's wait and policy.
+#[derive(Debug)]
+pub(crate) struct Live {
+    /// Per command, arrival to the moment the gateway stops waiting: the command's budget
+    /// less the timer slack.
+    answer_within: Budgets,
+    /// Each command's mode and default decision (the policy file).
+    policies: Policies,
+}
+
+impl Live {
+    fn new(config: &Config) -> Self {
+        Self {
+            answer_within: budgets(config),
+            policies: config.policies(),
         }
     }
 }

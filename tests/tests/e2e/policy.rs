@@ -200,3 +200,69 @@ async fn check_config_validates_the_files_and_exits() {
     assert_eq!(report.code, Some(2), "{report:?}");
     assert!(report.stderr.contains("GATEWAY_CONFIG="), "{report:?}");
 }
+
+/// Sends SIGHUP to the gateway.
+fn hang_up(gateway: &Gateway) {
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &gateway.pid().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_policy_and_a_bad_file_keeps_the_running_one() {
+    let scratch = Scratch::new();
+    let policy = scratch.write(
+        "policy.toml",
+        &format!("[commands.{SET_MEMBER}]\nmode = \"off\"\n"),
+    );
+    let stack = Stack::start(&[("GATEWAY_CONFIG", &policy)]).await;
+    let _worker = ScriptedWorker::start(
+        &stack.nats.url(),
+        &format!("openim.callback.{SET_MEMBER}"),
+        Behaviour::reply(r#"{"actionCode":0,"errCode":0,"errMsg":"","errDlt":"","nextCode":0}"#),
+    )
+    .await;
+    let source = |response: &openim_gateway_tests::HttpResponse| {
+        response
+            .header("x-decision-source")
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(source(&stack.send(&member_request()).await), "fallback:off");
+
+    scratch.write(
+        "policy.toml",
+        &format!("[commands.{SET_MEMBER}]\nmode = \"enforce\"\n"),
+    );
+    hang_up(&stack.gateway);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        last = source(&stack.send(&member_request()).await);
+        if last == "worker" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(last, "worker", "the reload did not take effect");
+
+    scratch.write(
+        "policy.toml",
+        &format!("[commands.{SET_MEMBER}]\nmode = \"sideways\"\n"),
+    );
+    hang_up(&stack.gateway);
+    let log = stack.gateway.stderr_log();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !log.all().contains("configuration not reloaded") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = log.all();
+    assert!(
+        text.lines()
+            .any(|line| line.contains("configuration not reloaded") && line.contains("sideways")),
+        "{text}"
+    );
+    assert_eq!(source(&stack.send(&member_request()).await), "worker");
+}
