@@ -105,7 +105,14 @@ fn main() -> ExitCode {
         .with_writer(log_writer);
     match config.log_format {
         LogFormat::Text => logger.with_ansi(std::io::stderr().is_terminal()).init(),
-        LogFormat::Json => logger.json().with_ansi(false).init(),
+        LogFormat::Json => {
+            logger.json().with_ansi(false).init();
+            // A panic's message would otherwise be the one plain line among the JSON ones
+            // (a caught handler panic still prints it).
+            std::panic::set_hook(Box::new(|panic| {
+                tracing::error!(%panic, "panic");
+            }));
+        }
     }
     // One thread: the event loop runs the HTTP connections and the NATS connection in turn,
     // so the publishes (and the replies) that are ready together go out in one write.
