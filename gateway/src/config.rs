@@ -295,27 +295,24 @@ fn known_gateway_names() -> impl Iterator<Item = &'static str> {
 
 /// The known setting closest to `name`, when one is close enough to be the likely intent.
 /// Names are compared without the shared `GATEWAY_` prefix, which would make every pair look
-/// alike; a name that is part of a known one (`TIMEOUT_MS` of `CALLBACK_TIMEOUT_MS`) counts
-/// as close.
+/// alike, and also against the known name's trailing words, so that a name missing a word
+/// (`TIMEOUT_MS` of `CALLBACK_TIMEOUT_MS`, even mistyped) still finds it.
 pub fn closest_setting(name: &str) -> Option<&'static str> {
     let short = |name: &str| name.strip_prefix(GATEWAY_PREFIX).unwrap_or(name).to_owned();
     let wanted = short(name);
     known_gateway_names()
         .map(|known| {
             let candidate = short(known);
-            let (shorter, longer) = if wanted.len() <= candidate.len() {
-                (&wanted, &candidate)
-            } else {
-                (&candidate, &wanted)
-            };
-            let score = if shorter.len() >= 4 && longer.contains(shorter.as_str()) {
-                0.95
-            } else {
-                strsim::jaro_winkler(&wanted, &candidate)
-            };
-            (score, known)
+            let whole = strsim::jaro_winkler(&wanted, &candidate);
+            let tail = candidate
+                .match_indices('_')
+                .map(|(index, _)| &candidate[index + 1..])
+                .filter(|tail| wanted.len() >= 4 && tail.len() >= 4)
+                .map(|tail| strsim::jaro_winkler(&wanted, tail))
+                .fold(0.0, f64::max);
+            (whole.max(tail), known)
         })
-        .filter(|(score, _)| *score >= 0.85)
+        .filter(|(score, _)| *score >= 0.88)
         .max_by(|a, b| a.0.total_cmp(&b.0))
         .map(|(_, known)| known)
 }
@@ -994,6 +991,16 @@ mod tests {
             line.contains("did you mean GATEWAY_WEBHOOK_SECRET?"),
             "{line}"
         );
+        for (typo, meant) in [
+            ("GATEWAY_TIMOUT_MS", GATEWAY_CALLBACK_TIMEOUT_MS),
+            ("GATEWAY_CALLBACK_TIMEOUT", GATEWAY_CALLBACK_TIMEOUT_MS),
+            ("GATEWAY_MARGIN_MS", GATEWAY_SAFETY_MARGIN_MS),
+            ("GATEWAY_NATS_TLS_CERTIFICATE", GATEWAY_NATS_TLS_CERT),
+            ("GATEWAY_LOGFORMAT", GATEWAY_LOG_FORMAT),
+            ("GATEWAY_SECRET", GATEWAY_WEBHOOK_SECRET),
+        ] {
+            assert_eq!(closest_setting(typo), Some(meant), "{typo}");
+        }
         let line = all_errors(&[("GATEWAY_ZZZ", "x")]).unwrap_err().to_string();
         assert!(line.contains("--help"), "{line}");
         // Not the gateway's prefix: other programs' variables are none of its business.
