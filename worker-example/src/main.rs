@@ -49,7 +49,7 @@ async fn main() -> ExitCode {
         max_nickname_chars = settings.rules.max_nickname_chars(),
         "connecting to NATS"
     );
-    let client = match worker::connect(&settings.nats_servers).await {
+    let client = match worker::connect(&settings.nats_servers, &settings.nats_files).await {
         Ok(client) => client,
         Err(error) => {
             tracing::error!(%error, "cannot connect to NATS");

@@ -17,6 +17,8 @@ use futures::StreamExt as _;
 use openim_gateway_proto::catalog::BEFORE_SET_GROUP_MEMBER_INFO;
 use openim_gateway_proto::group_member::{SetGroupMemberInfoAnswer, SetGroupMemberInfoRequest};
 use openim_gateway_proto::{headers, subject};
+
+use crate::settings::NatsFiles;
 use tokio::task::JoinSet;
 
 use crate::rules::{decide, normalise_whitespace, Rules, ERR_BANNED_WORD};
@@ -78,8 +80,25 @@ pub enum WorkerError {
 ///
 /// async-nats 0.51 ignores a user, password or token written in a server URL, so the first
 /// URL's credentials are handed to the options here (the same set goes to every server).
-pub async fn connect(servers: &[ServerAddr]) -> Result<Client, async_nats::ConnectError> {
+pub async fn connect(
+    servers: &[ServerAddr],
+    files: &NatsFiles,
+) -> Result<Client, Box<dyn std::error::Error + Send + Sync>> {
     let mut options = ConnectOptions::new();
+    if let Some(creds) = &files.creds {
+        options = options.credentials_file(creds).await?;
+    }
+    if let Some(nkey) = &files.nkey {
+        options = options.nkey(std::fs::read_to_string(nkey)?.trim().to_owned());
+    }
+    if let Some(ca) = &files.tls_ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let Some((cert, key)) = &files.tls_client {
+        options = options
+            .add_client_certificate(cert.clone(), key.clone())
+            .require_tls(true);
+    }
     if let Some(server) = servers.iter().find(|server| server.username().is_some()) {
         let user = percent_decode(server.username().unwrap_or_default());
         options = match server.password() {
@@ -95,6 +114,7 @@ pub async fn connect(servers: &[ServerAddr]) -> Result<Client, async_nats::Conne
         .event_callback(|event| async move { log_connection_event(&event) })
         .connect(servers)
         .await
+        .map_err(Into::into)
 }
 
 /// A URL's user or password as the server knows it (`p%40ss` is `p@ss`).

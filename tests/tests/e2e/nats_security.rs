@@ -282,3 +282,33 @@ async fn the_example_worker_authenticates_with_url_credentials_too() {
     let _worker =
         openim_gateway_tests::Worker::start(&nats.url_with("nats", "bob:w0rk%3Aer@"), &[]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_worker_connects_over_tls_and_with_an_nkey() {
+    let scratch = Scratch::new();
+    let files = tls_files(&scratch);
+    let user = nkeys::KeyPair::new_user();
+    let nats = NatsServer::start_with_config(
+        scratch.path(),
+        &format!(
+            "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  ca_file: \"{}\"\n  verify: true\n}}\nauthorization {{ users: [ {{ nkey: {} }} ] }}\n",
+            files.server_cert,
+            files.server_key,
+            files.ca,
+            user.public_key()
+        ),
+    )
+    .await;
+    let seed = scratch.write("worker.nk", &user.seed().unwrap());
+    // Start waits for `worker ready`, printed once connected and subscribed.
+    let _worker = openim_gateway_tests::Worker::start(
+        &nats.url_with("tls", ""),
+        &[
+            ("WORKER_NATS_NKEY", &seed),
+            ("WORKER_NATS_TLS_CA", &files.ca),
+            ("WORKER_NATS_TLS_CERT", &files.client_cert),
+            ("WORKER_NATS_TLS_KEY", &files.client_key),
+        ],
+    )
+    .await;
+}
