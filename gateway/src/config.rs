@@ -11,7 +11,16 @@ use std::{net::SocketAddr, str::FromStr, time::Duration};
 use openim_gateway_proto::subject;
 use thiserror::Error;
 
-use crate::decision::DefaultDecision;
+pub use crate::nats_settings::{
+    GATEWAY_NATS_CREDS, GATEWAY_NATS_NKEY, GATEWAY_NATS_TLS_CA, GATEWAY_NATS_TLS_CERT,
+    GATEWAY_NATS_TLS_KEY,
+};
+use crate::{
+    decision::DefaultDecision,
+    nats_settings::{self, NatsAuth, NatsSettings},
+    policy::{CommandPolicy, Mode, Policies, PolicyFile},
+    webhooks::{Budgets, OpenImWebhooks},
+};
 
 /// NATS server URL, or a comma-separated list of them.
 pub const NATS_URL: &str = "NATS_URL";
@@ -45,13 +54,26 @@ pub const GATEWAY_MAX_CONNECTIONS: &str = "GATEWAY_MAX_CONNECTIONS";
 pub const GATEWAY_AFTER_STREAM: &str = "GATEWAY_AFTER_STREAM";
 /// The tracing filter.
 pub const RUST_LOG: &str = "RUST_LOG";
+/// The path of the policy file (TOML): per-command modes, defaults and timeouts.
+pub const GATEWAY_CONFIG: &str = "GATEWAY_CONFIG";
+/// The path of OpenIM's `webhooks.yml`: each command's budget is its own timeout.
+pub const GATEWAY_OPENIM_WEBHOOKS: &str = "GATEWAY_OPENIM_WEBHOOKS";
+/// `text` or `json`: the shape of the log lines on stderr.
+pub const GATEWAY_LOG_FORMAT: &str = "GATEWAY_LOG_FORMAT";
 
 /// Every variable the gateway reads.
-pub const ALL_SETTINGS: [&str; 16] = [
+pub const ALL_SETTINGS: &[&str] = &[
     NATS_URL,
+    GATEWAY_NATS_CREDS,
+    GATEWAY_NATS_NKEY,
+    GATEWAY_NATS_TLS_CA,
+    GATEWAY_NATS_TLS_CERT,
+    GATEWAY_NATS_TLS_KEY,
     GATEWAY_LISTEN,
     GATEWAY_SUBJECT_PREFIX,
     GATEWAY_CALLBACK_TIMEOUT_MS,
+    GATEWAY_OPENIM_WEBHOOKS,
+    GATEWAY_CONFIG,
     GATEWAY_SAFETY_MARGIN_MS,
     GATEWAY_DEFAULT_DECISION,
     GATEWAY_REJECT_ERR_CODE,
@@ -64,7 +86,167 @@ pub const ALL_SETTINGS: [&str; 16] = [
     GATEWAY_MAX_CONNECTIONS,
     GATEWAY_AFTER_STREAM,
     RUST_LOG,
+    GATEWAY_LOG_FORMAT,
 ];
+
+/// `GATEWAY_*` names that are settings of the gateway but not read by this module (or not by
+/// this version): they must not be refused as unknown, or a deployment that sets them for a
+/// newer gateway would not start.
+pub const RESERVED_SETTINGS: &[&str] = &[];
+
+/// The prefix of the gateway's own variables: a name with it that the gateway does not know
+/// is a mistake (a typo leaves a setting at its default without a word otherwise).
+pub const GATEWAY_PREFIX: &str = "GATEWAY_";
+
+/// One setting as `--help` and the README describe it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SettingDoc {
+    /// The environment variable.
+    pub variable: &'static str,
+    /// The value used when it is unset, as the operator would write it.
+    pub default: &'static str,
+    /// What a valid value looks like.
+    pub rule: &'static str,
+}
+
+/// Every setting in the order `--help` lists them. A test checks it names each of
+/// [`ALL_SETTINGS`] once, so a new setting cannot be left out of the help.
+pub const SETTING_DOCS: &[SettingDoc] = &[
+    SettingDoc {
+        variable: NATS_URL,
+        default: DEFAULT_NATS_URL,
+        rule: "one NATS URL (nats:// or tls://) or a comma-separated list; user:password@ or token@ in a URL authenticate",
+    },
+    SettingDoc {
+        variable: GATEWAY_NATS_CREDS,
+        default: "unset",
+        rule: "a creds file (user JWT and nkey seed) to authenticate with; not with other credentials",
+    },
+    SettingDoc {
+        variable: GATEWAY_NATS_NKEY,
+        default: "unset",
+        rule: "a file holding a user nkey seed (SU...) to authenticate with; not with other credentials",
+    },
+    SettingDoc {
+        variable: GATEWAY_NATS_TLS_CA,
+        default: "unset (the system's roots)",
+        rule: "a PEM file of the CA that signed the server's certificate; set: TLS is required",
+    },
+    SettingDoc {
+        variable: GATEWAY_NATS_TLS_CERT,
+        default: "unset",
+        rule: "a PEM client certificate, with GATEWAY_NATS_TLS_KEY; set: TLS is required",
+    },
+    SettingDoc {
+        variable: GATEWAY_NATS_TLS_KEY,
+        default: "unset",
+        rule: "the PEM private key of GATEWAY_NATS_TLS_CERT",
+    },
+    SettingDoc {
+        variable: GATEWAY_LISTEN,
+        default: DEFAULT_LISTEN,
+        rule: "a socket address; 0.0.0.0:10006 when OpenIM runs on another host or in a container",
+    },
+    SettingDoc {
+        variable: GATEWAY_SUBJECT_PREFIX,
+        default: subject::DEFAULT_PREFIX,
+        rule: "a NATS subject without wildcards: subjects are {prefix}.{command}",
+    },
+    SettingDoc {
+        variable: GATEWAY_CALLBACK_TIMEOUT_MS,
+        default: "5000",
+        rule: "1..=15000: OpenIM's timeout for a callback in ms (webhooks.yml's timeout x 1000)",
+    },
+    SettingDoc {
+        variable: GATEWAY_OPENIM_WEBHOOKS,
+        default: "unset",
+        rule: "the path of OpenIM's webhooks.yml: each callback it names gets its own timeout (0, absent, negative or over 15 mean 15 s) less the margin; the others keep GATEWAY_CALLBACK_TIMEOUT_MS",
+    },
+    SettingDoc {
+        variable: GATEWAY_CONFIG,
+        default: "unset",
+        rule: "the path of a TOML policy file: [global] and [commands.<command>] sections with mode (enforce, shadow, off), default, reject_err_code, reject_err_msg, timeout_ms; the environment overrides [global]",
+    },
+    SettingDoc {
+        variable: GATEWAY_SAFETY_MARGIN_MS,
+        default: "250",
+        rule: "an integer smaller than the timeout: the answer leaves this long before OpenIM gives up",
+    },
+    SettingDoc {
+        variable: GATEWAY_DEFAULT_DECISION,
+        default: "allow",
+        rule: "allow or reject: the answer when no valid worker reply arrives in time",
+    },
+    SettingDoc {
+        variable: GATEWAY_REJECT_ERR_CODE,
+        default: "5000",
+        rule: "5000..=9999: errCode of the default reject",
+    },
+    SettingDoc {
+        variable: GATEWAY_REJECT_ERR_MSG,
+        default: DEFAULT_REJECT_ERR_MSG,
+        rule: "not empty: errMsg of the default reject",
+    },
+    SettingDoc {
+        variable: GATEWAY_WEBHOOK_SECRET,
+        default: "unset",
+        rule: "at least 16 URL-safe characters: the path segment OpenIM's URL must carry before the command",
+    },
+    SettingDoc {
+        variable: GATEWAY_MAX_BODY_BYTES,
+        default: "1048576",
+        rule: "1024..=67108864: larger request bodies get 413",
+    },
+    SettingDoc {
+        variable: GATEWAY_RUNTIME_THREADS,
+        default: "1",
+        rule: "1..=256: 1 runs one event loop, more a multi-thread runtime",
+    },
+    SettingDoc {
+        variable: GATEWAY_SHUTDOWN_DELAY_MS,
+        default: "5000",
+        rule: "0..=600000: after SIGTERM, /readyz is 503 and the gateway goes on accepting and answering this long before it stops accepting and drains",
+    },
+    SettingDoc {
+        variable: GATEWAY_MAX_INFLIGHT,
+        default: "10000",
+        rule: "1..=10000000: before-callbacks decided at once; past it, the default at once (fallback:overload)",
+    },
+    SettingDoc {
+        variable: GATEWAY_MAX_CONNECTIONS,
+        default: "10000",
+        rule: "16..=1000000: open HTTP connections; at the bound the one idle the longest is closed to make room; lowered to what the open-file limit allows",
+    },
+    SettingDoc {
+        variable: GATEWAY_AFTER_STREAM,
+        default: "unset",
+        rule: "a JetStream stream name (letters, digits, - and _): after-callbacks are stored there (created when missing) and acknowledged once stored",
+    },
+    SettingDoc {
+        variable: RUST_LOG,
+        default: "info",
+        rule: "a tracing filter such as info or openim_gateway=debug (debug logs one line per answered callback)",
+    },
+    SettingDoc {
+        variable: GATEWAY_LOG_FORMAT,
+        default: "text",
+        rule: "text or json: json makes every stderr line one JSON object, for log collectors",
+    },
+];
+
+/// The settings part of `--help`: each variable with its default and its rule.
+pub fn settings_help() -> String {
+    let mut text = String::from(
+        "Settings (environment variables; a bad or unknown GATEWAY_* one stops the start with exit code 2):\n",
+    );
+    for doc in SETTING_DOCS {
+        text.push_str(&format!(
+            "  {}\n      default: {}\n      {}\n",
+            doc.variable, doc.default, doc.rule
+        ));
+    }
+    text
+}
 
 /// OpenIM's HTTP client has `Timeout: 15s` (openimsdk/tools `NewClientConfig`): no callback
 /// waits longer, whatever `webhooks.yml` says.
@@ -113,11 +295,96 @@ const MAX_MAX_CONNECTIONS: u64 = 1_000_000;
 #[error("{variable}={value:?} is not valid: {rule}")]
 pub struct ConfigError {
     /// The environment variable.
-    pub variable: &'static str,
-    /// The value as given (the secret's value is never shown).
+    pub variable: String,
+    /// The value as given (a secret's value is never shown).
     pub value: String,
     /// What a valid value looks like.
     pub rule: String,
+}
+
+/// Every bad setting of one start, in the order of the settings: an operator fixes them all
+/// in one go instead of one restart each. Never empty.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl std::fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (index, error) in self.0.iter().enumerate() {
+            if index > 0 {
+                f.write_str("\n")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+impl ConfigErrors {
+    /// The errors, one per bad setting.
+    pub fn iter(&self) -> impl Iterator<Item = &ConfigError> {
+        self.0.iter()
+    }
+}
+
+/// Every `GATEWAY_*` name the gateway knows, read here or elsewhere.
+fn known_gateway_names() -> impl Iterator<Item = &'static str> {
+    ALL_SETTINGS
+        .iter()
+        .copied()
+        .chain(RESERVED_SETTINGS.iter().copied())
+        .filter(|name| name.starts_with(GATEWAY_PREFIX))
+}
+
+/// The known setting closest to `name`, when one is close enough to be the likely intent.
+/// Names are compared without the shared `GATEWAY_` prefix, which would make every pair look
+/// alike, and also against the known name's trailing words, so that a name missing a word
+/// (`TIMEOUT_MS` of `CALLBACK_TIMEOUT_MS`, even mistyped) still finds it.
+pub fn closest_setting(name: &str) -> Option<&'static str> {
+    let short = |name: &str| name.strip_prefix(GATEWAY_PREFIX).unwrap_or(name).to_owned();
+    let wanted = short(name);
+    known_gateway_names()
+        .map(|known| {
+            let candidate = short(known);
+            let whole = strsim::jaro_winkler(&wanted, &candidate);
+            let tail = candidate
+                .match_indices('_')
+                .map(|(index, _)| &candidate[index + 1..])
+                .filter(|tail| wanted.len() >= 4 && tail.len() >= 4)
+                .map(|tail| strsim::jaro_winkler(&wanted, tail))
+                .fold(0.0, f64::max);
+            (whole.max(tail), known)
+        })
+        .filter(|(score, _)| *score >= 0.88)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, known)| known)
+}
+
+/// Errors for the `GATEWAY_*` names among `names` that are no setting of the gateway. The
+/// value is not shown: a mistyped secret's name must not print the secret.
+pub fn unknown_settings<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<ConfigError> {
+    let mut unknown: Vec<&str> = names
+        .into_iter()
+        .filter(|name| name.starts_with(GATEWAY_PREFIX))
+        .filter(|name| !known_gateway_names().any(|known| known == *name))
+        .collect();
+    unknown.sort_unstable();
+    unknown.dedup();
+    unknown
+        .into_iter()
+        .map(|name| {
+            let hint = match closest_setting(name) {
+                Some(known) => format!("did you mean {known}?"),
+                None => "openim-gateway --help lists every setting".to_owned(),
+            };
+            ConfigError {
+                variable: name.to_owned(),
+                value: "<not shown>".to_owned(),
+                rule: format!("unknown setting: {hint}"),
+            }
+        })
+        .collect()
 }
 
 /// The shared secret of the webhook URL. Its `Debug` never shows the value.
@@ -137,11 +404,32 @@ impl std::fmt::Debug for WebhookSecret {
     }
 }
 
+/// The shape of the log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl LogFormat {
+    /// What `GATEWAY_LOG_FORMAT` asks for, when it names a format: used to print the
+    /// settings' own errors in the requested shape before the settings are valid.
+    pub fn requested(value: Option<&str>) -> Option<Self> {
+        match value.map(str::trim) {
+            Some("text") => Some(Self::Text),
+            Some("json") => Some(Self::Json),
+            _ => None,
+        }
+    }
+}
+
 /// Every setting of the gateway, validated.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// NATS servers to connect to (any of them).
-    pub nats_urls: Vec<async_nats::ServerAddr>,
+    /// NATS servers to connect to (any of them), credentials and TLS.
+    pub nats: NatsSettings,
     /// The HTTP listen address; port 0 picks a free port (tests).
     pub listen: SocketAddr,
     /// Subjects are `{subject_prefix}.{command}`.
@@ -169,111 +457,241 @@ pub struct Config {
     pub after_stream: Option<String>,
     /// The tracing filter directive (`RUST_LOG`).
     pub log_filter: String,
+    /// Text or JSON lines.
+    pub log_format: LogFormat,
+    /// OpenIM's `webhooks.yml`, when `GATEWAY_OPENIM_WEBHOOKS` names it.
+    pub openim_webhooks: Option<OpenImWebhooks>,
+    /// The policy file, when `GATEWAY_CONFIG` names it.
+    pub policy_file: Option<PolicyFile>,
+    /// The mode of the commands the policy file does not name.
+    pub mode: Mode,
 }
 
 impl Config {
-    /// The time a before-callback has from arrival to answer.
+    /// The time a before-callback has from arrival to answer, for the commands
+    /// `webhooks.yml` does not name.
     pub fn budget(&self) -> Duration {
         self.callback_timeout.saturating_sub(self.safety_margin)
     }
 
-    /// Reads the settings from the process environment. A value that is not UTF-8 is
-    /// refused, not taken for unset: the operator set something, and it is not what they
-    /// meant.
-    pub fn from_env() -> Result<Self, ConfigError> {
-        for variable in ALL_SETTINGS {
-            if let Err(std::env::VarError::NotUnicode(value)) = std::env::var(variable) {
-                return Err(not_unicode(variable, &value));
-            }
-        }
-        Self::from_lookup(|name| std::env::var(name).ok())
+    /// The longest timeout any command has (the global one, `webhooks.yml`'s, the policy
+    /// file's): a drain that waits this long has let every accepted callback be answered.
+    pub fn longest_timeout(&self) -> Duration {
+        let webhooks = self
+            .openim_webhooks
+            .iter()
+            .flat_map(|webhooks| &webhooks.callbacks)
+            .map(|callback| callback.timeout);
+        let policy = self
+            .policy_file
+            .iter()
+            .flat_map(|file| &file.commands)
+            .filter_map(|(_, section)| section.timeout_ms)
+            .map(|timeout_ms| Duration::from_millis(timeout_ms.unsigned_abs()));
+        webhooks
+            .chain(policy)
+            .fold(self.callback_timeout, Duration::max)
     }
 
-    /// Reads the settings through `lookup` (the environment, or a map in tests).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    /// Each command's budget: its own timeout from `webhooks.yml` when the file names it,
+    /// else [`Self::budget`].
+    pub fn budgets(&self) -> Budgets {
+        let mut budgets = match &self.openim_webhooks {
+            Some(webhooks) => Budgets::from_webhooks(self.budget(), webhooks, self.safety_margin),
+            None => Budgets::uniform(self.budget()),
+        };
+        // The policy file's timeout wins over webhooks.yml's.
+        for (command, section) in self.policy_file.iter().flat_map(|file| &file.commands) {
+            if let Some(timeout_ms) = section.timeout_ms {
+                let timeout = Duration::from_millis(timeout_ms.unsigned_abs());
+                budgets.set(command, timeout.saturating_sub(self.safety_margin));
+            }
+        }
+        budgets
+    }
+
+    /// Each command's mode and default decision.
+    pub fn policies(&self) -> Policies {
+        let global = CommandPolicy {
+            mode: self.mode,
+            default: self.default_decision.clone(),
+        };
+        match &self.policy_file {
+            Some(file) => Policies::from_file(global, file),
+            None => Policies::uniform(global),
+        }
+    }
+
+    /// Reads the settings from the process environment. A value that is not UTF-8 is
+    /// refused, not taken for unset: the operator set something, and it is not what they
+    /// meant. A `GATEWAY_*` variable the gateway does not know is refused too.
+    pub fn from_env() -> Result<Self, ConfigErrors> {
+        let names: Vec<String> = std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .collect();
+        let mut errors: Vec<ConfigError> = ALL_SETTINGS
+            .iter()
+            .copied()
+            .filter_map(|variable| match std::env::var(variable) {
+                Err(std::env::VarError::NotUnicode(value)) => Some(not_unicode(variable, &value)),
+                _ => None,
+            })
+            .collect();
+        errors.extend(unknown_settings(names.iter().map(String::as_str)));
+        let lookup = |name: &str| std::env::var(name).ok();
+        match (Self::from_lookup(lookup), errors.is_empty()) {
+            (Ok(config), true) => Ok(config),
+            (Ok(_), false) => Err(ConfigErrors(errors)),
+            (Err(ConfigErrors(more)), _) => {
+                errors.extend(more);
+                Err(ConfigErrors(errors))
+            }
+        }
+    }
+
+    /// Reads the settings from a map of variables (tests), refusing unknown `GATEWAY_*`
+    /// names as [`Self::from_env`] does.
+    pub fn from_map(
+        variables: &std::collections::HashMap<String, String>,
+    ) -> Result<Self, ConfigErrors> {
+        let mut errors = unknown_settings(variables.keys().map(String::as_str));
+        match Self::from_lookup(|name| variables.get(name).cloned()) {
+            Ok(config) if errors.is_empty() => Ok(config),
+            Ok(_) => Err(ConfigErrors(errors)),
+            Err(ConfigErrors(more)) => {
+                errors.extend(more);
+                Err(ConfigErrors(errors))
+            }
+        }
+    }
+
+    /// Reads the settings through `lookup` (the environment, or a map in tests). Every bad
+    /// setting is reported, not just the first.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigErrors> {
+        // A bad value is recorded and replaced by its default, so that the checks after it
+        // still run and report their own mistakes.
+        let mut errors = Collected::default();
+        let policy_file = lookup(GATEWAY_CONFIG).and_then(|path| {
+            errors.check(PolicyFile::read(&path).map_err(|rule| ConfigError {
+                variable: GATEWAY_CONFIG.to_owned(),
+                value: path.clone(),
+                rule,
+            }))
+        });
+        let file_global = policy_file
+            .as_ref()
+            .map(|file| file.global.clone())
+            .unwrap_or_default();
+        // For the global settings the environment wins over the file's [global] section.
+        let lookup = |name: &str| {
+            lookup(name).or_else(|| match name {
+                GATEWAY_DEFAULT_DECISION => file_global.default.clone(),
+                GATEWAY_REJECT_ERR_CODE => file_global.reject_err_code.map(|code| code.to_string()),
+                GATEWAY_REJECT_ERR_MSG => file_global.reject_err_msg.clone(),
+                GATEWAY_CALLBACK_TIMEOUT_MS => file_global.timeout_ms.map(|ms| ms.to_string()),
+                _ => None,
+            })
+        };
         let setting = |name: &'static str, default: &str| {
             let value = lookup(name).unwrap_or_else(|| default.to_owned());
             Setting { name, value }
         };
 
-        let nats_urls = setting(NATS_URL, DEFAULT_NATS_URL).nats_urls()?;
-        let listen = setting(GATEWAY_LISTEN, DEFAULT_LISTEN)
-            .parse::<SocketAddr>("a socket address such as 127.0.0.1:10006 or 0.0.0.0:10006")?;
+        let nats_urls = errors.check(setting(NATS_URL, DEFAULT_NATS_URL).nats_urls());
+        let nats = nats_urls.and_then(|urls| nats_security(urls, &lookup, &mut errors));
+        let listen = errors.check(
+            setting(GATEWAY_LISTEN, DEFAULT_LISTEN)
+                .parse::<SocketAddr>("a socket address such as 127.0.0.1:10006 or 0.0.0.0:10006"),
+        );
         let subject_prefix = setting(GATEWAY_SUBJECT_PREFIX, subject::DEFAULT_PREFIX);
         if !subject::is_valid_publish_subject(&subject_prefix.value) {
-            return Err(subject_prefix.invalid(
+            errors.fail(subject_prefix.invalid(
                 "must be a NATS subject of dot-separated tokens without wildcards or spaces",
             ));
         }
-        let timeout_ms = setting(
-            GATEWAY_CALLBACK_TIMEOUT_MS,
-            &DEFAULT_CALLBACK_TIMEOUT_MS.to_string(),
-        )
-        .integer_in(
-            1..=OPENIM_TIMEOUT_CAP_MS,
-            "OpenIM caps every callback at 15 s",
-        )?;
+        let timeout_ms = errors.check(
+            setting(
+                GATEWAY_CALLBACK_TIMEOUT_MS,
+                &DEFAULT_CALLBACK_TIMEOUT_MS.to_string(),
+            )
+            .integer_in(
+                1..=OPENIM_TIMEOUT_CAP_MS,
+                "OpenIM caps every callback at 15 s",
+            ),
+        );
         let margin = setting(
             GATEWAY_SAFETY_MARGIN_MS,
             &DEFAULT_SAFETY_MARGIN_MS.to_string(),
         );
-        let margin_ms = margin.integer_in(0..=u64::MAX, "")?;
-        if margin_ms >= timeout_ms {
-            return Err(margin.invalid(&format!(
-                "must be smaller than {GATEWAY_CALLBACK_TIMEOUT_MS} ({timeout_ms})"
-            )));
+        let margin_ms = errors.check(margin.integer_in(0..=u64::MAX, ""));
+        if let (Some(timeout_ms), Some(margin_ms)) = (timeout_ms, margin_ms) {
+            if margin_ms >= timeout_ms {
+                errors.fail(margin.invalid(&format!(
+                    "must be smaller than {GATEWAY_CALLBACK_TIMEOUT_MS} ({timeout_ms})"
+                )));
+            }
         }
         // The reject settings are validated even when the default is allow: a typo there
         // should not wait for the day someone switches to reject.
-        let reject_err_code = setting(
-            GATEWAY_REJECT_ERR_CODE,
-            &DEFAULT_REJECT_ERR_CODE.to_string(),
-        )
-        .integer_in(5000..=9999, "OpenIM's range for custom error codes")?;
+        let reject_err_code = errors.check(
+            setting(
+                GATEWAY_REJECT_ERR_CODE,
+                &DEFAULT_REJECT_ERR_CODE.to_string(),
+            )
+            .integer_in(5000..=9999, "OpenIM's range for custom error codes"),
+        );
         let reject_err_msg = setting(GATEWAY_REJECT_ERR_MSG, DEFAULT_REJECT_ERR_MSG);
         if reject_err_msg.value.trim().is_empty() {
-            return Err(reject_err_msg.invalid("must not be empty"));
+            errors.fail(reject_err_msg.invalid("must not be empty"));
         }
         let default_decision = match setting(GATEWAY_DEFAULT_DECISION, "allow") {
-            decision if decision.value == "allow" => DefaultDecision::Allow,
-            decision if decision.value == "reject" => DefaultDecision::Reject {
+            decision if decision.value == "allow" => Some(DefaultDecision::Allow),
+            decision if decision.value == "reject" => Some(DefaultDecision::Reject {
                 // The range check above makes this conversion lossless.
-                err_code: reject_err_code as i32,
+                err_code: reject_err_code.map_or(DEFAULT_REJECT_ERR_CODE, |code| code as i32),
                 err_msg: reject_err_msg.value,
-            },
-            decision => return Err(decision.invalid("must be allow or reject")),
+            }),
+            decision => {
+                errors.fail(decision.invalid("must be allow or reject"));
+                None
+            }
         };
-        let webhook_secret = match lookup(GATEWAY_WEBHOOK_SECRET) {
-            None => None,
-            Some(value) => Some(validate_secret(value)?),
-        };
-        let max_body_bytes = setting(GATEWAY_MAX_BODY_BYTES, &DEFAULT_MAX_BODY_BYTES.to_string())
-            .integer_in(MIN_BODY_BYTES as u64..=MAX_BODY_BYTES as u64, "")?
-            as usize;
-        let runtime_threads = setting(
-            GATEWAY_RUNTIME_THREADS,
-            &DEFAULT_RUNTIME_THREADS.to_string(),
-        )
-        .integer_in(
-            1..=MAX_RUNTIME_THREADS,
-            "1 runs one event loop, more a multi-thread runtime",
-        )? as usize;
-        let shutdown_delay_ms = setting(
-            GATEWAY_SHUTDOWN_DELAY_MS,
-            &DEFAULT_SHUTDOWN_DELAY_MS.to_string(),
-        )
-        .integer_in(0..=MAX_SHUTDOWN_DELAY_MS, "")?;
-        let max_inflight = setting(GATEWAY_MAX_INFLIGHT, &DEFAULT_MAX_INFLIGHT.to_string())
-            .integer_in(1..=MAX_MAX_INFLIGHT, "")? as usize;
-        let max_connections = setting(
-            GATEWAY_MAX_CONNECTIONS,
-            &DEFAULT_MAX_CONNECTIONS.to_string(),
-        )
-        .integer_in(MIN_MAX_CONNECTIONS..=MAX_MAX_CONNECTIONS, "")?
-            as usize;
-        let after_stream = match lookup(GATEWAY_AFTER_STREAM) {
-            None => None,
-            Some(value) => {
+        let webhook_secret =
+            lookup(GATEWAY_WEBHOOK_SECRET).and_then(|value| errors.check(validate_secret(value)));
+        let max_body_bytes = errors.check(
+            setting(GATEWAY_MAX_BODY_BYTES, &DEFAULT_MAX_BODY_BYTES.to_string())
+                .integer_in(MIN_BODY_BYTES as u64..=MAX_BODY_BYTES as u64, ""),
+        );
+        let runtime_threads = errors.check(
+            setting(
+                GATEWAY_RUNTIME_THREADS,
+                &DEFAULT_RUNTIME_THREADS.to_string(),
+            )
+            .integer_in(
+                1..=MAX_RUNTIME_THREADS,
+                "1 runs one event loop, more a multi-thread runtime",
+            ),
+        );
+        let shutdown_delay_ms = errors.check(
+            setting(
+                GATEWAY_SHUTDOWN_DELAY_MS,
+                &DEFAULT_SHUTDOWN_DELAY_MS.to_string(),
+            )
+            .integer_in(0..=MAX_SHUTDOWN_DELAY_MS, ""),
+        );
+        let max_inflight = errors.check(
+            setting(GATEWAY_MAX_INFLIGHT, &DEFAULT_MAX_INFLIGHT.to_string())
+                .integer_in(1..=MAX_MAX_INFLIGHT, ""),
+        );
+        let max_connections = errors.check(
+            setting(
+                GATEWAY_MAX_CONNECTIONS,
+                &DEFAULT_MAX_CONNECTIONS.to_string(),
+            )
+            .integer_in(MIN_MAX_CONNECTIONS..=MAX_MAX_CONNECTIONS, ""),
+        );
+        let after_stream =
+            lookup(GATEWAY_AFTER_STREAM).and_then(|value| {
                 let name = Setting {
                     name: GATEWAY_AFTER_STREAM,
                     value,
@@ -284,37 +702,157 @@ impl Config {
                         .value
                         .chars()
                         .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
-                if !valid {
-                    return Err(name.invalid(
+                if valid {
+                    Some(name.value)
+                } else {
+                    errors.fail(name.invalid(
                         "must be a JetStream stream name: 1 to 255 letters, digits, - and _",
                     ));
+                    None
                 }
-                Some(name.value)
-            }
-        };
+            });
         let log_filter = setting(RUST_LOG, "info");
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&log_filter.value) {
-            return Err(log_filter.invalid(&format!(
+            errors.fail(log_filter.invalid(&format!(
                 "must be a tracing filter such as info or openim_gateway=debug ({error})"
             )));
         }
 
-        Ok(Self {
-            nats_urls,
+        let openim_webhooks = lookup(GATEWAY_OPENIM_WEBHOOKS).and_then(|path| {
+            let invalid = |rule: String| ConfigError {
+                variable: GATEWAY_OPENIM_WEBHOOKS.to_owned(),
+                value: path.clone(),
+                rule,
+            };
+            let webhooks = errors.check(OpenImWebhooks::read(&path).map_err(invalid))?;
+            let shortest = webhooks.callbacks.iter().min_by_key(|callback| callback.timeout);
+            match (shortest, margin_ms) {
+                (Some(shortest), Some(margin_ms))
+                    if shortest.timeout <= Duration::from_millis(margin_ms) =>
+                {
+                    errors.fail(invalid(format!(
+                        "{}'s timeout ({} ms) must be above {GATEWAY_SAFETY_MARGIN_MS} ({margin_ms})",
+                        shortest.key,
+                        shortest.timeout.as_millis()
+                    )));
+                    None
+                }
+                _ => Some(webhooks),
+            }
+        });
+        if let (Some(file), Some(margin_ms)) = (&policy_file, margin_ms) {
+            for (command, section) in &file.commands {
+                let Some(timeout_ms) = section.timeout_ms else {
+                    continue;
+                };
+                let openim = openim_webhooks.as_ref().and_then(|webhooks| {
+                    webhooks
+                        .callbacks
+                        .iter()
+                        .find(|callback| callback.command.name == command.name)
+                });
+                let path = lookup(GATEWAY_CONFIG).unwrap_or_default();
+                let rule = if timeout_ms.unsigned_abs() <= margin_ms {
+                    Some(format!(
+                        "commands.{}.timeout_ms = {timeout_ms}: must be above {GATEWAY_SAFETY_MARGIN_MS} ({margin_ms})",
+                        command.name
+                    ))
+                } else {
+                    openim
+                        .filter(|callback| Duration::from_millis(timeout_ms.unsigned_abs()) > callback.timeout)
+                        .map(|callback| {
+                            format!(
+                                "commands.{}.timeout_ms = {timeout_ms}: must not be above OpenIM's own timeout for it ({} ms, {} in webhooks.yml): OpenIM gives up first",
+                                command.name,
+                                callback.timeout.as_millis(),
+                                callback.key
+                            )
+                        })
+                };
+                if let Some(rule) = rule {
+                    errors.fail(ConfigError {
+                        variable: GATEWAY_CONFIG.to_owned(),
+                        value: path,
+                        rule,
+                    });
+                }
+            }
+        }
+        let mode = file_global
+            .mode
+            .as_deref()
+            .map_or(Mode::Enforce, |mode| match mode {
+                "shadow" => Mode::Shadow,
+                "off" => Mode::Off,
+                _ => Mode::Enforce,
+            });
+        let log_format_setting = setting(GATEWAY_LOG_FORMAT, "text");
+        let log_format = LogFormat::requested(Some(&log_format_setting.value));
+        if log_format.is_none() {
+            errors.fail(log_format_setting.invalid("must be text or json"));
+        }
+
+        match (
+            nats,
             listen,
-            subject_prefix: subject_prefix.value,
-            callback_timeout: Duration::from_millis(timeout_ms),
-            safety_margin: Duration::from_millis(margin_ms),
+            timeout_ms,
+            margin_ms,
             default_decision,
-            webhook_secret,
             max_body_bytes,
             runtime_threads,
-            shutdown_delay: Duration::from_millis(shutdown_delay_ms),
+            shutdown_delay_ms,
             max_inflight,
             max_connections,
-            after_stream,
-            log_filter: log_filter.value,
-        })
+        ) {
+            (
+                Some(nats),
+                Some(listen),
+                Some(timeout_ms),
+                Some(margin_ms),
+                Some(default_decision),
+                Some(max_body_bytes),
+                Some(runtime_threads),
+                Some(shutdown_delay_ms),
+                Some(max_inflight),
+                Some(max_connections),
+            ) if errors.0.is_empty() => Ok(Self {
+                nats,
+                listen,
+                subject_prefix: subject_prefix.value,
+                callback_timeout: Duration::from_millis(timeout_ms),
+                safety_margin: Duration::from_millis(margin_ms),
+                default_decision,
+                webhook_secret,
+                max_body_bytes: max_body_bytes as usize,
+                runtime_threads: runtime_threads as usize,
+                shutdown_delay: Duration::from_millis(shutdown_delay_ms),
+                max_inflight: max_inflight as usize,
+                max_connections: max_connections as usize,
+                after_stream,
+                log_filter: log_filter.value,
+                log_format: log_format.unwrap_or(LogFormat::Text),
+                openim_webhooks,
+                policy_file,
+                mode,
+            }),
+            _ => Err(ConfigErrors(errors.0)),
+        }
+    }
+}
+
+/// The errors found so far by [`Config::from_lookup`].
+#[derive(Default)]
+struct Collected(Vec<ConfigError>);
+
+impl Collected {
+    /// The value, or `None` with the error recorded.
+    fn check<T>(&mut self, result: Result<T, ConfigError>) -> Option<T> {
+        result.map_err(|error| self.0.push(error)).ok()
+    }
+
+    /// Records `error`.
+    fn fail(&mut self, error: ConfigError) {
+        self.0.push(error);
     }
 }
 
@@ -327,7 +865,7 @@ struct Setting {
 impl Setting {
     fn invalid(&self, rule: &str) -> ConfigError {
         ConfigError {
-            variable: self.name,
+            variable: self.name.to_owned(),
             value: self.value.clone(),
             rule: rule.to_owned(),
         }
@@ -356,28 +894,35 @@ impl Setting {
         }
     }
 
+    /// The URLs as given (credentials still in them). An error shows the value with its
+    /// passwords and tokens hidden.
     fn nats_urls(&self) -> Result<Vec<async_nats::ServerAddr>, ConfigError> {
         let rule = "must be a NATS URL such as nats://127.0.0.1:4222, or a comma-separated list";
+        let invalid = |rule: &str| ConfigError {
+            variable: self.name.to_owned(),
+            value: nats_settings::redact_urls(&self.value),
+            rule: rule.to_owned(),
+        };
         let urls = self
             .value
             .split(',')
             .map(str::trim)
             .map(|url| {
                 if url.is_empty() {
-                    return Err(self.invalid(rule));
+                    return Err(invalid(rule));
                 }
                 url.parse::<async_nats::ServerAddr>()
-                    .map_err(|error| self.invalid(&format!("{rule} ({error})")))
+                    .map_err(|error| invalid(&format!("{rule} ({error})")))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(urls)
     }
 }
 
-fn not_unicode(variable: &'static str, value: &std::ffi::OsStr) -> ConfigError {
+fn not_unicode(variable: &str, value: &std::ffi::OsStr) -> ConfigError {
     ConfigError {
-        variable,
-        value: if variable == GATEWAY_WEBHOOK_SECRET {
+        variable: variable.to_owned(),
+        value: if variable == GATEWAY_WEBHOOK_SECRET || variable == NATS_URL {
             "<not shown>".to_owned()
         } else {
             value.to_string_lossy().into_owned()
@@ -386,9 +931,110 @@ fn not_unicode(variable: &'static str, value: &std::ffi::OsStr) -> ConfigError {
     }
 }
 
+/// The credentials and TLS settings, checked against each other and against the URLs. The
+/// files are read now: a wrong path stops the start instead of every connection attempt.
+fn nats_security(
+    urls: Vec<async_nats::ServerAddr>,
+    lookup: &impl Fn(&str) -> Option<String>,
+    errors: &mut Collected,
+) -> Option<NatsSettings> {
+    let count_before = errors.0.len();
+    let invalid = |variable: &str, value: &str, rule: &str| ConfigError {
+        variable: variable.to_owned(),
+        value: value.to_owned(),
+        rule: rule.to_owned(),
+    };
+    let mut servers = Vec::with_capacity(urls.len());
+    let mut url_auth = NatsAuth::None;
+    for url in urls {
+        let (server, auth) = nats_settings::split_credentials(url);
+        servers.push(server);
+        if auth == NatsAuth::None {
+            continue;
+        }
+        if url_auth == NatsAuth::None {
+            url_auth = auth;
+        } else if url_auth != auth {
+            let value = lookup(NATS_URL).unwrap_or_default();
+            errors.fail(invalid(
+                NATS_URL,
+                &nats_settings::redact_urls(&value),
+                "every URL must carry the same credentials, or none: the client sends one set to whichever server it reaches",
+            ));
+            break;
+        }
+    }
+    let mut auth = url_auth;
+    let mut auth_from = NATS_URL;
+    for variable in [GATEWAY_NATS_CREDS, GATEWAY_NATS_NKEY] {
+        let Some(path) = lookup(variable) else {
+            continue;
+        };
+        let read = if variable == GATEWAY_NATS_CREDS {
+            nats_settings::read_creds(&path).map(NatsAuth::Creds)
+        } else {
+            nats_settings::read_nkey(&path).map(NatsAuth::Nkey)
+        };
+        match read {
+            Err(rule) => errors.fail(invalid(variable, &path, &rule)),
+            Ok(_) if auth != NatsAuth::None => errors.fail(invalid(
+                variable,
+                &path,
+                &format!("must not be combined with the credentials of {auth_from}: a server accepts one way to authenticate"),
+            )),
+            Ok(file_auth) => {
+                auth = file_auth;
+                auth_from = variable;
+            }
+        }
+    }
+    let tls_ca = lookup(GATEWAY_NATS_TLS_CA).and_then(|path| {
+        errors.check(
+            nats_settings::check_pem(&path, "CERTIFICATE")
+                .map_err(|rule| invalid(GATEWAY_NATS_TLS_CA, &path, &rule)),
+        )
+    });
+    let tls_client = match (lookup(GATEWAY_NATS_TLS_CERT), lookup(GATEWAY_NATS_TLS_KEY)) {
+        (None, None) => None,
+        (Some(cert), None) => {
+            errors.fail(invalid(
+                GATEWAY_NATS_TLS_CERT,
+                &cert,
+                &format!("must come with {GATEWAY_NATS_TLS_KEY}, the certificate's private key"),
+            ));
+            None
+        }
+        (None, Some(key)) => {
+            errors.fail(invalid(
+                GATEWAY_NATS_TLS_KEY,
+                &key,
+                &format!("must come with {GATEWAY_NATS_TLS_CERT}, the certificate it belongs to"),
+            ));
+            None
+        }
+        (Some(cert), Some(key)) => {
+            let cert = errors.check(
+                nats_settings::check_pem(&cert, "CERTIFICATE")
+                    .map_err(|rule| invalid(GATEWAY_NATS_TLS_CERT, &cert, &rule)),
+            );
+            let key = errors.check(
+                nats_settings::check_pem(&key, "PRIVATE KEY")
+                    .map_err(|rule| invalid(GATEWAY_NATS_TLS_KEY, &key, &rule)),
+            );
+            cert.zip(key)
+        }
+    };
+    (errors.0.len() == count_before).then_some(NatsSettings {
+        servers,
+        auth,
+        tls_ca,
+        tls_client,
+    })
+}
+
 fn validate_secret(value: String) -> Result<WebhookSecret, ConfigError> {
     let invalid = |rule: &str| ConfigError {
-        variable: GATEWAY_WEBHOOK_SECRET,
+        variable: GATEWAY_WEBHOOK_SECRET.to_owned(),
         // The secret itself never appears in an error or a log line.
         value: format!("<{} characters>", value.chars().count()),
         rule: rule.to_owned(),
@@ -410,12 +1056,105 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    fn all_errors(pairs: &[(&str, &str)]) -> Result<Config, ConfigErrors> {
         let map: HashMap<String, String> = pairs
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
-        Config::from_lookup(|name| map.get(name).cloned())
+        Config::from_map(&map)
+    }
+
+    /// The first error only, for the tests of one bad setting.
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        all_errors(pairs).map_err(|mut errors| {
+            assert_eq!(errors.0.len(), 1, "{errors}");
+            errors.0.remove(0)
+        })
+    }
+
+    #[test]
+    fn help_describes_every_setting_once() {
+        for &variable in ALL_SETTINGS {
+            let docs: Vec<_> = SETTING_DOCS
+                .iter()
+                .filter(|doc| doc.variable == variable)
+                .collect();
+            assert_eq!(docs.len(), 1, "{variable}");
+            assert!(!docs[0].rule.is_empty() && !docs[0].default.is_empty());
+        }
+        assert_eq!(SETTING_DOCS.len(), ALL_SETTINGS.len());
+        let help = settings_help();
+        for doc in SETTING_DOCS {
+            assert!(
+                help.contains(doc.variable) && help.contains(doc.rule),
+                "{help}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_gateway_variable_is_refused_with_the_closest_name() {
+        let errors = all_errors(&[("GATEWAY_TIMEOUT_MS", "2000")]).unwrap_err();
+        assert_eq!(errors.0.len(), 1, "{errors}");
+        let line = errors.to_string();
+        assert!(line.starts_with("GATEWAY_TIMEOUT_MS="), "{line}");
+        assert!(
+            line.contains("did you mean GATEWAY_CALLBACK_TIMEOUT_MS?"),
+            "{line}"
+        );
+        // The value of an unknown variable may be a secret under a mistyped name.
+        assert!(!line.contains("2000"), "{line}");
+        let line = all_errors(&[("GATEWAY_WEBHOK_SECRET", "x")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            line.contains("did you mean GATEWAY_WEBHOOK_SECRET?"),
+            "{line}"
+        );
+        for (typo, meant) in [
+            ("GATEWAY_TIMOUT_MS", GATEWAY_CALLBACK_TIMEOUT_MS),
+            ("GATEWAY_CALLBACK_TIMEOUT", GATEWAY_CALLBACK_TIMEOUT_MS),
+            ("GATEWAY_MARGIN_MS", GATEWAY_SAFETY_MARGIN_MS),
+            ("GATEWAY_NATS_TLS_CERTIFICATE", GATEWAY_NATS_TLS_CERT),
+            ("GATEWAY_LOGFORMAT", GATEWAY_LOG_FORMAT),
+            ("GATEWAY_SECRET", GATEWAY_WEBHOOK_SECRET),
+        ] {
+            assert_eq!(closest_setting(typo), Some(meant), "{typo}");
+        }
+        let line = all_errors(&[("GATEWAY_ZZZ", "x")]).unwrap_err().to_string();
+        assert!(line.contains("--help"), "{line}");
+        // Not the gateway's prefix: other programs' variables are none of its business.
+        assert!(all_errors(&[("NATS_USER", "x"), ("HOME", "/root")]).is_ok());
+        for reserved in RESERVED_SETTINGS {
+            assert!(
+                unknown_settings([*reserved]).is_empty(),
+                "{reserved} must be known"
+            );
+        }
+    }
+
+    #[test]
+    fn every_bad_setting_is_reported_at_once() {
+        let errors = all_errors(&[
+            ("GATEWAY_TIMEOUT_MS", "2000"),
+            (GATEWAY_CALLBACK_TIMEOUT_MS, "0"),
+            (GATEWAY_DEFAULT_DECISION, "maybe"),
+            (GATEWAY_REJECT_ERR_CODE, "42"),
+            (GATEWAY_LISTEN, "nope"),
+        ])
+        .unwrap_err();
+        let variables: Vec<&str> = errors.iter().map(|error| error.variable.as_str()).collect();
+        assert_eq!(
+            variables,
+            [
+                "GATEWAY_TIMEOUT_MS",
+                GATEWAY_LISTEN,
+                GATEWAY_CALLBACK_TIMEOUT_MS,
+                GATEWAY_REJECT_ERR_CODE,
+                GATEWAY_DEFAULT_DECISION,
+            ]
+        );
+        assert_eq!(errors.to_string().lines().count(), 5);
     }
 
     #[test]
@@ -433,7 +1172,7 @@ mod tests {
         assert_eq!(config.shutdown_delay, Duration::from_millis(5000));
         assert_eq!(config.max_inflight, 10_000);
         assert_eq!(config.max_connections, 10_000);
-        assert_eq!(config.nats_urls.len(), 1);
+        assert_eq!(config.nats.servers.len(), 1);
     }
 
     #[test]
@@ -486,6 +1225,7 @@ mod tests {
             (GATEWAY_AFTER_STREAM, ""),
             (GATEWAY_AFTER_STREAM, "openim.after"),
             (GATEWAY_AFTER_STREAM, "a b"),
+            (GATEWAY_LOG_FORMAT, "yaml"),
         ];
         for (variable, value) in cases {
             let error = config(&[(variable, value)]).expect_err(&format!("{variable}={value}"));
@@ -533,8 +1273,26 @@ mod tests {
     }
 
     #[test]
+    fn url_credentials_go_to_the_options_and_must_agree() {
+        let config = config(&[(NATS_URL, "nats://al:pw@h:1, nats://h:2")]).unwrap();
+        assert_eq!(config.nats.servers_for_log(), "nats://h:1,nats://h:2");
+        assert!(matches!(config.nats.auth, NatsAuth::UserPassword { .. }));
+        assert!(!format!("{config:?}").contains("pw"));
+        let error = config_error_line(&[(NATS_URL, "nats://al:Pw1x@h:1,nats://al:Pw2x@h:2")]);
+        assert!(error.contains("the same credentials"), "{error}");
+        assert!(
+            !error.contains("Pw1x") && !error.contains("Pw2x"),
+            "{error}"
+        );
+    }
+
+    fn config_error_line(pairs: &[(&str, &str)]) -> String {
+        config(pairs).unwrap_err().to_string()
+    }
+
+    #[test]
     fn several_nats_urls_are_accepted() {
         let config = config(&[(NATS_URL, "nats://a:4222, nats://b:4223")]).unwrap();
-        assert_eq!(config.nats_urls.len(), 2);
+        assert_eq!(config.nats.servers.len(), 2);
     }
 }

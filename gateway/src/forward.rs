@@ -36,7 +36,7 @@ use tokio::{
     time::Instant,
 };
 
-use crate::{deadline::Deadline, metrics::Metrics};
+use crate::{deadline::Deadline, metrics::Metrics, nats_settings::NatsSettings};
 
 /// How often the client pings the server. async-nats' default of 60 s lets a half-open
 /// connection look connected for minutes; two missed pings at this interval mark it down.
@@ -58,8 +58,16 @@ const TIMEOUT_MS_HEADER: HeaderName = HeaderName::from_static(headers::TIMEOUT_M
 #[derive(Debug, Error)]
 pub enum SetupError {
     /// The client could not be created.
-    #[error("cannot set up the nats client: {0}")]
-    Connect(#[from] async_nats::ConnectError),
+    #[error("cannot set up the nats client for {servers}: {source}")]
+    Connect {
+        /// The servers, without credentials.
+        servers: String,
+        /// async-nats' reason.
+        source: async_nats::ConnectError,
+    },
+    /// The credentials could not be handed to the client.
+    #[error("cannot use the nats credentials: {0}")]
+    Credentials(#[from] std::io::Error),
     /// The subscription that routes replies could not be made.
     #[error("cannot subscribe to the reply inbox: {0}")]
     Subscribe(#[from] async_nats::SubscribeError),
@@ -154,12 +162,15 @@ impl Forwarder {
     /// Starts connecting to NATS and returns at once: while NATS is unreachable the gateway
     /// still answers (with the default), and it connects as soon as NATS is there.
     pub async fn connect(
-        servers: Vec<async_nats::ServerAddr>,
+        settings: &NatsSettings,
         subject_prefix: &str,
         metrics: Arc<Metrics>,
     ) -> Result<Self, SetupError> {
         let disconnected = Arc::new(Notify::new());
-        let options = ConnectOptions::new()
+        let servers = settings.servers_for_log();
+        tracing::info!(%servers, tls = settings.tls_required(), "connecting to nats");
+        let options = settings
+            .apply(ConnectOptions::new())?
             .name("openim-gateway")
             .ping_interval(PING_INTERVAL)
             .connection_timeout(CONNECTION_TIMEOUT)
@@ -173,6 +184,7 @@ impl Forwarder {
             })
             .event_callback({
                 let events = Arc::new(ConnectionEvents {
+                    servers: servers.clone(),
                     metrics,
                     connected_once: AtomicBool::new(false),
                     disconnected: Arc::clone(&disconnected),
@@ -182,7 +194,13 @@ impl Forwarder {
                     async move { events.handle(event) }
                 }
             });
-        let client = options.connect(servers).await?;
+        let client = options
+            .connect(settings.servers.clone())
+            .await
+            .map_err(|source| SetupError::Connect {
+                servers: servers.clone(),
+                source,
+            })?;
         let inbox = client.new_inbox();
         let subscriber = client.subscribe(format!("{inbox}.*")).await?;
         let pending: Arc<Pending> = Arc::default();
@@ -439,6 +457,9 @@ fn service_error(message: &Message) -> Option<String> {
 /// Keeps the connection metrics and the disconnect signal in step with the client's events.
 #[derive(Debug)]
 struct ConnectionEvents {
+    /// The servers, without credentials: async-nats' events do not say which server failed
+    /// or what the gateway connects to, and "nats: IO error" alone helps nobody.
+    servers: String,
     metrics: Arc<Metrics>,
     /// Whether a connection was ever made: the next one is a reconnection.
     connected_once: AtomicBool,
@@ -452,12 +473,13 @@ impl ConnectionEvents {
             Event::Connected => {
                 let reconnected = self.connected_once.swap(true, Ordering::Relaxed);
                 self.metrics.nats_connected(reconnected);
-                tracing::info!("connected to nats");
+                tracing::info!(servers = %self.servers, "connected to nats");
             }
             Event::Disconnected => {
                 self.metrics.nats_disconnected();
                 self.disconnected.notify_waiters();
                 tracing::warn!(
+                    servers = %self.servers,
                     "disconnected from nats: callbacks get the default decision until it is back"
                 );
             }
@@ -465,7 +487,7 @@ impl ConnectionEvents {
                 self.metrics.nats_disconnected();
                 tracing::info!("nats connection closed");
             }
-            other => tracing::warn!(event = %other, "nats event"),
+            other => tracing::warn!(servers = %self.servers, event = %other, "nats event"),
         }
     }
 }

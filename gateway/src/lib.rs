@@ -15,7 +15,10 @@ mod fidelity_props;
 pub mod forward;
 pub mod http;
 pub mod metrics;
+pub mod nats_settings;
+pub mod policy;
 pub mod serve;
+pub mod webhooks;
 
 use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -74,6 +77,18 @@ const RESERVED_FILES: u64 = 64;
 /// The longest the NATS connection may take to flush on the way out.
 const NATS_DRAIN_BOUND: Duration = Duration::from_secs(2);
 
+/// Applies the budgets and policies of a newly read configuration (`SIGHUP`) to a running
+/// gateway; callbacks in flight keep the ones they started with.
+#[derive(Debug, Clone)]
+pub struct Reloader(Arc<AppState>);
+
+impl Reloader {
+    /// Takes `config`'s budgets and policies; its other settings need a restart.
+    pub fn reload(&self, config: &Config) {
+        self.0.reload(config);
+    }
+}
+
 /// A bound, connected-or-connecting gateway, ready to serve.
 #[derive(Debug)]
 pub struct Gateway {
@@ -102,12 +117,8 @@ impl Gateway {
             source,
         })?;
         let metrics = Arc::new(Metrics::new());
-        let forwarder = Forwarder::connect(
-            config.nats_urls.clone(),
-            &config.subject_prefix,
-            Arc::clone(&metrics),
-        )
-        .await?;
+        let forwarder =
+            Forwarder::connect(&config.nats, &config.subject_prefix, Arc::clone(&metrics)).await?;
         if !forwarder.wait_connected(FIRST_CONNECT_WAIT).await {
             tracing::warn!(
                 waited_ms = FIRST_CONNECT_WAIT.as_millis() as u64,
@@ -133,10 +144,15 @@ impl Gateway {
             listener,
             state,
             shutdown_delay: config.shutdown_delay,
-            drain_bound: config.callback_timeout + DRAIN_SLACK,
+            drain_bound: config.longest_timeout() + DRAIN_SLACK,
             limits,
             metrics,
         })
+    }
+
+    /// A handle that applies a reloaded policy file to this gateway while it runs.
+    pub fn reloader(&self) -> Reloader {
+        Reloader(Arc::clone(&self.state))
     }
 
     /// The bound address (the real port when the configuration asked for port 0).

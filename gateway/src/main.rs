@@ -1,14 +1,18 @@
 //! The `openim-gateway` binary: settings, then logging, then build, then run.
 //!
-//! Exit codes: 0 after a clean shutdown, 2 for a bad setting (one line on stderr naming the
-//! variable, the value and the rule, before anything binds), 1 for any other failure.
+//! Exit codes: 0 after a clean shutdown (and after `--help` or `--version`), 2 for bad
+//! settings (one stderr line per bad setting naming the variable, the value and the rule,
+//! before anything binds) or an unknown argument, 1 for any other failure.
 
 use std::{
     io::{IsTerminal, Write},
     process::ExitCode,
 };
 
-use openim_gateway::{config::Config, BuildError, Gateway};
+use openim_gateway::{
+    config::{self, Config, LogFormat},
+    BuildError, Gateway,
+};
 
 /// mimalloc instead of glibc's allocator: every callback allocates and frees a few dozen small
 /// blocks on the one event-loop thread, and on the benchmark mimalloc took less CPU per
@@ -16,24 +20,100 @@ use openim_gateway::{config::Config, BuildError, Gateway};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The command line: the gateway is configured by its environment, so the only arguments
+/// are `--help` (which lists every setting) and `--version`.
+fn cli() -> clap::Command {
+    clap::Command::new("openim-gateway")
+        .version(env!("OPENIM_BUILD_VERSION"))
+        .about("OpenIM webhook callbacks in, NATS requests to workers out, a decision back before OpenIM's timeout")
+        .after_help(config::settings_help())
+        .subcommand(clap::Command::new("check-config").about(
+            "Checks the settings and the files they name (GATEWAY_CONFIG, GATEWAY_OPENIM_WEBHOOKS, the NATS files), prints each command's policy and exits: 0 when valid, 2 otherwise",
+        ))
+}
+
+/// `check-config`: what the gateway would run with, one line per command that differs from
+/// the global settings.
+fn print_checked(config: &Config) {
+    let budgets = config.budgets();
+    let policies = config.policies();
+    println!(
+        "openim-gateway: the configuration is valid (default budget {} ms)",
+        config.budget().as_millis()
+    );
+    for command in openim_gateway_proto::catalog::COMMANDS {
+        let policy = policies.of(command);
+        let budget = budgets.of(command);
+        let named = config
+            .policy_file
+            .as_ref()
+            .is_some_and(|file| file.section(command).is_some())
+            || config.openim_webhooks.as_ref().is_some_and(|webhooks| {
+                webhooks
+                    .callbacks
+                    .iter()
+                    .any(|callback| callback.command.name == command.name)
+            });
+        if named {
+            println!(
+                "{}: mode={:?} default={:?} budget_ms={}",
+                command.name,
+                policy.mode,
+                policy.default,
+                budget.as_millis()
+            );
+        }
+    }
+}
+
 fn main() -> ExitCode {
+    // Exits with 0 after --help or --version, with 2 on an unknown argument.
+    let arguments = cli().get_matches();
     let config = match Config::from_env() {
         Ok(config) => config,
-        Err(error) => {
-            eprintln!("openim-gateway: {error}");
+        Err(errors) => {
+            let format = std::env::var(config::GATEWAY_LOG_FORMAT).ok();
+            let json = LogFormat::requested(format.as_deref()) == Some(LogFormat::Json);
+            for error in errors.iter() {
+                let line = format!("openim-gateway: {error}");
+                if json {
+                    // The shape of the logger's own lines, so a collector reads these too.
+                    let object = serde_json::json!({
+                        "level": "ERROR",
+                        "fields": { "message": line },
+                        "target": "openim_gateway",
+                    });
+                    eprintln!("{object}");
+                } else {
+                    eprintln!("{line}");
+                }
+            }
             return ExitCode::from(2);
         }
     };
+    if arguments.subcommand_name() == Some("check-config") {
+        print_checked(&config);
+        return ExitCode::SUCCESS;
+    }
     // Log lines are written by a thread of their own: a write to stderr can block (a full pipe,
     // a slow disk), and on the event loop that would hold up every answer exactly when a
     // storm of timeouts logs a line each. If that thread falls 128k lines behind, lines are
     // dropped rather than answers delayed; the metrics still count every callback.
     let (log_writer, _log_flush) = tracing_appender::non_blocking(std::io::stderr());
-    tracing_subscriber::fmt()
+    let logger = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log_filter))
-        .with_writer(log_writer)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_writer(log_writer);
+    match config.log_format {
+        LogFormat::Text => logger.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => {
+            logger.json().with_ansi(false).init();
+            // A panic's message would otherwise be the one plain line among the JSON ones
+            // (a caught handler panic still prints it).
+            std::panic::set_hook(Box::new(|panic| {
+                tracing::error!(%panic, "panic");
+            }));
+        }
+    }
     // One thread: the event loop runs the HTTP connections and the NATS connection in turn,
     // so the publishes (and the replies) that are ready together go out in one write.
     let mut builder = if config.runtime_threads == 1 {
@@ -46,14 +126,15 @@ fn main() -> ExitCode {
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => {
-            eprintln!("openim-gateway: cannot start the async runtime: {error}");
+            // Through the logger, so that it keeps the configured line format.
+            tracing::error!(%error, "cannot start the async runtime");
             return ExitCode::FAILURE;
         }
     };
     match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("openim-gateway: {error}");
+            tracing::error!(%error, "openim-gateway stopped");
             // A setting only the NATS server can judge is still a bad setting.
             let bad_setting = matches!(
                 error.downcast_ref::<BuildError>(),
@@ -77,9 +158,41 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let mut stdout = std::io::stdout();
     writeln!(stdout, "openim-gateway listening on http://{address}")?;
     stdout.flush()?;
+    reload_on_hangup(gateway.reloader());
     gateway.run(shutdown_signal()).await?;
     tracing::info!("openim-gateway stopped");
     Ok(())
+}
+
+/// On each SIGHUP, reads the settings and their files again and applies the new policies and
+/// budgets; when anything is wrong the running ones stay, and the log says why.
+fn reload_on_hangup(reloader: openim_gateway::Reloader) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let mut hangups = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::hangup(),
+        ) {
+            Ok(hangups) => hangups,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGHUP: the policy file cannot be reloaded");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            // Reading files blocks: off the event loop.
+            match tokio::task::spawn_blocking(Config::from_env).await {
+                Ok(Ok(config)) => reloader.reload(&config),
+                Ok(Err(errors)) => {
+                    for error in errors.iter() {
+                        tracing::error!(%error, "configuration not reloaded: keeping the running policy");
+                    }
+                }
+                Err(error) => tracing::error!(%error, "configuration not reloaded"),
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    drop(reloader);
 }
 
 /// Completes on SIGINT or SIGTERM.

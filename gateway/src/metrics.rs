@@ -33,6 +33,15 @@ struct CallbackLabels {
     source: &'static str,
 }
 
+/// Labels of the shadow-mode comparison.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShadowLabels {
+    /// The catalog command.
+    command: &'static str,
+    /// `agree`, `disagree` or `no_decision`.
+    outcome: &'static str,
+}
+
 /// Labels of the per-command metrics.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CommandLabels {
@@ -95,6 +104,8 @@ pub struct Metrics {
     accept_errors: Counter,
     /// Connections closed at once because every connection was busy at the bound.
     connections_refused: Counter,
+    /// Shadow-mode callbacks by how the worker's decision compared with the default.
+    shadow: Family<ShadowLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -128,6 +139,7 @@ impl Metrics {
         let invalid_replies = Family::<InvalidReplyLabels, Counter>::default();
         let accept_errors = Counter::default();
         let connections_refused = Counter::default();
+        let shadow = Family::<ShadowLabels, Counter>::default();
         registry.register(
             "callbacks",
             "Callbacks answered, by command, kind (before/after) and decision source",
@@ -183,6 +195,11 @@ impl Metrics {
             "New connections closed at once because every connection was busy at GATEWAY_MAX_CONNECTIONS",
             connections_refused.clone(),
         );
+        registry.register(
+            "shadow_decisions",
+            "Callbacks of commands in shadow mode, by how the worker's decision compared with the default answered instead (agree, disagree, no_decision)",
+            shadow.clone(),
+        );
         // `get_or_create` creates the series; the guard it returns is dropped at once.
         for reason in RejectReason::ALL {
             drop(bad_requests.get_or_create(&ReasonLabels {
@@ -219,7 +236,18 @@ impl Metrics {
             invalid_replies,
             accept_errors,
             connections_refused,
+            shadow,
         }
+    }
+
+    /// Counts a shadow-mode callback: `outcome` is `agree`, `disagree` or `no_decision`.
+    pub fn shadow(&self, command: &'static Command, outcome: &'static str) {
+        self.shadow
+            .get_or_create(&ShadowLabels {
+                command: command.name,
+                outcome,
+            })
+            .inc();
     }
 
     /// The OpenMetrics text exposition of every metric (what Prometheus asks for first).

@@ -29,13 +29,9 @@ async fn router(settings: &[(&str, &str)]) -> Router {
         .or_insert_with(|| "nats://127.0.0.1:1".to_owned());
     let config = Config::from_lookup(|name| map.get(name).cloned()).unwrap();
     let metrics = Arc::new(Metrics::new());
-    let forwarder = Forwarder::connect(
-        config.nats_urls.clone(),
-        &config.subject_prefix,
-        Arc::clone(&metrics),
-    )
-    .await
-    .unwrap();
+    let forwarder = Forwarder::connect(&config.nats, &config.subject_prefix, Arc::clone(&metrics))
+        .await
+        .unwrap();
     http::router(Arc::new(http::AppState::new(&config, forwarder, metrics)))
 }
 

@@ -30,11 +30,16 @@ pub enum DecisionSource {
     BadRequest,
     /// A bug in the gateway (a caught panic): the default decision.
     InternalError,
+    /// The command's policy is `shadow`: the worker was asked and its decision counted, but
+    /// the answer is the default decision.
+    Shadow,
+    /// The command's policy is `off`: nobody was asked; the default decision.
+    Off,
 }
 
 impl DecisionSource {
     /// Every source, in the order a table lists them.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 12] = [
         Self::Worker,
         Self::Ack,
         Self::Unpublished,
@@ -45,6 +50,8 @@ impl DecisionSource {
         Self::Overload,
         Self::BadRequest,
         Self::InternalError,
+        Self::Shadow,
+        Self::Off,
     ];
 
     /// The metric label (`openim_gateway_callbacks_total{source}`).
@@ -60,6 +67,8 @@ impl DecisionSource {
             Self::Overload => "fallback:overload",
             Self::BadRequest => "fallback:bad_request",
             Self::InternalError => "fallback:internal_error",
+            Self::Shadow => "shadow",
+            Self::Off => "fallback:off",
         }
     }
 
@@ -73,9 +82,13 @@ impl DecisionSource {
     }
 
     /// Whether the answer is the configured default rather than a worker's decision or an
-    /// acknowledgement.
+    /// acknowledgement, because something failed or the command is switched off. A shadow
+    /// answer is the default by design, after the worker was heard: not a fallback.
     pub const fn is_fallback(self) -> bool {
-        !matches!(self, Self::Worker | Self::Ack | Self::Unpublished)
+        !matches!(
+            self,
+            Self::Worker | Self::Ack | Self::Unpublished | Self::Shadow
+        )
     }
 
     /// The source a header or label value names, if any.

@@ -129,37 +129,23 @@ impl Gateway {
     /// `NATS_URL` defaults to a closed loopback port: bad configuration must be refused
     /// before any connection attempt.
     pub async fn run_expecting_exit(settings: &[(&str, &str)]) -> ExitReport {
-        let nobody = format!("nats://127.0.0.1:{}", free_port());
-        let mut command = command_with(&nobody, settings);
-        let stdout = OutputLog::default();
-        let stderr = OutputLog::default();
-        let mut spawned = process::spawn(&mut command, stdout.clone(), stderr.clone())
-            .unwrap_or_else(|error| panic!("cannot run openim-gateway: {error}"));
-        let start = Instant::now();
-        let mut code = None;
-        let mut exited = false;
-        while start.elapsed() < EXIT_BOUND {
-            if let Ok(Some(status)) = spawned.child.try_wait() {
-                code = status.code();
-                exited = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        if !exited {
-            process::kill(&mut spawned.child);
-        }
-        stdout.wait_closed(Duration::from_secs(2)).await;
-        stderr.wait_closed(Duration::from_secs(2)).await;
-        ExitReport {
-            code,
-            killed: !exited,
-            stdout: stdout.all(),
-            stderr: stderr.all(),
-        }
+        Self::run_args_expecting_exit(&[], settings).await
     }
 
-    /// The address it listens on.
+    /// [`Self::run_expecting_exit`] with command-line arguments (`--help`, `--version`).
+    pub async fn run_args_expecting_exit(args: &[&str], settings: &[(&str, &str)]) -> ExitReport {
+        let nobody = format!("nats://127.0.0.1:{}", free_port());
+        let mut command = command_with(&nobody, settings);
+        command.args(args);
+        run_to_exit(command).await
+    }
+
+    /// The process id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The address it listens on.    /// The address it listens on.
     pub fn address(&self) -> SocketAddr {
         self.address
     }
@@ -217,6 +203,50 @@ impl Gateway {
     /// The captured stdout (the listening line, nothing else).
     pub fn stdout_log(&self) -> &OutputLog {
         &self.stdout
+    }
+}
+
+/// Runs `program` with `args` and only `settings` (and `PATH`) in its environment, and waits
+/// (bounded) for it to exit; a child still running after the bound is killed and reported.
+pub async fn run_binary_to_exit(
+    program: &std::path::Path,
+    args: &[&str],
+    settings: &[(&str, &str)],
+) -> ExitReport {
+    let mut command = process::clean_command(program);
+    command.args(args);
+    for (name, value) in settings {
+        command.env(name, value);
+    }
+    run_to_exit(command).await
+}
+
+async fn run_to_exit(mut command: std::process::Command) -> ExitReport {
+    let stdout = OutputLog::default();
+    let stderr = OutputLog::default();
+    let mut spawned = process::spawn(&mut command, stdout.clone(), stderr.clone())
+        .unwrap_or_else(|error| panic!("cannot run {command:?}: {error}"));
+    let start = Instant::now();
+    let mut code = None;
+    let mut exited = false;
+    while start.elapsed() < EXIT_BOUND {
+        if let Ok(Some(status)) = spawned.child.try_wait() {
+            code = status.code();
+            exited = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if !exited {
+        process::kill(&mut spawned.child);
+    }
+    stdout.wait_closed(Duration::from_secs(2)).await;
+    stderr.wait_closed(Duration::from_secs(2)).await;
+    ExitReport {
+        code,
+        killed: !exited,
+        stdout: stdout.all(),
+        stderr: stderr.all(),
     }
 }
 

@@ -22,6 +22,7 @@ pub mod http;
 pub mod metrics;
 pub mod nats;
 pub mod process;
+pub mod scratch;
 pub mod scripted;
 pub mod stack;
 pub mod worker;

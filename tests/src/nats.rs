@@ -24,10 +24,10 @@ const PORT_ATTEMPTS: usize = 5;
 pub struct NatsServer {
     binary: PathBuf,
     port: u16,
+    /// A configuration file given with `-c` (authorization, TLS).
+    config_file: Option<PathBuf>,
     child: Option<Child>,
     stderr: OutputLog,
-    /// A configuration file given with `-c`, when the test needs one.
-    config: Option<PathBuf>,
 }
 
 impl NatsServer {
@@ -36,37 +36,20 @@ impl NatsServer {
         Self::start_with(None).await
     }
 
-    /// A guard holding a free port with no server running: [`Self::restart`] starts one there.
-    pub fn not_started() -> Self {
-        Self {
-            binary: binaries::nats_server(),
-            port: free_port(),
-            child: None,
-            stderr: OutputLog::default(),
-            config: None,
-        }
+    /// Starts nats-server with `config` (nats-server's configuration format: authorization,
+    /// TLS) written to a file in `directory`; the port is still chosen by the guard.
+    pub async fn start_with_config(directory: &std::path::Path, config: &str) -> Self {
+        let path = directory.join("nats-server.conf");
+        std::fs::write(&path, config)
+            .unwrap_or_else(|error| panic!("cannot write {}: {error}", path.display()));
+        Self::start_with(Some(path)).await
     }
 
-    /// Starts nats-server with `config` (nats-server's configuration syntax, e.g.
-    /// `max_payload: 4096`) on a free loopback port.
-    pub async fn start_with_config(config: &str) -> Self {
-        Self::start_with(Some(config)).await
-    }
-
-    async fn start_with(config: Option<&str>) -> Self {
+    async fn start_with(config_file: Option<PathBuf>) -> Self {
         let mut failures = Vec::new();
         for _ in 0..PORT_ATTEMPTS {
             let mut server = Self::not_started();
-            if let Some(config) = config {
-                let path = std::env::temp_dir().join(format!(
-                    "openim-gateway-test-nats-{}-{}.conf",
-                    std::process::id(),
-                    server.port
-                ));
-                std::fs::write(&path, config)
-                    .unwrap_or_else(|error| panic!("cannot write {}: {error}", path.display()));
-                server.config = Some(path);
-            }
+            server.config_file.clone_from(&config_file);
             match server.spawn_and_wait().await {
                 Ok(()) => return server,
                 Err(failure) => failures.push(failure),
@@ -76,6 +59,22 @@ impl NatsServer {
             "nats-server did not start after {PORT_ATTEMPTS} attempts:\n{}",
             failures.join("\n---\n")
         );
+    }
+
+    /// A guard holding a free port with no server running: [`Self::restart`] starts one there.
+    pub fn not_started() -> Self {
+        Self {
+            binary: binaries::nats_server(),
+            port: free_port(),
+            config_file: None,
+            child: None,
+            stderr: OutputLog::default(),
+        }
+    }
+
+    /// `{scheme}://{userinfo}127.0.0.1:PORT`, for URLs with credentials or `tls://`.
+    pub fn url_with(&self, scheme: &str, userinfo: &str) -> String {
+        format!("{scheme}://{userinfo}127.0.0.1:{}", self.port)
     }
 
     /// `nats://127.0.0.1:PORT`.
@@ -138,10 +137,10 @@ impl NatsServer {
     async fn spawn_and_wait(&mut self) -> Result<(), String> {
         let port = self.port.to_string();
         let mut command = process::clean_command(&self.binary);
-        if let Some(config) = &self.config {
-            command.arg("-c").arg(config);
-        }
         command.args(["-a", "127.0.0.1", "-p", &port]);
+        if let Some(config_file) = &self.config_file {
+            command.arg("-c").arg(config_file);
+        }
         self.stderr
             .note(&format!("--- nats-server starting on port {port} ---"));
         let mut spawned = process::spawn(&mut command, OutputLog::default(), self.stderr.clone())
@@ -181,9 +180,6 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         process::report_on_panic(&format!("nats-server :{}", self.port), &self.stderr);
         self.stop();
-        if let Some(config) = &self.config {
-            let _ = std::fs::remove_file(config);
-        }
     }
 }
 

@@ -3,13 +3,14 @@
 //! Only wiring lives here; the policy, the settings and the NATS loop are in the library so
 //! they can be tested without a process.
 //!
-//! Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM), 1 when the worker cannot run,
-//! 2 when a setting is invalid (one line on stderr naming the variable, the value and the rule).
+//! Exit codes: 0 after a clean shutdown (SIGINT/SIGTERM) and after `--help` or `--version`,
+//! 1 when the worker cannot run, 2 when a setting is invalid (one line on stderr naming the
+//! variable, the value and the rule) or an argument is unknown.
 
 use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
-use openim_worker_example::settings::{Settings, DEFAULT_LOG_FILTER};
+use openim_worker_example::settings::{self, Settings, DEFAULT_LOG_FILTER};
 use openim_worker_example::{shutdown, worker};
 use tracing_subscriber::EnvFilter;
 
@@ -21,6 +22,12 @@ const EXIT_BAD_SETTINGS: u8 = 2;
 // the queue group.
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
+    // The worker is configured by its environment: --help lists it, --version names the build.
+    clap::Command::new("openim-worker-example")
+        .version(env!("OPENIM_BUILD_VERSION"))
+        .about("An example worker: decides callbackBeforeSetGroupMemberInfoCommand for the gateway")
+        .after_help(settings::settings_help())
+        .get_matches();
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
         Err(error) => {
@@ -42,7 +49,7 @@ async fn main() -> ExitCode {
         max_nickname_chars = settings.rules.max_nickname_chars(),
         "connecting to NATS"
     );
-    let client = match worker::connect(&settings.nats_servers).await {
+    let client = match worker::connect(&settings.nats_servers, &settings.nats_files).await {
         Ok(client) => client,
         Err(error) => {
             tracing::error!(%error, "cannot connect to NATS");

@@ -22,16 +22,98 @@ pub const WORKER_BANNED_WORDS: &str = "WORKER_BANNED_WORDS";
 pub const WORKER_MAX_NICKNAME_CHARS: &str = "WORKER_MAX_NICKNAME_CHARS";
 /// The tracing filter for the logs on stderr.
 pub const RUST_LOG: &str = "RUST_LOG";
+/// A creds file (user JWT and nkey seed) to authenticate to NATS with.
+pub const WORKER_NATS_CREDS: &str = "WORKER_NATS_CREDS";
+/// A file holding a user nkey seed to authenticate to NATS with.
+pub const WORKER_NATS_NKEY: &str = "WORKER_NATS_NKEY";
+/// The PEM CA file that signed the NATS server's certificate.
+pub const WORKER_NATS_TLS_CA: &str = "WORKER_NATS_TLS_CA";
+/// A PEM client certificate, with [`WORKER_NATS_TLS_KEY`].
+pub const WORKER_NATS_TLS_CERT: &str = "WORKER_NATS_TLS_CERT";
+/// The PEM key of [`WORKER_NATS_TLS_CERT`].
+pub const WORKER_NATS_TLS_KEY: &str = "WORKER_NATS_TLS_KEY";
 
 /// Every variable this module reads, so that [`Settings::from_env`] can refuse a value that is
 /// not UTF-8 instead of silently treating it as unset.
-pub const ALL_VARIABLES: [&str; 5] = [
+pub const ALL_VARIABLES: [&str; 10] = [
     NATS_URL,
+    WORKER_NATS_CREDS,
+    WORKER_NATS_NKEY,
+    WORKER_NATS_TLS_CA,
+    WORKER_NATS_TLS_CERT,
+    WORKER_NATS_TLS_KEY,
     WORKER_SUBJECT_PREFIX,
     WORKER_BANNED_WORDS,
     WORKER_MAX_NICKNAME_CHARS,
     RUST_LOG,
 ];
+
+/// Every variable with its default and its rule, as `--help` lists them.
+pub const VARIABLE_DOCS: [(&str, &str, &str); 10] = [
+    (
+        NATS_URL,
+        DEFAULT_NATS_URL,
+        "one NATS URL (nats:// or tls://) or a comma-separated list",
+    ),
+    (
+        WORKER_SUBJECT_PREFIX,
+        subject::DEFAULT_PREFIX,
+        "a NATS subject without wildcards; must match the gateway's GATEWAY_SUBJECT_PREFIX",
+    ),
+    (
+        WORKER_BANNED_WORDS,
+        "admin,official,openim",
+        "comma-separated words refused in nicknames, case-insensitively; empty: none",
+    ),
+    (
+        WORKER_MAX_NICKNAME_CHARS,
+        "32",
+        "1..=255: the longest nickname allowed, in characters",
+    ),
+    (
+        RUST_LOG,
+        DEFAULT_LOG_FILTER,
+        "a tracing filter such as info or openim_worker_example=debug",
+    ),
+    (
+        WORKER_NATS_CREDS,
+        "unset",
+        "a creds file (user JWT and nkey seed); not with an nkey",
+    ),
+    (
+        WORKER_NATS_NKEY,
+        "unset",
+        "a file holding a user nkey seed (SU...); not with a creds file",
+    ),
+    (
+        WORKER_NATS_TLS_CA,
+        "unset (the system's roots)",
+        "a PEM CA file; set: TLS is required",
+    ),
+    (
+        WORKER_NATS_TLS_CERT,
+        "unset",
+        "a PEM client certificate, with WORKER_NATS_TLS_KEY",
+    ),
+    (
+        WORKER_NATS_TLS_KEY,
+        "unset",
+        "the PEM private key of WORKER_NATS_TLS_CERT",
+    ),
+];
+
+/// The settings part of `--help`.
+pub fn settings_help() -> String {
+    let mut text = String::from(
+        "Settings (environment variables; a bad one stops the start with exit code 2):\n",
+    );
+    for (variable, default, rule) in VARIABLE_DOCS {
+        text.push_str(&format!(
+            "  {variable}\n      default: {default}\n      {rule}\n"
+        ));
+    }
+    text
+}
 
 /// The NATS server a local `nats-server` listens on by default.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
@@ -50,6 +132,40 @@ pub struct Settings {
     pub rules: Rules,
     /// A tracing filter that `EnvFilter::try_new` accepts.
     pub log_filter: String,
+    /// Credentials and TLS files for the NATS connection.
+    pub nats_files: NatsFiles,
+}
+
+/// Files the NATS connection reads: paths only, so that no secret is held in (or printed
+/// with) the settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NatsFiles {
+    /// A creds file.
+    pub creds: Option<std::path::PathBuf>,
+    /// An nkey seed file.
+    pub nkey: Option<std::path::PathBuf>,
+    /// A CA file.
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// A client certificate and its key.
+    pub tls_client: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+/// A file setting: it must name a readable file.
+fn file_setting(
+    lookup: &impl Fn(&'static str) -> Option<String>,
+    variable: &'static str,
+) -> Result<Option<std::path::PathBuf>, SettingsError> {
+    let Some(path) = lookup(variable) else {
+        return Ok(None);
+    };
+    match std::fs::File::open(&path) {
+        Ok(_) => Ok(Some(path.into())),
+        Err(error) => Err(SettingsError::invalid(
+            variable,
+            &path,
+            format!("must be a readable file ({error})"),
+        )),
+    }
 }
 
 /// A setting that cannot be used. Its message is the whole line printed before exiting.
@@ -116,11 +232,48 @@ impl Settings {
             Some(value) if !value.trim().is_empty() => parse_log_filter(&value)?,
             _ => DEFAULT_LOG_FILTER.to_owned(),
         };
+        let creds = file_setting(&lookup, WORKER_NATS_CREDS)?;
+        let nkey = file_setting(&lookup, WORKER_NATS_NKEY)?;
+        if let (Some(_), Some(nkey)) = (&creds, &nkey) {
+            return Err(SettingsError::invalid(
+                WORKER_NATS_NKEY,
+                &nkey.to_string_lossy(),
+                format!("must not be set with {WORKER_NATS_CREDS}: a server accepts one way to authenticate"),
+            ));
+        }
+        let tls_ca = file_setting(&lookup, WORKER_NATS_TLS_CA)?;
+        let tls_client = match (
+            file_setting(&lookup, WORKER_NATS_TLS_CERT)?,
+            file_setting(&lookup, WORKER_NATS_TLS_KEY)?,
+        ) {
+            (Some(cert), Some(key)) => Some((cert, key)),
+            (None, None) => None,
+            (Some(cert), None) => {
+                return Err(SettingsError::invalid(
+                    WORKER_NATS_TLS_CERT,
+                    &cert.to_string_lossy(),
+                    format!("must come with {WORKER_NATS_TLS_KEY}"),
+                ))
+            }
+            (None, Some(key)) => {
+                return Err(SettingsError::invalid(
+                    WORKER_NATS_TLS_KEY,
+                    &key.to_string_lossy(),
+                    format!("must come with {WORKER_NATS_TLS_CERT}"),
+                ))
+            }
+        };
         Ok(Self {
             nats_servers,
             subject_prefix,
             rules,
             log_filter,
+            nats_files: NatsFiles {
+                creds,
+                nkey,
+                tls_ca,
+                tls_client,
+            },
         })
     }
 }
@@ -130,18 +283,44 @@ impl Settings {
 fn parse_nats_servers(value: &str) -> Result<Vec<ServerAddr>, SettingsError> {
     const RULE: &str =
         "must be a NATS URL such as nats://127.0.0.1:4222, or a comma-separated list of them";
+    // A URL may carry a password or a token: errors show it hidden.
+    let shown = redact_urls(value);
     value
         .split(',')
         .map(|entry| {
             let entry = entry.trim();
             if entry.is_empty() {
-                return Err(SettingsError::invalid(NATS_URL, value, RULE));
+                return Err(SettingsError::invalid(NATS_URL, &shown, RULE));
             }
             entry.parse::<ServerAddr>().map_err(|error| {
-                SettingsError::invalid(NATS_URL, value, format!("{RULE} ({entry:?}: {error})"))
+                let entry = redact_urls(entry);
+                SettingsError::invalid(NATS_URL, &shown, format!("{RULE} ({entry:?}: {error})"))
             })
         })
         .collect()
+}
+
+/// `value` with each URL's password or token replaced by `***`.
+fn redact_urls(value: &str) -> String {
+    value
+        .split(',')
+        .map(|url| {
+            let start = url.find("://").map_or(0, |index| index + 3);
+            let rest = &url[start..];
+            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+            match rest[..end].rfind('@') {
+                None => url.to_owned(),
+                Some(at) => {
+                    let userinfo = match rest[..at].split_once(':') {
+                        Some((user, _)) => format!("{user}:***"),
+                        None => "***".to_owned(),
+                    };
+                    format!("{}{userinfo}{}", &url[..start], &rest[at..])
+                }
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The prefix goes in front of the command in a subject the worker subscribes to, so it must
@@ -201,6 +380,16 @@ mod tests {
 
     fn error_line(variables: &[(&'static str, &str)]) -> String {
         settings(variables).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn help_lists_every_variable_with_its_default() {
+        assert_eq!(DEFAULT_BANNED_WORDS.join(","), VARIABLE_DOCS[2].1);
+        assert_eq!(DEFAULT_MAX_NICKNAME_CHARS.to_string(), VARIABLE_DOCS[3].1);
+        let help = settings_help();
+        for variable in ALL_VARIABLES {
+            assert!(help.contains(variable), "{variable}: {help}");
+        }
     }
 
     #[test]
@@ -298,6 +487,16 @@ mod tests {
                 "{line}"
             );
         }
+    }
+
+    #[test]
+    fn a_bad_nats_url_never_shows_its_password() {
+        let line = error_line(&[(NATS_URL, "nats://bob:Hunter2x@h:nope,tok3nX@h:1")]);
+        assert!(
+            !line.contains("Hunter2x") && !line.contains("tok3nX"),
+            "{line}"
+        );
+        assert!(line.contains("bob:***@"), "{line}");
     }
 
     #[test]

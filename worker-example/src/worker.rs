@@ -17,6 +17,8 @@ use futures::StreamExt as _;
 use openim_gateway_proto::catalog::BEFORE_SET_GROUP_MEMBER_INFO;
 use openim_gateway_proto::group_member::{SetGroupMemberInfoAnswer, SetGroupMemberInfoRequest};
 use openim_gateway_proto::{headers, subject};
+
+use crate::settings::NatsFiles;
 use tokio::task::JoinSet;
 
 use crate::rules::{decide, normalise_whitespace, Rules, ERR_BANNED_WORD};
@@ -75,8 +77,36 @@ pub enum WorkerError {
 /// With `retry_on_initial_connect` this returns at once; the subscription and its flush in
 /// [`Worker::subscribe`] then wait until a connection is up, so readiness still means
 /// "connected and subscribed".
-pub async fn connect(servers: &[ServerAddr]) -> Result<Client, async_nats::ConnectError> {
-    ConnectOptions::new()
+///
+/// async-nats 0.51 ignores a user, password or token written in a server URL, so the first
+/// URL's credentials are handed to the options here (the same set goes to every server).
+pub async fn connect(
+    servers: &[ServerAddr],
+    files: &NatsFiles,
+) -> Result<Client, Box<dyn std::error::Error + Send + Sync>> {
+    let mut options = ConnectOptions::new();
+    if let Some(creds) = &files.creds {
+        options = options.credentials_file(creds).await?;
+    }
+    if let Some(nkey) = &files.nkey {
+        options = options.nkey(std::fs::read_to_string(nkey)?.trim().to_owned());
+    }
+    if let Some(ca) = &files.tls_ca {
+        options = options.add_root_certificates(ca.clone()).require_tls(true);
+    }
+    if let Some((cert, key)) = &files.tls_client {
+        options = options
+            .add_client_certificate(cert.clone(), key.clone())
+            .require_tls(true);
+    }
+    if let Some(server) = servers.iter().find(|server| server.username().is_some()) {
+        let user = percent_decode(server.username().unwrap_or_default());
+        options = match server.password() {
+            Some(password) => options.user_and_password(user, percent_decode(password)),
+            None => options.token(user),
+        };
+    }
+    options
         .name(CONNECTION_NAME)
         .retry_on_initial_connect()
         .max_reconnects(None)
@@ -84,6 +114,33 @@ pub async fn connect(servers: &[ServerAddr]) -> Result<Client, async_nats::Conne
         .event_callback(|event| async move { log_connection_event(&event) })
         .connect(servers)
         .await
+        .map_err(Into::into)
+}
+
+/// A URL's user or password as the server knows it (`p%40ss` is `p@ss`).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let hex = |at: usize| {
+            bytes
+                .get(at)
+                .and_then(|byte| char::from(*byte).to_digit(16))
+        };
+        match (bytes[index], hex(index + 1), hex(index + 2)) {
+            (b'%', Some(high), Some(low)) => {
+                // Two hex digits make one byte.
+                decoded.push((high * 16 + low) as u8);
+                index += 3;
+            }
+            (byte, _, _) => {
+                decoded.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
 }
 
 /// async-nats already logs every event at info; this raises the ones an operator must act on

@@ -20,7 +20,7 @@ use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 
 use super::off_loop::off_loop;
-use crate::{config::WebhookSecret, decision::Body};
+use crate::{config::WebhookSecret, deadline::Deadline, decision::Body, webhooks::Budgets};
 
 /// OpenIM's header, as `http::HeaderMap` stores names (lowercase; lookups ignore case).
 const OPENIM_OPERATION_ID_HEADER: &str = "operationid";
@@ -142,11 +142,15 @@ pub(super) struct Accepted {
     pub(super) payload: Bytes,
     /// The body, parsed once (shared with the blocking pool when a large reply is checked).
     pub(super) request: Arc<Body>,
+    /// The callback's clock, with its command's budget.
+    pub(super) deadline: Deadline,
 }
 
 /// What the checks need from the gateway's settings.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Limits<'a> {
+    /// Each command's wait from arrival.
+    pub(super) answer_within: &'a Budgets,
     /// The path segment required before the command, when configured.
     pub(super) webhook_secret: Option<&'a WebhookSecret>,
     /// Larger bodies are refused with 413.
@@ -162,9 +166,13 @@ const NATS_HEADER_ROOM: usize = 1024;
 impl Limits<'_> {
     /// The largest body that can be accepted and forwarded.
     fn body_limit(&self) -> usize {
-        self.max_body_bytes
-            .min(self.nats_max_payload.saturating_sub(NATS_HEADER_ROOM))
+        body_limit(self.max_body_bytes, self.nats_max_payload)
     }
+}
+
+/// The smaller of `GATEWAY_MAX_BODY_BYTES` and what fits in one NATS message with the headers.
+fn body_limit(max_body_bytes: usize, nats_max_payload: usize) -> usize {
+    max_body_bytes.min(nats_max_payload.saturating_sub(NATS_HEADER_ROOM))
 }
 
 /// Checks everything about the request that does not need NATS, in the order a client
@@ -174,7 +182,7 @@ pub(super) async fn accept(
     limits: Limits<'_>,
     parts: &Parts,
     body: HttpBody,
-    deadline: Instant,
+    arrival: Instant,
 ) -> Result<Accepted, Rejection> {
     let name = command_from_path(parts.uri.path(), limits.webhook_secret)?;
     if parts.method != Method::POST {
@@ -191,6 +199,9 @@ pub(super) async fn accept(
             format!("unknown callback command {shown:?}"),
         ));
     };
+    // The clock is the command's own: read from the path, before the body is waited for.
+    let clock = Deadline::starting(arrival, limits.answer_within.of(command));
+    let deadline = clock.at;
     let payload = read_body(body, limits.body_limit(), deadline)
         .await
         .map_err(|rejection| rejection.for_command(command))?;
@@ -203,6 +214,7 @@ pub(super) async fn accept(
         command,
         payload,
         request: Arc::new(parsed),
+        deadline: clock,
     })
 }
 
@@ -364,14 +376,9 @@ mod tests {
 
     #[test]
     fn the_body_limit_leaves_room_for_the_nats_headers() {
-        let limits = |max_body_bytes, nats_max_payload| Limits {
-            webhook_secret: None,
-            max_body_bytes,
-            nats_max_payload,
-        };
-        assert_eq!(limits(1_048_576, 1_048_576).body_limit(), 1_048_576 - 1024);
-        assert_eq!(limits(4096, 1_048_576).body_limit(), 4096);
-        assert_eq!(limits(4096, 2048).body_limit(), 1024);
+        assert_eq!(body_limit(1_048_576, 1_048_576), 1_048_576 - 1024);
+        assert_eq!(body_limit(4096, 1_048_576), 4096);
+        assert_eq!(body_limit(4096, 2048), 1024);
     }
 
     #[test]

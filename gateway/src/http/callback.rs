@@ -13,7 +13,7 @@ use axum::{
     response::Response,
 };
 use bytes::Bytes;
-use openim_gateway_proto::{CallbackKind, Command, DecisionSource};
+use openim_gateway_proto::{CallbackKind, Command, CommonAnswer, DecisionSource};
 use tokio::{task::JoinHandle, time::Instant};
 
 use super::{
@@ -26,6 +26,7 @@ use crate::{
     deadline::Deadline,
     decision::{self, Body, DefaultDecision, InvalidReply},
     forward::{CallbackMeta, Outcome},
+    policy::{CommandPolicy, Mode},
 };
 
 /// A callback that passed every check, with its clock.
@@ -37,6 +38,8 @@ struct Callback<'a> {
     request: Arc<Body>,
     deadline: Deadline,
     request_id: uuid::Uuid,
+    /// The command's mode and default, as they were when it arrived.
+    policy: &'a CommandPolicy,
 }
 
 impl Callback<'_> {
@@ -104,14 +107,16 @@ fn log_fallback(state: &AppState, verdict: &Verdict, command: &Command, request_
 
 /// The callback handler: validate, then ask the workers (before) or notify them (after).
 pub(super) async fn callback(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    let deadline = Deadline::starting(Instant::now(), state.answer_within);
+    let arrival = Instant::now();
     let request_id = uuid::Uuid::now_v7();
     let (parts, body) = request.into_parts();
-    match accept::accept(state.limits(), &parts, body, deadline.at).await {
+    let live = state.live();
+    match accept::accept(state.limits(&live), &parts, body, arrival).await {
         Ok(Accepted {
             command,
             payload,
             request,
+            deadline,
         }) => {
             let callback = Callback {
                 command,
@@ -119,6 +124,7 @@ pub(super) async fn callback(State(state): State<Arc<AppState>>, request: Reques
                 request,
                 deadline,
                 request_id,
+                policy: live.policies.of(command),
             };
             // The body goes to NATS byte for byte.
             match command.kind {
@@ -142,19 +148,33 @@ pub(super) async fn callback(State(state): State<Arc<AppState>>, request: Reques
 /// Asks a worker and answers with its normalised reply, or the default with the reason.
 async fn decide(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Response {
     let command = callback.command;
+    let policy = callback.policy;
+    let default = PreparedDefault::start(state, &callback, payload.len(), &policy.default);
+    if policy.mode == Mode::Off {
+        // Switched off in the policy file: nobody is asked.
+        let body = default.resolve(state, &callback, &policy.default).await;
+        answered(state, &callback, DecisionSource::Off);
+        return json_response(
+            StatusCode::OK,
+            DecisionSource::Off,
+            Some(callback.request_id),
+            body,
+        );
+    }
     let Some(_admitted) = state.admit() else {
         // Past the bound, asking would only queue behind callbacks already late: the default
         // at once keeps every answer in time.
         state.conditions.overload.note(command.name, &"");
-        let body = PreparedDefault::Inline.resolve(state, &callback).await;
-        let source = DecisionSource::Overload;
-        state
-            .metrics
-            .answered(command, source, callback.deadline.arrival.elapsed());
-        return json_response(StatusCode::OK, source, Some(callback.request_id), body);
+        let body = default.resolve(state, &callback, &policy.default).await;
+        answered(state, &callback, DecisionSource::Overload);
+        return json_response(
+            StatusCode::OK,
+            DecisionSource::Overload,
+            Some(callback.request_id),
+            body,
+        );
     };
     let _inflight = state.metrics.inflight();
-    let default = PreparedDefault::start(state, &callback, payload.len());
     let outcome = state.forwarder.ask(&callback.meta(), payload).await;
     let verdict = match outcome {
         Outcome::Reply(reply) => {
@@ -179,21 +199,41 @@ async fn decide(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Res
         Outcome::NoResponders => Verdict::NoResponders,
         Outcome::Unavailable => Verdict::Unavailable,
     };
+    if policy.mode == Mode::Shadow {
+        let shadow = shadow_outcome(&verdict, &policy.default);
+        state.metrics.shadow(command, shadow);
+        tracing::info!(
+            command = command.name,
+            request_id = %callback.request_id,
+            worker = %classify(&verdict),
+            outcome = shadow,
+            "shadow: the worker was heard, the default answered"
+        );
+        if let Verdict::Invalid(invalid) = &verdict {
+            state.metrics.invalid_reply(command, invalid.reason());
+        }
+        let body = default.resolve(state, &callback, &policy.default).await;
+        answered(state, &callback, DecisionSource::Shadow);
+        return json_response(
+            StatusCode::OK,
+            DecisionSource::Shadow,
+            Some(callback.request_id),
+            body,
+        );
+    }
     let source = classify(&verdict);
     log_fallback(state, &verdict, command, callback.request_id);
     let body = match verdict {
         Verdict::Answer(answer) => answer,
         Verdict::Invalid(invalid) => {
             state.metrics.invalid_reply(command, invalid.reason());
-            default.resolve(state, &callback).await
+            default.resolve(state, &callback, &policy.default).await
         }
         Verdict::Unjudged | Verdict::Timeout | Verdict::NoResponders | Verdict::Unavailable => {
-            default.resolve(state, &callback).await
+            default.resolve(state, &callback, &policy.default).await
         }
     };
-    state
-        .metrics
-        .answered(command, source, callback.deadline.arrival.elapsed());
+    answered(state, &callback, source);
     json_response(StatusCode::OK, source, Some(callback.request_id), body)
 }
 
@@ -209,15 +249,19 @@ enum PreparedDefault {
 }
 
 impl PreparedDefault {
-    fn start(state: &AppState, callback: &Callback<'_>, body_len: usize) -> Self {
-        let echoes =
-            callback.command.echoes_request() && state.default_decision == DefaultDecision::Allow;
+    fn start(
+        state: &AppState,
+        callback: &Callback<'_>,
+        body_len: usize,
+        default: &DefaultDecision,
+    ) -> Self {
+        let echoes = callback.command.echoes_request() && *default == DefaultDecision::Allow;
         if !echoes {
             return Self::Inline;
         }
         let command = callback.command;
         let request = Arc::clone(&callback.request);
-        let decision = state.default_decision.clone();
+        let decision = default.clone();
         let prebuilt = state.prebuilt.clone();
         start_off_loop(body_len, move || {
             prebuilt.encode(&decision::default_answer(
@@ -229,7 +273,12 @@ impl PreparedDefault {
         .map_or(Self::Inline, Self::Building)
     }
 
-    async fn resolve(self, state: &AppState, callback: &Callback<'_>) -> Bytes {
+    async fn resolve(
+        self,
+        state: &AppState,
+        callback: &Callback<'_>,
+        default: &DefaultDecision,
+    ) -> Bytes {
         if let Self::Building(building) = self {
             // Started at arrival, and cheaper than the parse of the same body that already
             // finished inside the deadline: waiting for it is waiting for work nearly done.
@@ -238,18 +287,52 @@ impl PreparedDefault {
             }
         }
         state.prebuilt.encode(&decision::default_answer(
-            &state.default_decision,
+            default,
             Some(callback.command),
             Some(&callback.request),
         ))
     }
 }
 
+/// How a shadowed worker's decision compares with the default answered instead: `agree`,
+/// `disagree`, or `no_decision` when no valid reply came in time.
+fn shadow_outcome(verdict: &Verdict, default: &DefaultDecision) -> &'static str {
+    let Verdict::Answer(answer) = verdict else {
+        return "no_decision";
+    };
+    let worker_rejects = serde_json::from_slice::<CommonAnswer>(answer)
+        .map(|common| common.is_reject())
+        .unwrap_or(false);
+    if worker_rejects == (*default != DefaultDecision::Allow) {
+        "agree"
+    } else {
+        "disagree"
+    }
+}
+
+/// Counts an answered callback and logs one line for it at debug, with what an operator
+/// searching for one callback needs: its request id (the `X-Request-Id` OpenIM got), the
+/// command, who decided and how long it took. Debug, so that normal logs stay quiet at
+/// thousands of callbacks a second.
+fn answered(state: &AppState, callback: &Callback<'_>, source: DecisionSource) {
+    let latency = callback.deadline.arrival.elapsed();
+    state.metrics.answered(callback.command, source, latency);
+    tracing::debug!(
+        request_id = %callback.request_id,
+        command = callback.command.name,
+        source = source.as_str(),
+        latency_us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX),
+        "callback answered"
+    );
+}
+
 /// Publishes an after-callback and acknowledges at once: OpenIM has two senders per process
 /// for these, so a slow answer would stall it.
 async fn notify(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Response {
-    let published = state.forwarder.notify(&callback.meta(), payload).await;
-    let source = if published {
+    let source = if callback.policy.mode == Mode::Off {
+        // Switched off in the policy file: acknowledged, not published.
+        DecisionSource::Off
+    } else if state.forwarder.notify(&callback.meta(), payload).await {
         DecisionSource::Ack
     } else {
         tracing::debug!(command = callback.command.name, request_id = %callback.request_id, "after-callback not published");
@@ -259,11 +342,7 @@ async fn notify(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Res
             .note(callback.command.name, &"");
         DecisionSource::Unpublished
     };
-    state.metrics.answered(
-        callback.command,
-        source,
-        callback.deadline.arrival.elapsed(),
-    );
+    answered(state, &callback, source);
     json_response(
         StatusCode::OK,
         source,

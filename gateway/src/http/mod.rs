@@ -12,12 +12,9 @@ mod answer;
 mod callback;
 mod off_loop;
 
-use std::{
-    sync::{
-        atomic::{AtomicBool, AtomicUsize, Ordering},
-        Arc,
-    },
-    time::Duration,
+use std::sync::{
+    atomic::{AtomicBool, AtomicUsize, Ordering},
+    Arc, PoisonError, RwLock,
 };
 
 use axum::{
@@ -39,6 +36,8 @@ use crate::{
     decision::DefaultDecision,
     forward::Forwarder,
     metrics::Metrics,
+    policy::Policies,
+    webhooks::Budgets,
 };
 
 /// What the handlers share.
@@ -48,10 +47,13 @@ pub struct AppState {
     forwarder: Forwarder,
     /// Counters and histograms.
     metrics: Arc<Metrics>,
-    /// Arrival to the moment the gateway stops waiting: the budget less the timer slack.
-    answer_within: Duration,
-    /// The answer when no valid worker decision arrives.
+    /// The budgets and policies, replaced as a whole when the policy file is reloaded; a
+    /// callback keeps the ones it started with.
+    live: RwLock<Arc<Live>>,
+    /// The answer when no valid worker decision arrives (requests refused before their
+    /// command is known, and caught panics).
     default_decision: DefaultDecision,
+
     /// The path segment required before the command, when configured.
     webhook_secret: Option<WebhookSecret>,
     /// Larger bodies get 413.
@@ -75,7 +77,7 @@ impl AppState {
         Self {
             forwarder,
             metrics,
-            answer_within: deadline::answer_within(config.budget()),
+            live: RwLock::new(Arc::new(Live::new(config))),
             default_decision: config.default_decision.clone(),
             webhook_secret: config.webhook_secret.clone(),
             max_body_bytes: config.max_body_bytes,
@@ -115,8 +117,22 @@ impl AppState {
         &self.forwarder
     }
 
-    fn limits(&self) -> Limits<'_> {
+    /// The budgets and policies in force now.
+    fn live(&self) -> Arc<Live> {
+        Arc::clone(&self.live.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Takes the budgets and policies of `config` (a reloaded policy file). Callbacks in
+    /// flight finish with the ones they started with; nothing else of `config` is applied.
+    pub fn reload(&self, config: &Config) {
+        let live = Arc::new(Live::new(config));
+        *self.live.write().unwrap_or_else(PoisonError::into_inner) = live;
+        tracing::info!("policy reloaded");
+    }
+
+    fn limits<'a>(&'a self, live: &'a Live) -> Limits<'a> {
         Limits {
+            answer_within: &live.answer_within,
             webhook_secret: self.webhook_secret.as_ref(),
             max_body_bytes: self.max_body_bytes,
             nats_max_payload: self.forwarder.max_payload(),
@@ -142,6 +158,55 @@ pub fn protocol_error_answer(state: &Arc<AppState>) -> crate::serve::ProtocolErr
         state.metrics.bad_request(RejectReason::Protocol);
         answer::protocol_error(&state.prebuilt, &state.default_decision, status)
     })
+}
+
+/// What a reload can change: each command's wait and policy.
+#[derive(Debug)]
+pub(crate) struct Live {
+    /// Per command, arrival to the moment the gateway stops waiting: the command's budget
+    /// less the timer slack.
+    answer_within: Budgets,
+    /// Each command's mode and default decision (the policy file).
+    policies: Policies,
+}
+
+impl Live {
+    fn new(config: &Config) -> Self {
+        Self {
+            answer_within: budgets(config),
+            policies: config.policies(),
+        }
+    }
+}
+
+/// Each command's wait, and the start-up lines that say what OpenIM's `webhooks.yml` made of
+/// them: one per enabled callback with its budget, and a warning for a `url` the gateway
+/// cannot serve as written.
+fn budgets(config: &Config) -> Budgets {
+    let budgets = config.budgets();
+    if let Some(webhooks) = &config.openim_webhooks {
+        // The URL itself is not shown: its path may carry the webhook secret.
+        if let Some(problem) = webhooks.url_problem() {
+            tracing::warn!("the url in OpenIM's webhooks.yml {problem}");
+        }
+        for callback in webhooks
+            .callbacks
+            .iter()
+            .filter(|callback| callback.enabled)
+        {
+            tracing::info!(
+                command = callback.command.name,
+                key = %callback.key,
+                timeout_ms = u64::try_from(callback.timeout.as_millis()).unwrap_or(u64::MAX),
+                budget_ms = u64::try_from(budgets.of(callback.command).as_millis()).unwrap_or(u64::MAX),
+                "callback enabled in OpenIM's webhooks.yml"
+            );
+        }
+        for key in &webhooks.unknown_keys {
+            tracing::warn!(%key, "webhooks.yml block for a callback this gateway does not know: its timeout is not used");
+        }
+    }
+    budgets.map(deadline::answer_within)
 }
 
 /// The gateway's routes. Callbacks are the fallback: any path not listed here is a callback

@@ -9,6 +9,7 @@ use async_nats::jetstream;
 use futures::StreamExt;
 use openim_gateway_proto::{headers, CallbackKind, Command, DecisionSource};
 use openim_gateway_tests::fixtures::{AFTER_SET_MEMBER, SET_MEMBER_ROLE_ONLY};
+use openim_gateway_tests::scratch::Scratch;
 use openim_gateway_tests::{
     http, Behaviour, Gateway, HttpRequest, NatsServer, ScriptedWorker, ALL_CALLBACKS,
 };
@@ -18,22 +19,24 @@ use crate::SET_MEMBER;
 const AFTER_SET_MEMBER_COMMAND: &str = "callbackAfterSetGroupMemberInfoCommand";
 const STREAM: &str = "OPENIM_AFTER";
 
-async fn jetstream_server() -> NatsServer {
-    let store = std::env::temp_dir().join(format!(
-        "openim-gateway-test-js-{}-{}",
-        std::process::id(),
-        uuid::Uuid::now_v7()
-    ));
-    NatsServer::start_with_config(&format!(
-        "jetstream {{ store_dir: {:?} }}\n",
-        store.display().to_string()
-    ))
-    .await
+/// A nats-server with JetStream, its store in a scratch directory kept as long as it runs.
+async fn jetstream_server() -> (Scratch, NatsServer) {
+    let scratch = Scratch::new();
+    let store = scratch.path().join("jetstream");
+    let nats = NatsServer::start_with_config(
+        scratch.path(),
+        &format!(
+            "jetstream {{ store_dir: {:?} }}\n",
+            store.display().to_string()
+        ),
+    )
+    .await;
+    (scratch, nats)
 }
 
 #[tokio::test]
 async fn after_callbacks_wait_in_the_stream_for_a_worker_that_starts_later() {
-    let nats = jetstream_server().await;
+    let (_scratch, nats) = jetstream_server().await;
     let gateway = Gateway::start(&nats.url(), &[("GATEWAY_AFTER_STREAM", STREAM)]).await;
     let mut sent_ids = Vec::new();
     for _ in 0..3 {
@@ -112,7 +115,7 @@ async fn after_callbacks_wait_in_the_stream_for_a_worker_that_starts_later() {
 
 #[tokio::test]
 async fn before_callbacks_are_not_captured_by_the_stream() {
-    let nats = jetstream_server().await;
+    let (_scratch, nats) = jetstream_server().await;
     let _worker = ScriptedWorker::start(
         &nats.url(),
         ALL_CALLBACKS,

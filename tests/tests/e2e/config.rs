@@ -148,3 +148,116 @@ async fn boundary_configuration_values_start_normally() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_gateway_variable_stops_the_start_with_the_closest_name() {
+    let report = Gateway::run_expecting_exit(&[("GATEWAY_TIMEOUT_MS", "2000")]).await;
+    assert!(!report.killed, "it started: {report:?}");
+    assert_eq!(report.code, Some(2), "{report:?}");
+    assert!(!report.stdout.contains(LISTENING_PREFIX), "{report:?}");
+    let lines: Vec<&str> = report.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{report:?}");
+    assert!(
+        lines[0].contains("GATEWAY_TIMEOUT_MS")
+            && lines[0].contains("did you mean GATEWAY_CALLBACK_TIMEOUT_MS?"),
+        "{}",
+        lines[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_setting_is_reported_at_once_one_line_each() {
+    let report = Gateway::run_expecting_exit(&[
+        ("GATEWAY_CALLBACK_TIMEOUT_MS", "0"),
+        ("GATEWAY_REJECT_ERR_CODE", "42"),
+        ("GATEWAY_DEFALT_DECISION", "reject"),
+        ("GATEWAY_MAX_BODY_BYTES", "x"),
+    ])
+    .await;
+    assert_eq!(report.code, Some(2), "{report:?}");
+    let lines: Vec<&str> = report.stderr.lines().collect();
+    assert_eq!(lines.len(), 4, "{report:?}");
+    for variable in [
+        "GATEWAY_CALLBACK_TIMEOUT_MS=\"0\"",
+        "GATEWAY_REJECT_ERR_CODE=\"42\"",
+        "GATEWAY_DEFALT_DECISION",
+        "GATEWAY_MAX_BODY_BYTES=\"x\"",
+    ] {
+        assert_eq!(
+            lines.iter().filter(|line| line.contains(variable)).count(),
+            1,
+            "{variable}: {report:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_of_other_gateway_parts_are_known() {
+    let nats = NatsServer::not_started();
+    let gateway = Gateway::start(&nats.url(), &[("GATEWAY_SHUTDOWN_DELAY_MS", "0")]).await;
+    let response = openim_gateway_tests::http::get(gateway.address(), "/healthz").await;
+    assert_eq!(response.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_nats_url_never_shows_its_password() {
+    let report = Gateway::run_expecting_exit(&[(
+        "NATS_URL",
+        "nats://alice:Sup3rS3cret@127.0.0.1:notaport,t0kenValue@host:4222",
+    )])
+    .await;
+    assert_eq!(report.code, Some(2), "{report:?}");
+    assert!(report.stderr.contains("NATS_URL="), "{report:?}");
+    assert!(report.stderr.contains("alice:***@"), "{report:?}");
+    for secret in ["Sup3rS3cret", "t0kenValue"] {
+        assert!(
+            !report.stderr.contains(secret),
+            "{secret} shown: {report:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_security_files_are_checked_at_start() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("GATEWAY_NATS_NKEY", "/nonexistent/user.nk")],
+            "GATEWAY_NATS_NKEY",
+        ),
+        (
+            &[("GATEWAY_NATS_CREDS", "/nonexistent/x.creds")],
+            "GATEWAY_NATS_CREDS",
+        ),
+        (
+            &[("GATEWAY_NATS_TLS_CA", "/nonexistent/ca.pem")],
+            "GATEWAY_NATS_TLS_CA",
+        ),
+        (
+            &[("GATEWAY_NATS_TLS_CERT", "/nonexistent/c.pem")],
+            "GATEWAY_NATS_TLS_CERT",
+        ),
+    ];
+    for (settings, variable) in cases {
+        let report = Gateway::run_expecting_exit(settings).await;
+        assert_eq!(report.code, Some(2), "{settings:?}: {report:?}");
+        assert!(report.stderr.contains(variable), "{report:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_json_logs_the_setting_errors_are_json_too() {
+    let report = Gateway::run_expecting_exit(&[
+        ("GATEWAY_LOG_FORMAT", "json"),
+        ("GATEWAY_REJECT_ERR_CODE", "1"),
+    ])
+    .await;
+    assert_eq!(report.code, Some(2), "{report:?}");
+    let lines: Vec<&str> = report.stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{report:?}");
+    let object: serde_json::Value = serde_json::from_str(lines[0]).expect("a JSON line");
+    let message = object["fields"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("GATEWAY_REJECT_ERR_CODE=\"1\""),
+        "{object}"
+    );
+}

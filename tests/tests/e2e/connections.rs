@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use openim_gateway_proto::DecisionSource;
 use openim_gateway_tests::fixtures::{AFTER_SET_MEMBER, SET_MEMBER_ROLE_ONLY};
+use openim_gateway_tests::scratch::Scratch;
 use openim_gateway_tests::{
     http, Behaviour, Gateway, HttpConnection, HttpRequest, NatsServer, ScriptedWorker,
     ALL_CALLBACKS,
@@ -128,7 +129,8 @@ async fn at_the_connection_bound_the_longest_idle_connection_makes_room() {
 
 #[tokio::test]
 async fn a_body_the_nats_server_cannot_carry_is_refused_like_one_too_large() {
-    let nats = NatsServer::start_with_config("max_payload: 4096\n").await;
+    let scratch = Scratch::new();
+    let nats = NatsServer::start_with_config(scratch.path(), "max_payload: 4096\n").await;
     let _worker = ScriptedWorker::start(&nats.url(), ALL_CALLBACKS, Behaviour::reply(ALLOW)).await;
     let gateway = Gateway::start(&nats.url(), &[("GATEWAY_MAX_BODY_BYTES", "4096")]).await;
     let address = gateway.address();
@@ -175,7 +177,8 @@ async fn a_body_the_nats_server_cannot_carry_is_refused_like_one_too_large() {
 
 #[tokio::test]
 async fn a_body_limit_above_the_nats_max_payload_stops_the_start() {
-    let nats = NatsServer::start_with_config("max_payload: 4096\n").await;
+    let scratch = Scratch::new();
+    let nats = NatsServer::start_with_config(scratch.path(), "max_payload: 4096\n").await;
     let url = nats.url();
     let report = Gateway::run_expecting_exit(&[("NATS_URL", url.as_str())]).await;
     assert_eq!(report.code, Some(2), "{report:?}");

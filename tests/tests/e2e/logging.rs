@@ -96,3 +96,57 @@ async fn a_condition_every_callback_meets_is_warned_about_once() {
         warnings.join("\n")
     );
 }
+
+/// With `GATEWAY_LOG_FORMAT=json` every stderr line is one JSON object, and at debug each
+/// answered callback has a line with its request id, command, decision source and latency.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_a_line_and_each_callback_line_carries_its_fields() {
+    let mut stack = openim_gateway_tests::Stack::start(&[
+        ("GATEWAY_LOG_FORMAT", "json"),
+        ("RUST_LOG", "debug"),
+    ])
+    .await;
+    stack.add_example_worker(&[]).await;
+    let request = HttpRequest::openim(
+        "/callbackExample",
+        SET_MEMBER,
+        openim_gateway_tests::fixtures::SET_MEMBER_ROLE_ONLY,
+    );
+    let response = http::send(stack.gateway.address(), &request)
+        .await
+        .expect("the gateway answers");
+    let request_id = response
+        .header("x-request-id")
+        .expect("an X-Request-Id")
+        .to_owned();
+    let source = response
+        .header("x-decision-source")
+        .expect("an X-Decision-Source")
+        .to_owned();
+    let log = stack.gateway.stderr_log();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !log.all().contains(&request_id) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let lines = log.lines();
+    let objects: Vec<serde_json::Value> = lines
+        .iter()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| {
+            serde_json::from_str::<serde_json::Value>(line)
+                .ok()
+                .filter(serde_json::Value::is_object)
+                .unwrap_or_else(|| panic!("not a JSON object: {line:?}"))
+        })
+        .collect();
+    assert!(objects.len() > 3, "{lines:?}");
+    let answered: Vec<&serde_json::Value> = objects
+        .iter()
+        .filter(|object| object["fields"]["request_id"] == request_id.as_str())
+        .collect();
+    assert_eq!(answered.len(), 1, "{lines:?}");
+    let fields = &answered[0]["fields"];
+    assert_eq!(fields["command"], SET_MEMBER, "{fields}");
+    assert_eq!(fields["source"], source.as_str(), "{fields}");
+    assert!(fields["latency_us"].is_u64(), "{fields}");
+}

@@ -9,6 +9,7 @@
 mod after_callbacks;
 mod after_stream;
 mod bad_input;
+mod cli;
 mod concurrency;
 mod config;
 mod connections;
@@ -21,7 +22,10 @@ mod invalid_replies;
 mod lifecycle;
 mod logging;
 mod nats_outage;
+mod nats_security;
+mod openim_webhooks;
 mod plain_routes;
+mod policy;
 mod routing;
 mod worker_example;
 

@@ -1,0 +1,272 @@
+//! The NATS connection settings: the servers, how the gateway authenticates (credentials in
+//! `NATS_URL`, a creds file or an nkey seed file) and TLS, validated at start.
+//!
+//! async-nats 0.51 does not use the user, password or token written in a server URL: it
+//! sends only what [`async_nats::ConnectOptions`] carries, so a server that requires them
+//! answers "authorization violation". The credentials are therefore taken out of the URLs
+//! here and handed to the options, and the URLs the client (and its logs) see carry none.
+//! Secrets live in [`Secret`], whose `Debug` never shows them, and every URL that can appear
+//! in a message goes through [`redact_urls`] first.
+
+use std::path::PathBuf;
+
+use async_nats::{ConnectOptions, ServerAddr};
+
+/// A creds file (a user JWT and its nkey seed), as `nsc` writes it.
+pub const GATEWAY_NATS_CREDS: &str = "GATEWAY_NATS_CREDS";
+/// A file holding a user nkey seed (`SU...`).
+pub const GATEWAY_NATS_NKEY: &str = "GATEWAY_NATS_NKEY";
+/// The PEM file of the CA that signed the NATS server's certificate.
+pub const GATEWAY_NATS_TLS_CA: &str = "GATEWAY_NATS_TLS_CA";
+/// The PEM client certificate, for servers that verify clients.
+pub const GATEWAY_NATS_TLS_CERT: &str = "GATEWAY_NATS_TLS_CERT";
+/// The PEM key of [`GATEWAY_NATS_TLS_CERT`].
+pub const GATEWAY_NATS_TLS_KEY: &str = "GATEWAY_NATS_TLS_KEY";
+
+/// A secret value: usable, never shown by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The value, for the one place that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+/// How the gateway proves who it is to NATS. One method at a time: a server accepts one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NatsAuth {
+    /// Nothing.
+    None,
+    /// `nats://user:password@host`.
+    UserPassword {
+        /// The user.
+        user: String,
+        /// The password.
+        password: Secret,
+    },
+    /// `nats://token@host`.
+    Token(Secret),
+    /// The contents of a creds file.
+    Creds(Secret),
+    /// A user nkey seed.
+    Nkey(Secret),
+}
+
+/// Everything needed to connect, validated.
+#[derive(Debug, Clone)]
+pub struct NatsSettings {
+    /// The servers, without credentials.
+    pub servers: Vec<ServerAddr>,
+    /// The credentials, from the URLs or the files.
+    pub auth: NatsAuth,
+    /// A CA file to trust instead of the system's roots.
+    pub tls_ca: Option<PathBuf>,
+    /// A client certificate and its key.
+    pub tls_client: Option<(PathBuf, PathBuf)>,
+}
+
+impl NatsSettings {
+    /// The servers as they may be logged (they carry no credentials).
+    pub fn servers_for_log(&self) -> String {
+        self.servers
+            .iter()
+            .map(ServerAddr::as_url_str)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Whether the operator configured TLS: then a plain connection is refused rather than
+    /// silently used.
+    pub fn tls_required(&self) -> bool {
+        self.tls_ca.is_some()
+            || self.tls_client.is_some()
+            || self.servers.iter().any(ServerAddr::tls_required)
+    }
+
+    /// `options` with the credentials and the TLS files of these settings.
+    pub fn apply(&self, options: ConnectOptions) -> Result<ConnectOptions, std::io::Error> {
+        let mut options = match &self.auth {
+            NatsAuth::None => options,
+            NatsAuth::UserPassword { user, password } => {
+                options.user_and_password(user.clone(), password.expose().to_owned())
+            }
+            NatsAuth::Token(token) => options.token(token.expose().to_owned()),
+            NatsAuth::Creds(contents) => options.credentials(contents.expose())?,
+            NatsAuth::Nkey(seed) => options.nkey(seed.expose().to_owned()),
+        };
+        if let Some(ca) = &self.tls_ca {
+            options = options.add_root_certificates(ca.clone());
+        }
+        if let Some((cert, key)) = &self.tls_client {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+        if self.tls_required() {
+            options = options.require_tls(true);
+        }
+        Ok(options)
+    }
+}
+
+/// `value` (one URL or a comma-separated list) with the password or token of each URL
+/// replaced by `***`: `nats://alice:***@host:4222`, `nats://***@host:4222`.
+pub fn redact_urls(value: &str) -> String {
+    value
+        .split(',')
+        .map(redact_url)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn redact_url(url: &str) -> String {
+    let authority_start = url.find("://").map_or(0, |index| index + 3);
+    let rest = &url[authority_start..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return url.to_owned();
+    };
+    let userinfo = match authority[..at].split_once(':') {
+        Some((user, _password)) => format!("{user}:***"),
+        None => "***".to_owned(),
+    };
+    format!(
+        "{}{userinfo}{}",
+        &url[..authority_start],
+        &url[authority_start + at..]
+    )
+}
+
+/// Percent-decoding of a URL's user or password (`p%40ss` is `p@ss`).
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut index = 0;
+    while index < bytes.len() {
+        let hex = |at: usize| {
+            bytes
+                .get(at)
+                .and_then(|byte| char::from(*byte).to_digit(16))
+        };
+        match (bytes[index], hex(index + 1), hex(index + 2)) {
+            (b'%', Some(high), Some(low)) => {
+                // Two hex digits make one byte: the cast cannot truncate.
+                decoded.push((high * 16 + low) as u8);
+                index += 3;
+            }
+            (byte, _, _) => {
+                decoded.push(byte);
+                index += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
+}
+
+/// The credentials written in `server`'s URL, and the URL without them.
+pub fn split_credentials(server: ServerAddr) -> (ServerAddr, NatsAuth) {
+    let auth = match (server.username(), server.password()) {
+        (Some(user), Some(password)) => NatsAuth::UserPassword {
+            user: percent_decode(user),
+            password: Secret(percent_decode(password)),
+        },
+        (Some(token), None) => NatsAuth::Token(Secret(percent_decode(token))),
+        (None, _) => return (server, NatsAuth::None),
+    };
+    let mut url = server.clone().into_inner();
+    // Neither can fail for a URL that has a host, which every NATS URL has.
+    let cleared = url.set_password(None).is_ok() && url.set_username("").is_ok();
+    match ServerAddr::from_url(url) {
+        Ok(clean) if cleared => (clean, auth),
+        _ => (server, auth),
+    }
+}
+
+/// Reads a creds file and checks that async-nats can use it. Errors are rules: the file's
+/// contents never appear in them.
+pub fn read_creds(path: &str) -> Result<Secret, String> {
+    let contents = std::fs::read_to_string(path)
+        .map_err(|error| format!("must be a readable creds file ({error})"))?;
+    ConnectOptions::with_credentials(&contents).map_err(|error| {
+        format!("must be a creds file holding a user JWT and its nkey seed ({error})")
+    })?;
+    Ok(Secret(contents))
+}
+
+/// Reads an nkey seed file and checks that it holds a user seed.
+pub fn read_nkey(path: &str) -> Result<Secret, String> {
+    let contents = std::fs::read_to_string(path)
+        .map_err(|error| format!("must be a readable nkey seed file ({error})"))?;
+    let seed = contents.trim();
+    let rule = "must be a file holding one user nkey seed (SU...)";
+    if !seed.starts_with("SU") {
+        return Err(rule.to_owned());
+    }
+    nkeys::KeyPair::from_seed(seed).map_err(|_| rule.to_owned())?;
+    Ok(Secret(seed.to_owned()))
+}
+
+/// Checks that `path` is a readable PEM file with a block of `kind` (`CERTIFICATE`,
+/// `PRIVATE KEY`): a wrong path then stops the start instead of every connection attempt.
+pub fn check_pem(path: &str, kind: &str) -> Result<PathBuf, String> {
+    let contents = std::fs::read_to_string(path)
+        .map_err(|error| format!("must be a readable PEM file ({error})"))?;
+    let has_block = contents
+        .lines()
+        .any(|line| line.starts_with("-----BEGIN ") && line.contains(kind));
+    if has_block {
+        Ok(PathBuf::from(path))
+    } else {
+        Err(format!("must be a PEM file with a {kind} block"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_and_tokens_are_hidden() {
+        for (url, shown) in [
+            (
+                "nats://alice:s3cret@host:4222",
+                "nats://alice:***@host:4222",
+            ),
+            ("nats://t0ken@host:4222", "nats://***@host:4222"),
+            ("alice:s3cret@host:4222", "alice:***@host:4222"),
+            ("tls://a:b@c@host/x", "tls://a:***@host/x"),
+            ("nats://host:4222", "nats://host:4222"),
+            (
+                "nats://a:p@h:1, nats://t@h:2",
+                "nats://a:***@h:1, nats://***@h:2",
+            ),
+        ] {
+            assert_eq!(redact_urls(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn credentials_leave_the_url_for_the_options() {
+        let server: ServerAddr = "nats://al%40ice:p%3Ass@host:4222".parse().unwrap();
+        let (clean, auth) = split_credentials(server);
+        assert_eq!(clean.as_url_str(), "nats://host:4222");
+        assert_eq!(
+            auth,
+            NatsAuth::UserPassword {
+                user: "al@ice".to_owned(),
+                password: Secret("p:ss".to_owned())
+            }
+        );
+        let (clean, auth) = split_credentials("tls://tok@host".parse().unwrap());
+        assert_eq!(clean.as_url_str(), "tls://host");
+        assert_eq!(auth, NatsAuth::Token(Secret("tok".to_owned())));
+        assert!(!format!("{auth:?}").contains("tok"));
+    }
+}

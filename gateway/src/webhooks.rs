@@ -1,0 +1,364 @@
+//! OpenIM's own `webhooks.yml` (`GATEWAY_OPENIM_WEBHOOKS`): each callback's `timeout`, so
+//! that each command's budget is what OpenIM really waits for it, less the safety margin.
+//!
+//! OpenIM gives every callback block its own `timeout` in seconds and applies it only when it
+//! is above 0; its HTTP client stops every call at 15 s anyway. So 0, a negative value, a
+//! missing key or anything above 15 all mean 15 s. The gateway only reads the file: `enable`
+//! and `url` are used for the start-up lines and warnings, never to refuse a callback (OpenIM
+//! may be reloaded with another file than the one the gateway read).
+//!
+//! The file's keys are not always the command names: most are `callback` + the key with its
+//! first letter raised + `Command`, and [`KEY_EXCEPTIONS`] lists the others.
+
+use std::{collections::HashMap, time::Duration};
+
+#[cfg(test)]
+use openim_gateway_proto::catalog;
+use openim_gateway_proto::Command;
+use serde::Deserialize;
+
+use crate::config::OPENIM_TIMEOUT_CAP_MS;
+
+/// The file's keys whose commands do not follow the naming rule.
+const KEY_EXCEPTIONS: &[(&str, &[&str])] = &[
+    // v3.8 renamed the command; v3.7 sends the old name with the same block.
+    (
+        "beforeMemberJoinGroup",
+        &[
+            "callbackBeforeMembersJoinGroupCommand",
+            "callbackBeforeMemberJoinGroupCommand",
+        ],
+    ),
+    ("beforeApplyJoinGroup", &["callbackBeforeJoinGroupCommand"]),
+    (
+        "beforeInviteUserToGroup",
+        &["callbackBeforeInviteJoinGroupCommand"],
+    ),
+    ("afterKickGroupMember", &["callbackAfterKickGroupCommand"]),
+    ("afterDismissGroup", &["callbackAfterDisMissGroupCommand"]),
+    ("afterRevokeMsg", &["callbackBeforeAfterMsgCommand"]),
+];
+
+/// The catalog commands a block of the file configures (none for a key this gateway does not
+/// know, such as a callback newer than its catalog).
+pub fn commands_of_key(key: &str) -> Vec<&'static Command> {
+    if let Some((_, names)) = KEY_EXCEPTIONS.iter().find(|(known, _)| *known == key) {
+        return names
+            .iter()
+            .filter_map(|name| Command::lookup(name))
+            .collect();
+    }
+    let mut chars = key.chars();
+    let Some(first) = chars.next() else {
+        return Vec::new();
+    };
+    let name = format!(
+        "callback{}{}Command",
+        first.to_ascii_uppercase(),
+        chars.as_str()
+    );
+    Command::lookup(&name).into_iter().collect()
+}
+
+/// One callback block; the other keys (`failedContinue`, `deniedTypes`, `attentionIds`) do
+/// not concern the gateway.
+#[derive(Debug, Deserialize)]
+struct Block {
+    #[serde(default)]
+    enable: bool,
+    #[serde(default)]
+    timeout: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct File {
+    #[serde(default)]
+    url: Option<String>,
+    #[serde(flatten)]
+    blocks: HashMap<String, Block>,
+}
+
+/// One callback as OpenIM's file configures it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Callback {
+    /// The file's key.
+    pub key: String,
+    /// The command it drives.
+    pub command: &'static Command,
+    /// Whether OpenIM calls it.
+    pub enabled: bool,
+    /// How long OpenIM waits for it.
+    pub timeout: Duration,
+}
+
+/// What the gateway takes from OpenIM's `webhooks.yml`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OpenImWebhooks {
+    /// OpenIM's `url`.
+    pub url: Option<String>,
+    /// Every block that drives a catalog command, sorted by command.
+    pub callbacks: Vec<Callback>,
+    /// Keys that drive no command this gateway knows.
+    pub unknown_keys: Vec<String>,
+}
+
+/// OpenIM's rule: a timeout is used only above 0, and nothing waits past 15 s.
+pub fn effective_timeout(seconds: Option<i64>) -> Duration {
+    let cap = Duration::from_millis(OPENIM_TIMEOUT_CAP_MS);
+    match seconds {
+        Some(seconds) if seconds > 0 => {
+            let seconds = u64::try_from(seconds).unwrap_or(u64::MAX);
+            Duration::from_secs(seconds).min(cap)
+        }
+        _ => cap,
+    }
+}
+
+impl OpenImWebhooks {
+    /// Parses the file's text. The error says what is wrong without repeating the file.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let file: File = serde_norway::from_str(text)
+            .map_err(|error| format!("must be OpenIM's webhooks.yml ({error})"))?;
+        let mut callbacks = Vec::new();
+        let mut unknown_keys = Vec::new();
+        for (key, block) in file.blocks {
+            let commands = commands_of_key(&key);
+            if commands.is_empty() {
+                unknown_keys.push(key);
+                continue;
+            }
+            for command in commands {
+                callbacks.push(Callback {
+                    key: key.clone(),
+                    command,
+                    enabled: block.enable,
+                    timeout: effective_timeout(block.timeout),
+                });
+            }
+        }
+        callbacks.sort_by_key(|callback| callback.command.name);
+        unknown_keys.sort();
+        Ok(Self {
+            url: file.url,
+            callbacks,
+            unknown_keys,
+        })
+    }
+
+    /// Reads and parses the file at `path`.
+    pub fn read(path: &str) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| format!("must be a readable file ({error})"))?;
+        Self::parse(&text)
+    }
+
+    /// What is wrong with OpenIM's `url` for the gateway, if anything: OpenIM appends `/` and
+    /// the command, so a trailing slash doubles it, and a query string ends up before the
+    /// command, which then is no path segment at all.
+    pub fn url_problem(&self) -> Option<&'static str> {
+        let url = self.url.as_deref()?;
+        if url.contains('?') {
+            Some("has a query string: OpenIM appends /{command} after it, so the gateway sees no command")
+        } else if url.ends_with('/') {
+            Some("ends with a slash: OpenIM adds one before the command, and the gateway gets a doubled slash")
+        } else {
+            None
+        }
+    }
+}
+
+/// How long each command may take from arrival to answer: the file's timeout for the
+/// commands it names, `GATEWAY_CALLBACK_TIMEOUT_MS` for the others, each less the margin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Budgets {
+    default: Duration,
+    by_command: HashMap<&'static str, Duration>,
+}
+
+impl Budgets {
+    /// The same budget for every command.
+    pub fn uniform(budget: Duration) -> Self {
+        Self {
+            default: budget,
+            by_command: HashMap::new(),
+        }
+    }
+
+    /// `default` for every command but those `webhooks` names, which get their timeout less
+    /// `margin`.
+    pub fn from_webhooks(default: Duration, webhooks: &OpenImWebhooks, margin: Duration) -> Self {
+        let by_command = webhooks
+            .callbacks
+            .iter()
+            .map(|callback| {
+                (
+                    callback.command.name,
+                    callback.timeout.saturating_sub(margin),
+                )
+            })
+            .collect();
+        Self {
+            default,
+            by_command,
+        }
+    }
+
+    /// Gives `command` its own budget.
+    pub fn set(&mut self, command: &'static Command, budget: Duration) {
+        self.by_command.insert(command.name, budget);
+    }
+
+    /// The budget of `command`.
+    pub fn of(&self, command: &Command) -> Duration {
+        self.by_command
+            .get(command.name)
+            .copied()
+            .unwrap_or(self.default)
+    }
+
+    /// `self` with `map` applied to every budget (the timer slack).
+    pub fn map(&self, map: impl Fn(Duration) -> Duration) -> Self {
+        Self {
+            default: map(self.default),
+            by_command: self
+                .by_command
+                .iter()
+                .map(|(name, budget)| (*name, map(*budget)))
+                .collect(),
+        }
+    }
+}
+
+/// Every block key of OpenIM's shipped `webhooks.yml` on main, for the mapping test.
+#[cfg(test)]
+const SHIPPED_KEYS: &[&str] = &[
+    "beforeSendSingleMsg",
+    "beforeUpdateUserInfoEx",
+    "afterUpdateUserInfoEx",
+    "afterSendSingleMsg",
+    "beforeSendGroupMsg",
+    "beforeMsgModify",
+    "afterSendGroupMsg",
+    "afterMsgSaveDB",
+    "afterUserOnline",
+    "afterUserOffline",
+    "afterUserKickOff",
+    "beforeOfflinePush",
+    "beforeOnlinePush",
+    "beforeGroupOnlinePush",
+    "beforeAddFriend",
+    "beforeUpdateUserInfo",
+    "afterUpdateUserInfo",
+    "beforeCreateGroup",
+    "afterCreateGroup",
+    "beforeMemberJoinGroup",
+    "beforeSetGroupMemberInfo",
+    "afterSetGroupMemberInfo",
+    "afterQuitGroup",
+    "afterKickGroupMember",
+    "afterDismissGroup",
+    "beforeApplyJoinGroup",
+    "afterGroupMsgRead",
+    "afterSingleMsgRead",
+    "beforeUserRegister",
+    "afterUserRegister",
+    "afterTransferGroupOwner",
+    "beforeSetFriendRemark",
+    "afterSetFriendRemark",
+    "afterGroupMsgRevoke",
+    "afterJoinGroup",
+    "beforeInviteUserToGroup",
+    "afterSetGroupInfo",
+    "beforeSetGroupInfo",
+    "afterSetGroupInfoEx",
+    "beforeSetGroupInfoEx",
+    "afterRevokeMsg",
+    "beforeAddBlack",
+    "afterAddFriend",
+    "beforeAddFriendAgree",
+    "afterAddFriendAgree",
+    "afterDeleteFriend",
+    "beforeImportFriends",
+    "afterImportFriends",
+    "afterRemoveBlack",
+    "beforeCreateSingleChatConversations",
+    "afterCreateSingleChatConversations",
+    "beforeCreateGroupChatConversations",
+    "afterCreateGroupChatConversations",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shipped_key_drives_a_catalog_command() {
+        // afterGroupMsgRevoke has a block but OpenIM main sends no command for it.
+        for key in SHIPPED_KEYS
+            .iter()
+            .filter(|key| **key != "afterGroupMsgRevoke")
+        {
+            let commands = commands_of_key(key);
+            assert!(!commands.is_empty(), "{key}");
+            let before = key.starts_with("before");
+            for command in commands {
+                assert_eq!(
+                    command.kind == catalog::CallbackKind::Before,
+                    before,
+                    "{key}: {}",
+                    command.name
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn timeouts_follow_openims_rule() {
+        let second = Duration::from_secs(1);
+        assert_eq!(effective_timeout(Some(2)), 2 * second);
+        assert_eq!(effective_timeout(Some(15)), 15 * second);
+        for capped in [None, Some(0), Some(-3), Some(16), Some(i64::MAX)] {
+            assert_eq!(effective_timeout(capped), 15 * second, "{capped:?}");
+        }
+    }
+
+    #[test]
+    fn each_named_command_gets_its_timeout_less_the_margin() {
+        let webhooks = OpenImWebhooks::parse(
+            "url: http://gw:10006/callbackExample\n\
+             beforeSetGroupMemberInfo:\n  enable: true\n  timeout: 2\n  failedContinue: true\n\
+             beforeApplyJoinGroup:\n  enable: false\n\
+             afterSendSingleMsg:\n  enable: true\n  timeout: 40\n  attentionIds: []\n\
+             afterSomethingNew:\n  enable: true\n  timeout: 1\n",
+        )
+        .unwrap();
+        assert_eq!(webhooks.url_problem(), None);
+        assert_eq!(webhooks.unknown_keys, ["afterSomethingNew"]);
+        let margin = Duration::from_millis(250);
+        let budgets = Budgets::from_webhooks(Duration::from_millis(4750), &webhooks, margin);
+        let of = |name: &str| budgets.of(Command::lookup(name).unwrap()).as_millis();
+        assert_eq!(of("callbackBeforeSetGroupMemberInfoCommand"), 1750);
+        assert_eq!(of("callbackBeforeJoinGroupCommand"), 14_750);
+        assert_eq!(of("callbackAfterSendSingleMsgCommand"), 14_750);
+        assert_eq!(of("callbackBeforeSendSingleMsgCommand"), 4750);
+    }
+
+    #[test]
+    fn a_url_with_a_trailing_slash_or_a_query_is_a_problem() {
+        for url in ["http://gw:10006/x/", "http://gw:10006/x?token=1"] {
+            let webhooks = OpenImWebhooks::parse(&format!("url: {url}\n")).unwrap();
+            assert!(webhooks.url_problem().is_some(), "{url}");
+        }
+    }
+
+    #[test]
+    fn a_file_that_is_not_webhooks_yml_is_refused() {
+        for text in [
+            "- a list\n",
+            "beforeSendSingleMsg: 3\n",
+            "beforeSendSingleMsg:\n  timeout: soon\n",
+        ] {
+            assert!(OpenImWebhooks::parse(text).is_err(), "{text}");
+        }
+    }
+}

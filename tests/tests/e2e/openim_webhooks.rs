@@ -1,0 +1,157 @@
+//! `GATEWAY_OPENIM_WEBHOOKS`: OpenIM's own `webhooks.yml` gives each callback its budget. A
+//! command the file names with `timeout: 1` is answered within that second, less the margin,
+//! while a command it does not name keeps `GATEWAY_CALLBACK_TIMEOUT_MS`; the start logs each
+//! enabled callback with its budget and warns about a `url` with a trailing slash.
+
+use std::time::{Duration, Instant};
+
+use openim_gateway_tests::fixtures::{SEND_SINGLE_MSG, SET_MEMBER_ROLE_ONLY};
+use openim_gateway_tests::scratch::Scratch;
+use openim_gateway_tests::{Behaviour, Gateway, HttpRequest, ScriptedWorker, Stack};
+
+use crate::{LATE_SLACK, SET_MEMBER};
+
+const WEBHOOKS_YML: &str = "\
+url: http://127.0.0.1:10006/callbackExample/
+beforeSetGroupMemberInfo:
+  enable: true
+  timeout: 1
+  failedContinue: true
+beforeSendSingleMsg:
+  enable: false
+  timeout: 5
+  failedContinue: true
+  deniedTypes: []
+";
+
+/// How long the gateway took to answer `request` (every worker hangs: the budget decides).
+async fn answered_after(stack: &Stack, request: &HttpRequest) -> Duration {
+    let start = Instant::now();
+    let response = stack.send(request).await;
+    let took = start.elapsed();
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(
+        response.header("x-decision-source"),
+        Some("fallback:timeout"),
+        "{response:?}"
+    );
+    took
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_named_command_gets_its_own_timeout_less_the_margin() {
+    let scratch = Scratch::new();
+    let path = scratch.write("webhooks.yml", WEBHOOKS_YML);
+    let stack = Stack::start(&[
+        ("GATEWAY_OPENIM_WEBHOOKS", &path),
+        ("GATEWAY_CALLBACK_TIMEOUT_MS", "2500"),
+        ("GATEWAY_SAFETY_MARGIN_MS", "250"),
+    ])
+    .await;
+    let _hung =
+        ScriptedWorker::start(&stack.nats.url(), "openim.callback.>", Behaviour::Hang).await;
+
+    // timeout: 1 less the 250 ms margin: 750 ms, not the global 2250.
+    let named = answered_after(
+        &stack,
+        &HttpRequest::openim("/callbackExample", SET_MEMBER, SET_MEMBER_ROLE_ONLY),
+    )
+    .await;
+    assert!(
+        named >= Duration::from_millis(700) && named < Duration::from_millis(750) + LATE_SLACK,
+        "answered after {named:?}, expected about 750 ms"
+    );
+    // Named with timeout: 5 (disabled in the file, still OpenIM's timeout when enabled there).
+    let five = answered_after(
+        &stack,
+        &HttpRequest::openim(
+            "/callbackExample",
+            "callbackBeforeSendSingleMsgCommand",
+            SEND_SINGLE_MSG,
+        ),
+    )
+    .await;
+    assert!(
+        five >= Duration::from_millis(4700),
+        "answered after {five:?}, expected about 4750 ms"
+    );
+
+    let log = stack.gateway.stderr_log().all();
+    let enabled: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("callback enabled in OpenIM's webhooks.yml"))
+        .collect();
+    assert_eq!(enabled.len(), 1, "{log}");
+    assert!(
+        enabled[0].contains(SET_MEMBER) && enabled[0].contains("budget_ms=750"),
+        "{}",
+        enabled[0]
+    );
+    assert!(
+        log.lines()
+            .any(|line| line.contains("WARN") && line.contains("ends with a slash")),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_the_file_does_not_name_keeps_the_global_timeout() {
+    let scratch = Scratch::new();
+    let path = scratch.write(
+        "webhooks.yml",
+        "url: http://127.0.0.1:10006/callbackExample\nbeforeAddFriend:\n  enable: true\n  timeout: 1\n",
+    );
+    let stack = Stack::start(&[
+        ("GATEWAY_OPENIM_WEBHOOKS", &path),
+        ("GATEWAY_CALLBACK_TIMEOUT_MS", "1600"),
+        ("GATEWAY_SAFETY_MARGIN_MS", "100"),
+    ])
+    .await;
+    let _hung =
+        ScriptedWorker::start(&stack.nats.url(), "openim.callback.>", Behaviour::Hang).await;
+    let took = answered_after(
+        &stack,
+        &HttpRequest::openim("/callbackExample", SET_MEMBER, SET_MEMBER_ROLE_ONLY),
+    )
+    .await;
+    assert!(
+        took >= Duration::from_millis(1450) && took < Duration::from_millis(1500) + LATE_SLACK,
+        "answered after {took:?}, expected about 1500 ms"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_webhooks_file_stops_the_start_naming_it() {
+    let scratch = Scratch::new();
+    let not_yaml = scratch.write("not.yml", "beforeSendSingleMsg:\n  timeout: soon\n");
+    let one_second = scratch.write(
+        "short.yml",
+        "beforeAddFriend:\n  enable: true\n  timeout: 1\n",
+    );
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("GATEWAY_OPENIM_WEBHOOKS", "/nonexistent/webhooks.yml")],
+            "/nonexistent/webhooks.yml",
+        ),
+        (&[("GATEWAY_OPENIM_WEBHOOKS", &not_yaml)], "webhooks.yml"),
+        (
+            &[
+                ("GATEWAY_OPENIM_WEBHOOKS", &one_second),
+                ("GATEWAY_CALLBACK_TIMEOUT_MS", "5000"),
+                ("GATEWAY_SAFETY_MARGIN_MS", "1000"),
+            ],
+            "beforeAddFriend",
+        ),
+    ];
+    for (settings, shown) in cases {
+        let report = Gateway::run_expecting_exit(settings).await;
+        assert_eq!(report.code, Some(2), "{settings:?}: {report:?}");
+        let lines: Vec<&str> = report.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{report:?}");
+        assert!(
+            lines[0].contains("GATEWAY_OPENIM_WEBHOOKS=") && lines[0].contains(shown),
+            "{}",
+            lines[0]
+        );
+    }
+}

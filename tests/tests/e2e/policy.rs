@@ -1,0 +1,268 @@
+//! The policy file (`GATEWAY_CONFIG`): `off` answers the command's own default without
+//! asking anyone, `shadow` asks the worker, answers the default and counts how often the two
+//! disagreed, the file's `timeout_ms` wins over `webhooks.yml`, and a bad file (or a budget
+//! above OpenIM's own timeout) stops the start naming the file, the key and the rule.
+//! `openim-gateway check-config` checks the files and exits.
+
+use std::time::{Duration, Instant};
+
+use openim_gateway_tests::fixtures::SET_MEMBER_ROLE_ONLY;
+use openim_gateway_tests::gateway::LISTENING_PREFIX;
+use openim_gateway_tests::scratch::Scratch;
+use openim_gateway_tests::{metrics, Behaviour, Gateway, HttpRequest, ScriptedWorker, Stack};
+use serde_json::Value;
+
+use crate::{LATE_SLACK, SET_MEMBER};
+
+fn member_request() -> HttpRequest {
+    HttpRequest::openim("/callbackExample", SET_MEMBER, SET_MEMBER_ROLE_ONLY)
+}
+
+fn body(response: &openim_gateway_tests::HttpResponse) -> Value {
+    serde_json::from_slice(&response.body).expect("a JSON answer")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn off_answers_the_commands_own_default_without_asking() {
+    let scratch = Scratch::new();
+    let policy = scratch.write(
+        "policy.toml",
+        &format!(
+            "[commands.{SET_MEMBER}]\nmode = \"off\"\ndefault = \"reject\"\nreject_err_code = 5100\nreject_err_msg = \"member changes are paused\"\n"
+        ),
+    );
+    let stack = Stack::start(&[("GATEWAY_CONFIG", &policy)]).await;
+    let observer =
+        ScriptedWorker::observer(&stack.nats.url(), &format!("openim.callback.{SET_MEMBER}")).await;
+    let response = stack.send(&member_request()).await;
+    assert_eq!(
+        response.header("x-decision-source"),
+        Some("fallback:off"),
+        "{response:?}"
+    );
+    let answer = body(&response);
+    assert_eq!(answer["errCode"], 5100, "{answer}");
+    assert_eq!(answer["errMsg"], "member changes are paused", "{answer}");
+    observer.settle().await;
+    assert!(observer.received().is_empty(), "the worker was asked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_asks_the_worker_answers_the_default_and_counts_disagreements() {
+    let scratch = Scratch::new();
+    let policy = scratch.write(
+        "policy.toml",
+        &format!("[global]\ndefault = \"allow\"\n\n[commands.{SET_MEMBER}]\nmode = \"shadow\"\n"),
+    );
+    let stack = Stack::start(&[("GATEWAY_CONFIG", &policy)]).await;
+    let worker = ScriptedWorker::start(
+        &stack.nats.url(),
+        &format!("openim.callback.{SET_MEMBER}"),
+        Behaviour::reply(
+            r#"{"actionCode":0,"errCode":5555,"errMsg":"no","errDlt":"","nextCode":1}"#,
+        ),
+    )
+    .await;
+    for _ in 0..2 {
+        let response = stack.send(&member_request()).await;
+        assert_eq!(
+            response.header("x-decision-source"),
+            Some("shadow"),
+            "{response:?}"
+        );
+        let answer = body(&response);
+        assert_eq!(
+            answer["errCode"], 0,
+            "the default (allow) is answered: {answer}"
+        );
+        assert_eq!(answer["nextCode"], 0, "{answer}");
+    }
+    assert_eq!(worker.received().len(), 2, "the worker is asked every time");
+    let disagreed = metrics::sum(
+        &stack.metrics().await,
+        "openim_gateway_shadow_decisions_total",
+        &[("command", SET_MEMBER), ("outcome", "disagree")],
+    );
+    assert!(
+        (disagreed - 2.0).abs() < f64::EPSILON,
+        "{disagreed} disagreements counted, expected 2"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_files_timeout_wins_over_webhooks_yml() {
+    let scratch = Scratch::new();
+    let webhooks = scratch.write(
+        "webhooks.yml",
+        "beforeSetGroupMemberInfo:\n  enable: true\n  timeout: 2\n",
+    );
+    let policy = scratch.write(
+        "policy.toml",
+        &format!("[commands.{SET_MEMBER}]\ntimeout_ms = 600\n"),
+    );
+    let stack = Stack::start(&[
+        ("GATEWAY_OPENIM_WEBHOOKS", &webhooks),
+        ("GATEWAY_CONFIG", &policy),
+        ("GATEWAY_SAFETY_MARGIN_MS", "100"),
+    ])
+    .await;
+    let _hung =
+        ScriptedWorker::start(&stack.nats.url(), "openim.callback.>", Behaviour::Hang).await;
+    let start = Instant::now();
+    let response = stack.send(&member_request()).await;
+    let took = start.elapsed();
+    assert_eq!(
+        response.header("x-decision-source"),
+        Some("fallback:timeout")
+    );
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_millis(500) + LATE_SLACK,
+        "answered after {took:?}, expected about 500 ms (600 - 100)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_policy_file_stops_the_start_naming_the_file_the_key_and_the_rule() {
+    let scratch = Scratch::new();
+    let webhooks = scratch.write(
+        "webhooks.yml",
+        "beforeSetGroupMemberInfo:\n  enable: true\n  timeout: 2\n",
+    );
+    let cases = [
+        ("[global]\nmood = \"off\"\n".to_owned(), "mood"),
+        (
+            "[commands.callbackNoSuchCommand]\nmode = \"off\"\n".to_owned(),
+            "commands.callbackNoSuchCommand",
+        ),
+        (
+            format!("[commands.{SET_MEMBER}]\nreject_err_code = \"5001\"\n"),
+            "line 2",
+        ),
+        (
+            format!("[commands.{SET_MEMBER}]\nreject_err_code = 4000\n"),
+            "5000..=9999",
+        ),
+        (
+            format!("[commands.{SET_MEMBER}]\nmode = \"loud\"\n"),
+            "enforce, shadow or off",
+        ),
+        (
+            format!("[commands.{SET_MEMBER}]\ntimeout_ms = 3000\n"),
+            "OpenIM's own timeout",
+        ),
+    ];
+    for (index, (text, shown)) in cases.iter().enumerate() {
+        let path = scratch.write(&format!("bad-{index}.toml"), text);
+        let report = Gateway::run_expecting_exit(&[
+            ("GATEWAY_CONFIG", &path),
+            ("GATEWAY_OPENIM_WEBHOOKS", &webhooks),
+        ])
+        .await;
+        assert_eq!(report.code, Some(2), "{text}: {report:?}");
+        assert!(!report.stdout.contains(LISTENING_PREFIX), "{report:?}");
+        let lines: Vec<&str> = report.stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{text}: {report:?}");
+        assert!(
+            lines[0].contains("GATEWAY_CONFIG=")
+                && lines[0].contains(&path)
+                && lines[0].contains(shown),
+            "{text}: {}",
+            lines[0]
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_validates_the_files_and_exits() {
+    let scratch = Scratch::new();
+    let good = scratch.write(
+        "policy.toml",
+        &format!("[commands.{SET_MEMBER}]\nmode = \"shadow\"\n"),
+    );
+    let report =
+        Gateway::run_args_expecting_exit(&["check-config"], &[("GATEWAY_CONFIG", &good)]).await;
+    assert_eq!(report.code, Some(0), "{report:?}");
+    assert!(!report.stdout.contains(LISTENING_PREFIX), "{report:?}");
+    assert!(
+        report.stdout.contains("the configuration is valid"),
+        "{report:?}"
+    );
+    assert!(
+        report
+            .stdout
+            .lines()
+            .any(|line| line.starts_with(SET_MEMBER) && line.contains("mode=Shadow")),
+        "{report:?}"
+    );
+    let bad = scratch.write("bad.toml", "[commands]\nx = 1\n");
+    let report =
+        Gateway::run_args_expecting_exit(&["check-config"], &[("GATEWAY_CONFIG", &bad)]).await;
+    assert_eq!(report.code, Some(2), "{report:?}");
+    assert!(report.stderr.contains("GATEWAY_CONFIG="), "{report:?}");
+}
+
+/// Sends SIGHUP to the gateway.
+fn hang_up(gateway: &Gateway) {
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &gateway.pid().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_policy_and_a_bad_file_keeps_the_running_one() {
+    let scratch = Scratch::new();
+    let policy = scratch.write(
+        "policy.toml",
+        &format!("[commands.{SET_MEMBER}]\nmode = \"off\"\n"),
+    );
+    let stack = Stack::start(&[("GATEWAY_CONFIG", &policy)]).await;
+    let _worker = ScriptedWorker::start(
+        &stack.nats.url(),
+        &format!("openim.callback.{SET_MEMBER}"),
+        Behaviour::reply(r#"{"actionCode":0,"errCode":0,"errMsg":"","errDlt":"","nextCode":0}"#),
+    )
+    .await;
+    let source = |response: &openim_gateway_tests::HttpResponse| {
+        response
+            .header("x-decision-source")
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(source(&stack.send(&member_request()).await), "fallback:off");
+
+    scratch.write(
+        "policy.toml",
+        &format!("[commands.{SET_MEMBER}]\nmode = \"enforce\"\n"),
+    );
+    hang_up(&stack.gateway);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        last = source(&stack.send(&member_request()).await);
+        if last == "worker" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(last, "worker", "the reload did not take effect");
+
+    scratch.write(
+        "policy.toml",
+        &format!("[commands.{SET_MEMBER}]\nmode = \"sideways\"\n"),
+    );
+    hang_up(&stack.gateway);
+    let log = stack.gateway.stderr_log();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !log.all().contains("configuration not reloaded") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text = log.all();
+    assert!(
+        text.lines()
+            .any(|line| line.contains("configuration not reloaded") && line.contains("sideways")),
+        "{text}"
+    );
+    assert_eq!(source(&stack.send(&member_request()).await), "worker");
+}
