@@ -13,6 +13,9 @@ pub mod headers;
 pub mod source;
 pub mod subject;
 
+#[cfg(test)]
+mod schema;
+
 pub use answer::CommonAnswer;
 pub use catalog::{CallbackKind, Command};
 pub use source::DecisionSource;

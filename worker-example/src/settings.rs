@@ -20,18 +20,24 @@ pub const WORKER_SUBJECT_PREFIX: &str = "WORKER_SUBJECT_PREFIX";
 pub const WORKER_BANNED_WORDS: &str = "WORKER_BANNED_WORDS";
 /// The longest nickname allowed, in characters.
 pub const WORKER_MAX_NICKNAME_CHARS: &str = "WORKER_MAX_NICKNAME_CHARS";
+/// How many requests are handled at once; the rest wait in the client's buffer.
+pub const WORKER_CONCURRENCY: &str = "WORKER_CONCURRENCY";
 /// The tracing filter for the logs on stderr.
 pub const RUST_LOG: &str = "RUST_LOG";
 
 /// Every variable this module reads, so that [`Settings::from_env`] can refuse a value that is
 /// not UTF-8 instead of silently treating it as unset.
-pub const ALL_VARIABLES: [&str; 5] = [
+pub const ALL_VARIABLES: [&str; 6] = [
     NATS_URL,
     WORKER_SUBJECT_PREFIX,
     WORKER_BANNED_WORDS,
     WORKER_MAX_NICKNAME_CHARS,
+    WORKER_CONCURRENCY,
     RUST_LOG,
 ];
+
+/// The largest `WORKER_CONCURRENCY`, the same as the Python and Node workers'.
+pub const MAX_CONCURRENCY: usize = 10_000;
 
 /// The NATS server a local `nats-server` listens on by default.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
@@ -48,6 +54,8 @@ pub struct Settings {
     pub subject_prefix: String,
     /// The policy every request is decided by.
     pub rules: Rules,
+    /// How many requests are handled at once, 1..=[`MAX_CONCURRENCY`].
+    pub concurrency: usize,
     /// A tracing filter that `EnvFilter::try_new` accepts.
     pub log_filter: String,
 }
@@ -112,6 +120,10 @@ impl Settings {
             Some(value) => Rules::new(value.split(','), max_nickname_chars),
             None => Rules::new(DEFAULT_BANNED_WORDS, max_nickname_chars),
         };
+        let concurrency = match lookup(WORKER_CONCURRENCY) {
+            Some(value) => parse_concurrency(&value)?,
+            None => openim_worker_kit::DEFAULT_CONCURRENCY,
+        };
         let log_filter = match lookup(RUST_LOG) {
             Some(value) if !value.trim().is_empty() => parse_log_filter(&value)?,
             _ => DEFAULT_LOG_FILTER.to_owned(),
@@ -120,6 +132,7 @@ impl Settings {
             nats_servers,
             subject_prefix,
             rules,
+            concurrency,
             log_filter,
         })
     }
@@ -172,6 +185,20 @@ fn parse_max_nickname_chars(value: &str) -> Result<usize, SettingsError> {
         })
 }
 
+fn parse_concurrency(value: &str) -> Result<usize, SettingsError> {
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|concurrency| (1..=MAX_CONCURRENCY).contains(concurrency))
+        .ok_or_else(|| {
+            SettingsError::invalid(
+                WORKER_CONCURRENCY,
+                value,
+                format!("must be an integer in 1..={MAX_CONCURRENCY}"),
+            )
+        })
+}
+
 fn parse_log_filter(value: &str) -> Result<String, SettingsError> {
     match tracing_subscriber::EnvFilter::try_new(value) {
         Ok(_) => Ok(value.to_owned()),
@@ -216,6 +243,29 @@ mod tests {
             Rules::new(["admin", "official", "openim"], 32)
         );
         assert_eq!(settings.log_filter, "info");
+        assert_eq!(settings.concurrency, 64);
+    }
+
+    #[test]
+    fn concurrency_is_an_integer_in_range() {
+        assert_eq!(
+            settings(&[(WORKER_CONCURRENCY, "1")]).unwrap().concurrency,
+            1
+        );
+        assert_eq!(
+            settings(&[(WORKER_CONCURRENCY, "10000")])
+                .unwrap()
+                .concurrency,
+            10_000
+        );
+        for value in ["0", "10001", "many", ""] {
+            assert_eq!(
+                error_line(&[(WORKER_CONCURRENCY, value)]),
+                format!(
+                    "WORKER_CONCURRENCY={value:?} is not valid: must be an integer in 1..=10000"
+                )
+            );
+        }
     }
 
     #[test]

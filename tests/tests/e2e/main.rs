@@ -21,6 +21,7 @@ mod nats_outage;
 mod plain_routes;
 mod routing;
 mod worker_example;
+mod worker_kit;
 
 use std::time::Duration;
 
