@@ -24,6 +24,8 @@ const PORT_ATTEMPTS: usize = 5;
 pub struct NatsServer {
     binary: PathBuf,
     port: u16,
+    /// A configuration file (`-c`), for cluster nodes; `None` runs with flags only.
+    config: Option<PathBuf>,
     child: Option<Child>,
     stderr: OutputLog,
 }
@@ -50,9 +52,26 @@ impl NatsServer {
         Self {
             binary: binaries::nats_server(),
             port: free_port(),
+            config: None,
             child: None,
             stderr: OutputLog::default(),
         }
+    }
+
+    /// Starts nats-server with the configuration file `config`, which must make it listen on
+    /// 127.0.0.1:`port`, and waits until it accepts connections.
+    pub async fn start_with_config(port: u16, config: PathBuf) -> Self {
+        let mut server = Self {
+            binary: binaries::nats_server(),
+            port,
+            config: Some(config),
+            child: None,
+            stderr: OutputLog::default(),
+        };
+        if let Err(failure) = server.spawn_and_wait().await {
+            panic!("nats-server did not start: {failure}");
+        }
+        server
     }
 
     /// `nats://127.0.0.1:PORT`.
@@ -115,7 +134,10 @@ impl NatsServer {
     async fn spawn_and_wait(&mut self) -> Result<(), String> {
         let port = self.port.to_string();
         let mut command = process::clean_command(&self.binary);
-        command.args(["-a", "127.0.0.1", "-p", &port]);
+        match &self.config {
+            Some(config) => command.arg("-c").arg(config),
+            None => command.args(["-a", "127.0.0.1", "-p", &port]),
+        };
         self.stderr
             .note(&format!("--- nats-server starting on port {port} ---"));
         let mut spawned = process::spawn(&mut command, OutputLog::default(), self.stderr.clone())

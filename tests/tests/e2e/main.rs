@@ -20,6 +20,7 @@ mod logging;
 mod nats_outage;
 mod plain_routes;
 mod routing;
+mod scale;
 mod worker_example;
 mod worker_kit;
 
