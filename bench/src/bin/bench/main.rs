@@ -44,12 +44,12 @@ struct Args {
     /// The directory of the release binaries; default: this driver's own directory.
     #[arg(long)]
     bin_dir: Option<PathBuf>,
-    /// Only these scenarios, comma-separated: floors, hung_worker, nats_down, memory.
+    /// Only these scenarios, comma-separated: floors, hung_worker, nats_down, memory, scaling.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
 
-const SCENARIOS: [&str; 4] = ["floors", "hung_worker", "nats_down", "memory"];
+const SCENARIOS: [&str; 5] = ["floors", "hung_worker", "nats_down", "memory", "scaling"];
 
 fn main() -> ExitCode {
     match run(Args::parse()) {
@@ -112,6 +112,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             "floors" => scenarios::floors(&tools, &plan),
             "hung_worker" => scenarios::hung_worker(&tools, &plan),
             "nats_down" => scenarios::nats_down(&tools, &plan),
+            "scaling" => scenarios::scaling(&tools, &plan),
             _ => scenarios::memory(&tools, &plan),
         }
         .with_context(|| format!("scenario {name} failed"))?;
