@@ -35,8 +35,8 @@ pub fn builder(settings: &Settings) -> WorkerBuilder {
         .concurrency(settings.concurrency)
         .handle(
             BEFORE_SET_GROUP_MEMBER_INFO,
-            move |request: SetGroupMemberInfoRequest, context: &Context| {
-                Ok::<_, HandlerError>(decide_and_log(&rules, &request, context))
+            move |request: &SetGroupMemberInfoRequest, context: &Context| {
+                Ok::<_, HandlerError>(decide_and_log(&rules, request, context))
             },
         )
 }

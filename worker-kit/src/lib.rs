@@ -6,7 +6,7 @@
 //! use openim_worker_kit::{connect, shutdown, Decision, HandlerError, WorkerBuilder};
 //!
 //! fn decide(
-//!     request: SetGroupMemberInfoRequest,
+//!     request: &SetGroupMemberInfoRequest,
 //!     _: &openim_worker_kit::Context,
 //! ) -> Result<Decision<MemberInfoChanges>, HandlerError> {
 //!     Ok(match request.role_level {

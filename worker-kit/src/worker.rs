@@ -150,21 +150,22 @@ impl WorkerBuilder {
         self
     }
 
-    /// Answers `command` with `handler`, which takes the body parsed as `Request` and returns
+    /// Answers `command` with `handler`, which reads the body parsed as `Request` and returns
     /// any serialisable answer: a [`crate::Decision`] or the command's answer type.
     #[must_use]
     pub fn handle<Request, Answer, F>(self, command: &str, handler: F) -> Self
     where
         Request: DeserializeOwned + Send + 'static,
         Answer: Serialize + Send + 'static,
-        F: Fn(Request, &Context) -> Result<Answer, HandlerError> + Send + Sync + 'static,
+        F: Fn(&Request, &Context) -> Result<Answer, HandlerError> + Send + Sync + 'static,
     {
-        self.handle_async(command, move |request, context: Context| {
-            std::future::ready(handler(request, &context))
+        self.handle_async(command, move |request: Request, context: Context| {
+            std::future::ready(handler(&request, &context))
         })
     }
 
-    /// [`Self::handle`] for a handler that awaits (a database, another service). Bound its
+    /// [`Self::handle`] for a handler that awaits (a database, another service); it owns the
+    /// request, since its future outlives the call. Bound its
     /// waits by [`Context::deadline_unix_ms`]: past it, nobody reads the answer.
     #[must_use]
     pub fn handle_async<Request, Answer, F, Fut>(mut self, command: &str, handler: F) -> Self

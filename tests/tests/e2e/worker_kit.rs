@@ -94,7 +94,7 @@ async fn kit_runs_at_most_its_concurrency_bound_of_handlers_at_once() {
 async fn kit_turns_a_handler_error_into_an_immediate_default() {
     let stack = Stack::start(&[("GATEWAY_DEFAULT_DECISION", "reject")]).await;
     let worker = WorkerBuilder::new("failing", "1.0.0")
-        .handle(SET_MEMBER, |_: SetGroupMemberInfoRequest, _: &_| {
+        .handle(SET_MEMBER, |_: &SetGroupMemberInfoRequest, _: &_| {
             Err::<Decision, _>(HandlerError::new("the policy store is down"))
         })
         .start(client(&stack).await)
