@@ -219,6 +219,37 @@ async fn killing_a_worker_under_load_loses_only_what_it_held() {
     );
 }
 
+/// SIGTERM under load is not a kill: the stopping worker answers everything the server sent
+/// it, so no callback falls back to the default, and it exits 0. The worker is paused for a
+/// moment first, so that callbacks are waiting in its socket when the signal comes, as they
+/// are behind a busy worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_stopped_under_load_drains_without_a_single_default() {
+    let mut stack = Stack::start(&SHORT_BUDGET_SETTINGS).await;
+    for _ in 0..3 {
+        stack.add_example_worker(&[]).await;
+    }
+    let targets = [stack.gateway.address()];
+    let (outcomes, ()) = tokio::join!(load(&targets, 8, Duration::from_secs(3)), async {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let pid = stack.workers[0].pid();
+        openim_gateway_tests::process::signal(pid, "STOP");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        stack.workers[0].terminate();
+        openim_gateway_tests::process::signal(pid, "CONT");
+    });
+    assert_all(
+        &outcomes,
+        &[DecisionSource::Worker],
+        SHORT_BUDGET + LATE_SLACK,
+        "a worker stopped with SIGTERM under load",
+    );
+    let code = stack.workers[0]
+        .wait_for_exit(Duration::from_secs(10))
+        .await;
+    assert_eq!(code, Some(0), "the stopped worker's exit code");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateways_answer_from_the_same_worker_pool() {
     let mut stack = Stack::start(&[]).await;
