@@ -43,6 +43,7 @@ pub const NEXT_CODE_STOP: i32 = 1;
 
 /// The five fields every OpenIM callback answer shares. All optional on input (absent means
 /// 0 or `""`, as in Go); always written on output.
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct CommonAnswer {

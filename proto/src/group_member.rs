@@ -18,6 +18,7 @@ pub const ROLE_ADMIN: i32 = 60;
 pub const ROLE_OWNER: i32 = 100;
 
 /// The request body (`CallbackBeforeSetGroupMemberInfoReq`).
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SetGroupMemberInfoRequest {
@@ -42,12 +43,33 @@ pub struct SetGroupMemberInfoRequest {
 
 /// The answer (`CallbackBeforeSetGroupMemberInfoResp`): the common fields plus the member
 /// fields to write. `None` keeps the request's value.
+#[cfg_attr(test, derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SetGroupMemberInfoAnswer {
     /// Allow or refuse.
     #[serde(flatten)]
     pub common: CommonAnswer,
+    /// Replaces the nickname.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub nick_name: Option<String>,
+    /// Replaces the avatar URL.
+    #[serde(rename = "faceURL", skip_serializing_if = "Option::is_none", default)]
+    pub face_url: Option<String>,
+    /// Replaces the role. It is applied after OpenIM's permission checks.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub role_level: Option<i32>,
+    /// Replaces the extra data.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub ex: Option<String>,
+}
+
+/// The member fields a modification changes, without the common fields: what a worker's
+/// `Modify` decision carries. `None` keeps the request's value and is not written.
+#[cfg_attr(test, derive(schemars::JsonSchema))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberInfoChanges {
     /// Replaces the nickname.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub nick_name: Option<String>,

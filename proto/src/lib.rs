@@ -15,6 +15,9 @@ pub mod openim;
 pub mod source;
 pub mod subject;
 
+#[cfg(test)]
+mod schema;
+
 pub use answer::CommonAnswer;
 pub use catalog::{CallbackKind, Command};
 pub use source::DecisionSource;

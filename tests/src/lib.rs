@@ -4,6 +4,7 @@
 //! - [`NatsServer`], [`Gateway`], [`Worker`]: RAII guards for child processes. Each waits
 //!   (bounded) until its child is ready, keeps the child's stderr for failure reports, and
 //!   kills the child on drop.
+//! - [`NatsCluster`]: three routed nats-server nodes on loopback, for failover tests.
 //! - [`ScriptedWorker`]: in-process NATS subscribers whose replies a test scripts (malformed,
 //!   slow, never) and which record every message byte for byte.
 //! - [`HttpRequest`] / [`http::send`]: a raw HTTP/1.1 client that writes OpenIM's exact bytes.
@@ -16,6 +17,7 @@
 
 pub mod binaries;
 pub mod check;
+pub mod cluster;
 pub mod fixtures;
 pub mod gateway;
 pub mod http;
@@ -28,6 +30,7 @@ pub mod stack;
 pub mod worker;
 
 pub use check::{allow, allow_with, reject, Expect, ExpectBody};
+pub use cluster::NatsCluster;
 pub use gateway::{ExitReport, Gateway};
 pub use http::{HttpConnection, HttpRequest, HttpResponse};
 pub use nats::NatsServer;

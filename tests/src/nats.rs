@@ -26,6 +26,9 @@ pub struct NatsServer {
     port: u16,
     /// A configuration file given with `-c` (authorization, TLS).
     config_file: Option<PathBuf>,
+    /// Whether `config_file` itself says where to listen (a cluster node): then the flags
+    /// that would override it are left out.
+    listen_in_config: bool,
     child: Option<Child>,
     stderr: OutputLog,
 }
@@ -67,6 +70,7 @@ impl NatsServer {
             binary: binaries::nats_server(),
             port: free_port(),
             config_file: None,
+            listen_in_config: false,
             child: None,
             stderr: OutputLog::default(),
         }
@@ -75,6 +79,24 @@ impl NatsServer {
     /// `{scheme}://{userinfo}127.0.0.1:PORT`, for URLs with credentials or `tls://`.
     pub fn url_with(&self, scheme: &str, userinfo: &str) -> String {
         format!("{scheme}://{userinfo}127.0.0.1:{}", self.port)
+    }
+
+    /// Starts a nats-server whose configuration file `config` makes it listen on
+    /// 127.0.0.1:`port` (a cluster node, with its routes), and waits until it accepts
+    /// connections.
+    pub async fn start_cluster_node(port: u16, config: PathBuf) -> Self {
+        let mut server = Self {
+            binary: binaries::nats_server(),
+            port,
+            config_file: Some(config),
+            listen_in_config: true,
+            child: None,
+            stderr: OutputLog::default(),
+        };
+        if let Err(failure) = server.spawn_and_wait().await {
+            panic!("nats-server did not start: {failure}");
+        }
+        server
     }
 
     /// `nats://127.0.0.1:PORT`.
@@ -137,7 +159,9 @@ impl NatsServer {
     async fn spawn_and_wait(&mut self) -> Result<(), String> {
         let port = self.port.to_string();
         let mut command = process::clean_command(&self.binary);
-        command.args(["-a", "127.0.0.1", "-p", &port]);
+        if !self.listen_in_config {
+            command.args(["-a", "127.0.0.1", "-p", &port]);
+        }
         if let Some(config_file) = &self.config_file {
             command.arg("-c").arg(config_file);
         }

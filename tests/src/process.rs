@@ -218,6 +218,16 @@ pub fn kill(child: &mut Child) {
     let _ = child.wait();
 }
 
+/// Sends signal `name` (`TERM`, `STOP`, `CONT`...) to process `pid` with kill(1): the crate
+/// forbids unsafe code, so no libc call.
+pub fn signal(pid: u32, name: &str) {
+    let status = Command::new("kill")
+        .args([format!("-{name}"), pid.to_string()])
+        .status()
+        .unwrap_or_else(|error| panic!("cannot run kill: {error}"));
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
 /// Waits (bounded) for a line matching `wanted` on `lines`. Returns the line, or `None` when
 /// the stream closed (the child exited) or the bound passed.
 pub(crate) async fn wait_for_line(

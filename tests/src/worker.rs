@@ -63,6 +63,35 @@ impl Worker {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// The process id, for signals a test sends itself.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM, as a service manager or `docker stop` does.
+    pub fn terminate(&self) {
+        process::signal(self.child.id(), "TERM");
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash or an OOM kill would.
+    pub fn kill(&mut self) {
+        process::kill(&mut self.child);
+        self.stderr.note("--- killed by the test ---");
+    }
+
+    /// Waits (bounded) for the process to exit; its exit code, or `None` if it was still
+    /// running at the bound (or died of a signal).
+    pub async fn wait_for_exit(&mut self, bound: Duration) -> Option<i32> {
+        let start = std::time::Instant::now();
+        while start.elapsed() < bound {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        None
+    }
+
     /// The captured stderr.
     pub fn stderr_log(&self) -> &OutputLog {
         &self.stderr

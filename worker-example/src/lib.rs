@@ -6,16 +6,16 @@
 //!
 //! - [`rules`]: the policy, a pure function from request to answer;
 //! - [`settings`]: the environment, parsed and validated before anything connects;
-//! - [`worker`]: the only module that talks to NATS (subscribe, reply, deadline, drain);
-//! - [`shutdown`]: the SIGINT/SIGTERM future.
+//! - [`worker`]: the worker on `openim-worker-kit`, which does everything about NATS
+//!   (subscribe, reply, deadline, service errors, bounded concurrency, discovery, drain).
 //!
 //! `main.rs` only wires them: settings -> tracing -> connect -> run -> exit code.
 
 pub mod rules;
 pub mod settings;
-pub mod shutdown;
 pub mod worker;
 
+pub use openim_worker_kit::WorkerError;
 pub use rules::{decide, Rules};
 pub use settings::{Settings, SettingsError};
-pub use worker::{run, Worker, WorkerError};
+pub use worker::run;

@@ -11,7 +11,8 @@ use std::io::IsTerminal as _;
 use std::process::ExitCode;
 
 use openim_worker_example::settings::{self, Settings, DEFAULT_LOG_FILTER};
-use openim_worker_example::{shutdown, worker};
+use openim_worker_example::worker;
+use openim_worker_kit::shutdown;
 use tracing_subscriber::EnvFilter;
 
 /// The exit code for a bad setting, the same as the gateway's.
@@ -47,6 +48,7 @@ async fn main() -> ExitCode {
         ?servers,
         banned_words = settings.rules.banned_words().len(),
         max_nickname_chars = settings.rules.max_nickname_chars(),
+        concurrency = settings.concurrency,
         "connecting to NATS"
     );
     let client = match worker::connect(&settings.nats_servers, &settings.nats_files).await {
@@ -57,7 +59,7 @@ async fn main() -> ExitCode {
         }
     };
     match worker::run(client, &settings, shutdown::signal()).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(_report) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "worker stopped");
             ExitCode::FAILURE

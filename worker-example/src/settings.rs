@@ -20,6 +20,8 @@ pub const WORKER_SUBJECT_PREFIX: &str = "WORKER_SUBJECT_PREFIX";
 pub const WORKER_BANNED_WORDS: &str = "WORKER_BANNED_WORDS";
 /// The longest nickname allowed, in characters.
 pub const WORKER_MAX_NICKNAME_CHARS: &str = "WORKER_MAX_NICKNAME_CHARS";
+/// How many requests are handled at once; the rest wait in the client's buffer.
+pub const WORKER_CONCURRENCY: &str = "WORKER_CONCURRENCY";
 /// The tracing filter for the logs on stderr.
 pub const RUST_LOG: &str = "RUST_LOG";
 /// A creds file (user JWT and nkey seed) to authenticate to NATS with.
@@ -35,7 +37,7 @@ pub const WORKER_NATS_TLS_KEY: &str = "WORKER_NATS_TLS_KEY";
 
 /// Every variable this module reads, so that [`Settings::from_env`] can refuse a value that is
 /// not UTF-8 instead of silently treating it as unset.
-pub const ALL_VARIABLES: [&str; 10] = [
+pub const ALL_VARIABLES: [&str; 11] = [
     NATS_URL,
     WORKER_NATS_CREDS,
     WORKER_NATS_NKEY,
@@ -45,11 +47,12 @@ pub const ALL_VARIABLES: [&str; 10] = [
     WORKER_SUBJECT_PREFIX,
     WORKER_BANNED_WORDS,
     WORKER_MAX_NICKNAME_CHARS,
+    WORKER_CONCURRENCY,
     RUST_LOG,
 ];
 
 /// Every variable with its default and its rule, as `--help` lists them.
-pub const VARIABLE_DOCS: [(&str, &str, &str); 10] = [
+pub const VARIABLE_DOCS: [(&str, &str, &str); 11] = [
     (
         NATS_URL,
         DEFAULT_NATS_URL,
@@ -69,6 +72,11 @@ pub const VARIABLE_DOCS: [(&str, &str, &str); 10] = [
         WORKER_MAX_NICKNAME_CHARS,
         "32",
         "1..=255: the longest nickname allowed, in characters",
+    ),
+    (
+        WORKER_CONCURRENCY,
+        "64",
+        "1..=10000: requests handled at once; more wait in the NATS client",
     ),
     (
         RUST_LOG,
@@ -115,6 +123,9 @@ pub fn settings_help() -> String {
     text
 }
 
+/// The largest `WORKER_CONCURRENCY`, the same as the Python and Node workers'.
+pub const MAX_CONCURRENCY: usize = 10_000;
+
 /// The NATS server a local `nats-server` listens on by default.
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
 /// The log filter when `RUST_LOG` is unset or empty.
@@ -130,6 +141,8 @@ pub struct Settings {
     pub subject_prefix: String,
     /// The policy every request is decided by.
     pub rules: Rules,
+    /// How many requests are handled at once, 1..=[`MAX_CONCURRENCY`].
+    pub concurrency: usize,
     /// A tracing filter that `EnvFilter::try_new` accepts.
     pub log_filter: String,
     /// Credentials and TLS files for the NATS connection.
@@ -228,6 +241,10 @@ impl Settings {
             Some(value) => Rules::new(value.split(','), max_nickname_chars),
             None => Rules::new(DEFAULT_BANNED_WORDS, max_nickname_chars),
         };
+        let concurrency = match lookup(WORKER_CONCURRENCY) {
+            Some(value) => parse_concurrency(&value)?,
+            None => openim_worker_kit::DEFAULT_CONCURRENCY,
+        };
         let log_filter = match lookup(RUST_LOG) {
             Some(value) if !value.trim().is_empty() => parse_log_filter(&value)?,
             _ => DEFAULT_LOG_FILTER.to_owned(),
@@ -267,6 +284,7 @@ impl Settings {
             nats_servers,
             subject_prefix,
             rules,
+            concurrency,
             log_filter,
             nats_files: NatsFiles {
                 creds,
@@ -351,6 +369,20 @@ fn parse_max_nickname_chars(value: &str) -> Result<usize, SettingsError> {
         })
 }
 
+fn parse_concurrency(value: &str) -> Result<usize, SettingsError> {
+    value
+        .parse::<usize>()
+        .ok()
+        .filter(|concurrency| (1..=MAX_CONCURRENCY).contains(concurrency))
+        .ok_or_else(|| {
+            SettingsError::invalid(
+                WORKER_CONCURRENCY,
+                value,
+                format!("must be an integer in 1..={MAX_CONCURRENCY}"),
+            )
+        })
+}
+
 fn parse_log_filter(value: &str) -> Result<String, SettingsError> {
     match tracing_subscriber::EnvFilter::try_new(value) {
         Ok(_) => Ok(value.to_owned()),
@@ -405,6 +437,29 @@ mod tests {
             Rules::new(["admin", "official", "openim"], 32)
         );
         assert_eq!(settings.log_filter, "info");
+        assert_eq!(settings.concurrency, 64);
+    }
+
+    #[test]
+    fn concurrency_is_an_integer_in_range() {
+        assert_eq!(
+            settings(&[(WORKER_CONCURRENCY, "1")]).unwrap().concurrency,
+            1
+        );
+        assert_eq!(
+            settings(&[(WORKER_CONCURRENCY, "10000")])
+                .unwrap()
+                .concurrency,
+            10_000
+        );
+        for value in ["0", "10001", "many", ""] {
+            assert_eq!(
+                error_line(&[(WORKER_CONCURRENCY, value)]),
+                format!(
+                    "WORKER_CONCURRENCY={value:?} is not valid: must be an integer in 1..=10000"
+                )
+            );
+        }
     }
 
     #[test]

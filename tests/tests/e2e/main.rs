@@ -27,7 +27,9 @@ mod openim_webhooks;
 mod plain_routes;
 mod policy;
 mod routing;
+mod scale;
 mod worker_example;
+mod worker_kit;
 
 use std::time::Duration;
 

@@ -44,12 +44,20 @@ struct Args {
     /// The directory of the release binaries; default: this driver's own directory.
     #[arg(long)]
     bin_dir: Option<PathBuf>,
-    /// Only these scenarios, comma-separated: floors, hung_worker, nats_down, memory, overload.
+    /// Only these scenarios, comma-separated: floors, hung_worker, nats_down, memory, overload,
+    /// scaling.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
 
-const SCENARIOS: [&str; 5] = ["floors", "hung_worker", "nats_down", "memory", "overload"];
+const SCENARIOS: [&str; 6] = [
+    "floors",
+    "hung_worker",
+    "nats_down",
+    "memory",
+    "overload",
+    "scaling",
+];
 
 fn main() -> ExitCode {
     match run(Args::parse()) {
@@ -113,6 +121,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             "hung_worker" => scenarios::hung_worker(&tools, &plan),
             "nats_down" => scenarios::nats_down(&tools, &plan),
             "overload" => scenarios::overload(&tools, &plan),
+            "scaling" => scenarios::scaling(&tools, &plan),
             _ => scenarios::memory(&tools, &plan),
         }
         .with_context(|| format!("scenario {name} failed"))?;

@@ -9,6 +9,8 @@
 //! 2. `hung_worker`: only a hung worker behind the gateway; every answer before the budget.
 //! 3. `nats_down`: nats-server killed mid-run and restarted on the same port.
 //! 4. `memory`: the gateway's RSS across a flood of timed-out requests.
+//! 5. `scaling`: maximum throughput through one gateway with one worker, then three workers
+//!    in the queue group, then two gateways sharing those workers.
 
 use std::{
     collections::BTreeMap,
@@ -468,6 +470,113 @@ fn open_loop_outcome(
         .push(Aggregate::of(std::slice::from_ref(result)).row(row));
     outcome.keep(scenario, measured);
     outcome
+}
+
+/// Scenario 5: what more workers and a second gateway change, at maximum throughput. One
+/// stack grows between the runs: one worker, three, then a second gateway; the two gateways'
+/// load generators run at the same time with half the callers each.
+pub(crate) fn scaling(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome> {
+    let nats = tools.nats("nats-server")?;
+    let mut workers = vec![tools.worker_named(&nats, "worker-1")?];
+    let first = tools.gateway(&nats, &GatewaySettings::new(5000, 250))?;
+    let nats_guard = nats.guard().context("nats-server is not running")?;
+    let mut outcome = Outcome::default();
+    let mut figures = serde_json::Map::new();
+    let connections = plan.max_connections;
+
+    let label = "scaling_1_worker";
+    eprintln!("bench: scaling: {label}");
+    let args = closed(label, connections, plan.warmup_s, plan.max_s);
+    let stack: Vec<&crate::process::Guard> = vec![nats_guard, &workers[0], &first.guard];
+    let one = tools.loadgen(&first.url, &args, &stack)?;
+    outcome.keep("scaling", &one);
+    outcome.rows.push(
+        Aggregate::of(std::slice::from_ref(&one.result))
+            .row(&format!("scaling: 1 gateway, 1 worker (c={connections})")),
+    );
+    figures.insert("one_worker_rps".to_owned(), json!(one.result.rate.round()));
+    figures.insert(
+        "one_worker_background_cores".to_owned(),
+        json!(round2(one.background_cores)),
+    );
+
+    workers.push(tools.worker_named(&nats, "worker-2")?);
+    workers.push(tools.worker_named(&nats, "worker-3")?);
+    let label = "scaling_3_workers";
+    eprintln!("bench: scaling: {label}");
+    let args = closed(label, connections, plan.warmup_s, plan.max_s);
+    let mut stack: Vec<&crate::process::Guard> = vec![nats_guard, &first.guard];
+    stack.extend(workers.iter());
+    let three = tools.loadgen(&first.url, &args, &stack)?;
+    outcome.keep("scaling", &three);
+    outcome.rows.push(
+        Aggregate::of(std::slice::from_ref(&three.result))
+            .row(&format!("scaling: 1 gateway, 3 workers (c={connections})")),
+    );
+    figures.insert(
+        "three_workers_rps".to_owned(),
+        json!(three.result.rate.round()),
+    );
+    figures.insert(
+        "three_workers_background_cores".to_owned(),
+        json!(round2(three.background_cores)),
+    );
+
+    let second = tools.gateway(
+        &nats,
+        &GatewaySettings {
+            name: "openim-gateway-2",
+            ..GatewaySettings::new(5000, 250)
+        },
+    )?;
+    let label = "scaling_2_gateways";
+    eprintln!("bench: scaling: {label}");
+    let half = (connections / 2).max(1);
+    let args = closed(label, half, plan.warmup_s, plan.max_s);
+    stack.push(&second.guard);
+    let running = [
+        tools.start_loadgen(&first.url, &args, &stack)?,
+        tools.start_loadgen(&second.url, &args, &stack)?,
+    ];
+    let mut both = Vec::new();
+    for run in running {
+        let measured = tools.finish(run, &stack)?;
+        outcome.keep("scaling", &measured);
+        both.push(measured);
+    }
+    let results: Vec<RunResult> = both.iter().map(|run| run.result.clone()).collect();
+    // Two halves at the same time: the rates add up; the latencies are the worse half's.
+    let mut combined = Aggregate::of(&results);
+    combined.rate = results.iter().map(|run| run.rate).sum();
+    combined.p50_us = results
+        .iter()
+        .map(|run| run.latency.p50_us)
+        .max()
+        .unwrap_or(0);
+    combined.p99_us = results
+        .iter()
+        .map(|run| run.latency.p99_us)
+        .max()
+        .unwrap_or(0);
+    combined.p999_us = results
+        .iter()
+        .map(|run| run.latency.p999_us)
+        .max()
+        .unwrap_or(0);
+    outcome
+        .rows
+        .push(combined.row(&format!("scaling: 2 gateways, 3 workers (c=2x{half})")));
+    figures.insert("two_gateways_rps".to_owned(), json!(combined.rate.round()));
+    figures.insert(
+        "two_gateways_background_cores".to_owned(),
+        json!(round2(
+            both.iter().map(|run| run.background_cores).sum::<f64>() / both.len() as f64
+        )),
+    );
+    outcome
+        .summary
+        .insert("scaling".to_owned(), Value::Object(figures));
+    Ok(outcome)
 }
 
 fn unix_ms_now() -> u64 {

@@ -80,11 +80,17 @@ impl Tools {
 
     /// The example worker (`openim-worker-example`), ready.
     pub(crate) fn worker(&self, nats: &Nats) -> anyhow::Result<Guard> {
+        self.worker_named(nats, "openim-worker-example")
+    }
+
+    /// One more example worker in the queue group, named `name` in the logs and the CPU
+    /// accounting.
+    pub(crate) fn worker_named(&self, nats: &Nats, name: &str) -> anyhow::Result<Guard> {
         let mut command = Command::new(self.bin("openim-worker-example"));
         command
             .env("NATS_URL", nats.url())
             .env("WORKER_SUBJECT_PREFIX", &self.prefix);
-        let mut guard = Guard::spawn("openim-worker-example", command, &self.log_dir)?;
+        let mut guard = Guard::spawn(name, command, &self.log_dir)?;
         guard.wait_for_line("worker ready", Duration::from_secs(15))?;
         Ok(guard)
     }

@@ -1,7 +1,8 @@
 //! The shutdown signal: a future that completes on SIGINT or SIGTERM.
 //!
 //! It only waits; what shutting down means (drain, let replies finish, flush) belongs to
-//! [`crate::worker`], which takes any future as its shutdown trigger so tests can use their own.
+//! [`crate::Worker::serve`], which takes any future as its shutdown trigger so tests can use
+//! their own.
 
 /// Completes when the process receives SIGINT (Ctrl-C) or SIGTERM (what container runtimes and
 /// process supervisors send). If a handler cannot be installed, that signal is logged and never
