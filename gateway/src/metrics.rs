@@ -66,16 +66,30 @@ struct ReasonLabels {
 }
 
 /// The sources a before-callback's answer is counted under.
-const BEFORE_SOURCES: [DecisionSource; 6] = [
+const BEFORE_SOURCES: [DecisionSource; 8] = [
     DecisionSource::Worker,
     DecisionSource::Timeout,
     DecisionSource::NoResponders,
     DecisionSource::Unavailable,
     DecisionSource::InvalidReply,
     DecisionSource::Overload,
+    DecisionSource::Shadow,
+    DecisionSource::Off,
 ];
 /// The sources an after-callback's acknowledgement is counted under.
-const AFTER_SOURCES: [DecisionSource; 2] = [DecisionSource::Ack, DecisionSource::Unpublished];
+const AFTER_SOURCES: [DecisionSource; 3] = [
+    DecisionSource::Ack,
+    DecisionSource::Unpublished,
+    DecisionSource::Off,
+];
+/// A shadowed worker decided as the default did.
+pub const SHADOW_AGREE: &str = "agree";
+/// A shadowed worker decided otherwise than the default.
+pub const SHADOW_DISAGREE: &str = "disagree";
+/// No valid reply from a shadowed worker in time.
+pub const SHADOW_NO_DECISION: &str = "no_decision";
+/// How a shadowed worker's decision compared with the default answered instead.
+const SHADOW_OUTCOMES: [&str; 3] = [SHADOW_AGREE, SHADOW_DISAGREE, SHADOW_NO_DECISION];
 
 /// Every metric, registered once at start. Written only through the methods below, so that
 /// each metric's labels are chosen in one place.
@@ -215,6 +229,12 @@ impl Metrics {
                 drop(callbacks.get_or_create(&callback_labels(command, *source)));
             }
             if command.kind == CallbackKind::Before {
+                for outcome in SHADOW_OUTCOMES {
+                    drop(shadow.get_or_create(&ShadowLabels {
+                        command: command.name,
+                        outcome,
+                    }));
+                }
                 for reason in InvalidReply::REASONS {
                     drop(invalid_replies.get_or_create(&InvalidReplyLabels {
                         command: command.name,
@@ -415,6 +435,7 @@ mod tests {
             "openim_gateway_invalid_replies_total{command=\"callbackBeforeMembersJoinGroupCommand\",reason=\"null_entry\"} 0\n"
         ));
         assert!(!text.contains("kind=\"after\",source=\"worker\""));
+        assert!(text.contains("openim_gateway_shadow_decisions_total{command=\"callbackBeforeSendSingleMsgCommand\",outcome=\"disagree\"} 0\n"), "{text}");
     }
 
     #[test]

@@ -26,6 +26,7 @@ use crate::{
     deadline::Deadline,
     decision::{self, Body, DefaultDecision, InvalidReply},
     forward::{CallbackMeta, Outcome},
+    metrics,
     policy::{CommandPolicy, Mode},
 };
 
@@ -298,15 +299,15 @@ impl PreparedDefault {
 /// `disagree`, or `no_decision` when no valid reply came in time.
 fn shadow_outcome(verdict: &Verdict, default: &DefaultDecision) -> &'static str {
     let Verdict::Answer(answer) = verdict else {
-        return "no_decision";
+        return metrics::SHADOW_NO_DECISION;
     };
     let worker_rejects = serde_json::from_slice::<CommonAnswer>(answer)
         .map(|common| common.is_reject())
         .unwrap_or(false);
     if worker_rejects == (*default != DefaultDecision::Allow) {
-        "agree"
+        metrics::SHADOW_AGREE
     } else {
-        "disagree"
+        metrics::SHADOW_DISAGREE
     }
 }
 
