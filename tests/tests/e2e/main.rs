@@ -14,6 +14,7 @@ mod config;
 mod connections;
 mod decisions;
 mod defaults;
+mod every_command;
 mod fallbacks;
 mod fidelity;
 mod forwarding;
