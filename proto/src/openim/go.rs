@@ -26,7 +26,7 @@ pub enum GoType {
     Int64,
     /// `bool`: `true` or `false`.
     Bool,
-    /// `[]byte`: a JSON string holding standard base64.
+    /// `[]byte`: a JSON string holding standard base64, or an array of integers 0 to 255.
     Bytes,
     /// `[]T`: a JSON array; `null` is a nil slice.
     Slice(&'static Self),
@@ -107,7 +107,7 @@ impl GoType {
             Self::Int32 => "an integer that fits int32, or null",
             Self::Int64 => "an integer that fits int64, or null",
             Self::Bool => "true, false or null",
-            Self::Bytes => "a base64 string or null",
+            Self::Bytes => "a base64 string, an array of bytes, or null",
             Self::Slice(_) => "an array or null",
             Self::BoolMap => "an object of booleans, or null",
             Self::Struct(_) => "an object or null",
@@ -150,6 +150,16 @@ pub fn decode(ty: GoType, value: &Value) -> Result<Value, DecodeError> {
         GoType::Bool => value.is_boolean().then(|| value.clone()).ok_or_else(wrong),
         GoType::Bytes => match value {
             Value::String(text) if is_std_base64(text) => Ok(value.clone()),
+            // `[]byte` is a slice too: Go also takes an array of bytes, `null` as 0.
+            Value::Array(items) => items
+                .iter()
+                .map(|item| match item {
+                    Value::Null => Some(Value::from(0)),
+                    _ => item.as_u64().filter(|byte| *byte <= 255).map(Value::from),
+                })
+                .collect::<Option<Vec<Value>>>()
+                .map(Value::Array)
+                .ok_or_else(wrong),
             _ => Err(wrong()),
         },
         GoType::Ptr(inner) => decode(*inner, value),
@@ -281,6 +291,14 @@ mod tests {
         assert!(decode(GoType::Bool, &json!(1)).is_err());
         assert!(decode(GoType::Bytes, &json!("aGk=")).is_ok());
         assert!(decode(GoType::Bytes, &json!("hi!")).is_err());
+        // Go decodes an array into `[]byte` element by element (checked with Go 1.19's encoding/json).
+        assert_eq!(
+            decode(GoType::Bytes, &json!([104, null])),
+            Ok(json!([104, 0]))
+        );
+        assert!(decode(GoType::Bytes, &json!([256])).is_err());
+        assert!(decode(GoType::Bytes, &json!([1.5])).is_err());
+        assert!(decode(GoType::Bytes, &json!(["a"])).is_err());
         assert_eq!(decode(GoType::Str, &Value::Null), Ok(Value::Null));
     }
 

@@ -1,11 +1,15 @@
-//! The request struct of every before-callback (`pkg/callbackstruct/*.go` on main, 7848d7c),
-//! as OpenIM's encoder writes it: keys in struct order, embedded structs flattened, nil
-//! pointers and slices as `null`, an embedded nil struct pointer contributing no keys.
+//! The request struct of every callback, before and after (`pkg/callbackstruct/*.go` on
+//! main, 7848d7c; v3.5/v3.6 names map to the same structs, unchanged since v3.6.0, and
+//! v3.5's `callbackTransferGroupOwnerAfter` to `CallbackTransferGroupOwnerReq` as at
+//! v3.5.1), as OpenIM's encoder writes it: keys in struct order, embedded structs
+//! flattened, nil pointers and slices as `null`, an embedded nil struct pointer contributing
+//! no keys.
 //!
-//! The gateway forwards requests byte for byte and reads only a few of their values (the
-//! originals the answer rules compare with); this mirror says what those values are, and
-//! the tests hold it against the bodies in `fixtures/openim/`. After-callback requests are
-//! not mirrored: the gateway never reads them.
+//! The gateway forwards requests byte for byte and reads only a few values of a
+//! before-callback's request (the originals the answer rules compare with); it reads nothing
+//! of an after-callback's. The after-callbacks are mirrored anyway, so that what a worker
+//! receives on every subject is written down and held against the bodies in
+//! `fixtures/openim/` by the tests, like the before-callbacks' requests.
 
 use super::answers::{OFFLINE_PUSH_INFO, USER_INFO};
 use super::go::{field, GoField, GoType};
@@ -74,33 +78,40 @@ pub const USER_REGISTER: &[GoField] = &[
 /// `apistruct.GroupAddMemberInfo`.
 const GROUP_ADD_MEMBER_INFO: &[GoField] = &[field("userID", STR), field("roleLevel", INT32)];
 
-/// `CallbackBeforeCreateGroupReq`: `operationID`, `callbackCommand`, the embedded
-/// `sdkws.GroupInfo`, `initMemberList`.
-pub const CREATE_GROUP: &[GoField] = &[
-    field("operationID", STR),
-    field("callbackCommand", STR),
-    field("groupID", STR),
-    field("groupName", STR),
-    field("notification", STR),
-    field("introduction", STR),
-    field("faceURL", STR),
-    field("ownerUserID", STR),
-    field("createTime", INT),
-    field("memberCount", INT),
-    field("ex", STR),
-    field("status", INT32),
-    field("creatorUserID", STR),
-    field("groupType", INT32),
-    field("needVerification", INT32),
-    field("lookMemberInfo", INT32),
-    field("applyMemberFriend", INT32),
-    field("notificationUpdateTime", INT),
-    field("notificationUserID", STR),
-    field(
-        "initMemberList",
-        GoType::Slice(&GoType::Ptr(&GoType::Struct(GROUP_ADD_MEMBER_INFO))),
-    ),
-];
+/// A CreateGroup request: the fields given first, then the embedded `*sdkws.GroupInfo`
+/// (protocol `sdkws/sdkws.pb.go`) flattened, then `initMemberList`.
+macro_rules! create_group_request {
+    ($($head:expr),* $(,)?) => {
+        &[
+            $($head,)*
+            field("groupID", STR),
+            field("groupName", STR),
+            field("notification", STR),
+            field("introduction", STR),
+            field("faceURL", STR),
+            field("ownerUserID", STR),
+            field("createTime", INT),
+            field("memberCount", INT),
+            field("ex", STR),
+            field("status", INT32),
+            field("creatorUserID", STR),
+            field("groupType", INT32),
+            field("needVerification", INT32),
+            field("lookMemberInfo", INT32),
+            field("applyMemberFriend", INT32),
+            field("notificationUpdateTime", INT),
+            field("notificationUserID", STR),
+            field(
+                "initMemberList",
+                GoType::Slice(&GoType::Ptr(&GoType::Struct(GROUP_ADD_MEMBER_INFO))),
+            ),
+        ]
+    };
+}
+
+/// `CallbackBeforeCreateGroupReq`: `operationID` and `callbackCommand` come first.
+pub const CREATE_GROUP: &[GoField] =
+    create_group_request!(field("operationID", STR), field("callbackCommand", STR));
 
 /// `CallbackGroupMember`.
 const GROUP_MEMBER: &[GoField] = &[field("userID", STR), field("ex", STR)];
@@ -297,6 +308,147 @@ pub const CREATE_GROUP_CHAT_CONVERSATIONS: &[GoField] = &[
     field("ex", STR),
 ];
 
+/// `CallbackAfterMsgSaveDBReq`: both conversation keys, one of them `""`.
+pub const AFTER_MSG_SAVE_DB: &[GoField] =
+    message_request!(field("recvID", STR), field("groupID", STR));
+
+/// `CallbackSingleMsgReadReq`: the key `Seqs` starts with a capital.
+pub const SINGLE_MSG_READ: &[GoField] = &[
+    field("callbackCommand", STR),
+    field("conversationID", STR),
+    field("userID", STR),
+    field("Seqs", GoType::Slice(&GoType::Int64)),
+    field("contentType", INT32),
+];
+
+/// `CallbackGroupMsgReadReq` (`unreadMsgNum` and `contentType` are Go `int64`).
+pub const GROUP_MSG_READ: &[GoField] = &[
+    field("callbackCommand", STR),
+    field("sendID", STR),
+    field("receiveID", STR),
+    field("unreadMsgNum", INT),
+    field("contentType", INT),
+];
+
+/// `CallbackAfterRevokeMsgReq` (`revoke.go`).
+pub const REVOKE_MSG: &[GoField] = &[
+    field("callbackCommand", STR),
+    field("conversationID", STR),
+    field("seq", INT),
+    field("userID", STR),
+];
+
+/// `UserStatusCallbackReq` (`common.go`), then the fields given: the presence requests of
+/// `msg_gateway.go`.
+macro_rules! user_status_request {
+    ($($extra:expr),* $(,)?) => {
+        &[
+            field("callbackCommand", STR),
+            field("operationID", STR),
+            field("platformID", INT),
+            field("platform", STR),
+            field("userID", STR),
+            $($extra,)*
+        ]
+    };
+}
+
+/// `CallbackUserOnlineReq`.
+pub const USER_ONLINE: &[GoField] = user_status_request!(
+    field("seq", INT),
+    field("isAppBackground", BOOL),
+    field("connID", STR),
+);
+/// `CallbackUserOfflineReq`.
+pub const USER_OFFLINE: &[GoField] = user_status_request!(field("seq", INT), field("connID", STR));
+/// `CallbackUserKickOffReq`.
+pub const USER_KICK_OFF: &[GoField] = user_status_request!(field("seq", INT));
+
+/// `CallbackAfterUpdateUserInfoReq`: plain strings, unlike the before-request's pointers.
+pub const AFTER_UPDATE_USER_INFO: &[GoField] = &[
+    field("callbackCommand", STR),
+    field("userID", STR),
+    field("nickName", STR),
+    field("faceURL", STR),
+    field("ex", STR),
+];
+
+/// `CallbackAfterCreateGroupReq`: no `operationID`, the stored group info.
+pub const AFTER_CREATE_GROUP: &[GoField] = create_group_request!(field("callbackCommand", STR));
+
+/// `CallbackAfterJoinGroupReq`.
+pub const AFTER_JOIN_GROUP: &[GoField] = &[
+    field("callbackCommand", STR),
+    field("operationID", STR),
+    field("groupID", STR),
+    field("reqMessage", STR),
+    field("joinSource", INT32),
+    field("inviterUserID", STR),
+];
+
+/// `CallbackQuitGroupReq`.
+pub const QUIT_GROUP: &[GoField] = &[
+    field("callbackCommand", STR),
+    field("groupID", STR),
+    field("userID", STR),
+];
+
+/// `CallbackKillGroupMemberReq`.
+pub const KICK_GROUP: &[GoField] = &[
+    field("callbackCommand", STR),
+    field("groupID", STR),
+    field("kickedUserIDs", STRINGS),
+    field("reason", STR),
+];
+
+/// `CallbackDisMissGroupReq`: `groupType` is `string(int32)`, as in `CallbackJoinGroupReq`.
+pub const DISMISS_GROUP: &[GoField] = &[
+    field("callbackCommand", STR),
+    field("groupID", STR),
+    field("ownerID", STR),
+    field("groupType", STR),
+    field("membersID", STRINGS),
+];
+
+/// `CallbackAfterSetGroupInfoReq`: strings plain, `ex` and the flags pointers (`null` when
+/// not changed), unlike the before-request that flattens them.
+pub const AFTER_SET_GROUP_INFO: &[GoField] = &[
+    field("callbackCommand", STR),
+    field("operationID", STR),
+    field("groupID", STR),
+    field("groupName", STR),
+    field("notification", STR),
+    field("introduction", STR),
+    field("faceURL", STR),
+    field("ex", P_STR),
+    field("needVerification", P_INT32),
+    field("lookMemberInfo", P_INT32),
+    field("applyMemberFriend", P_INT32),
+];
+
+/// `CallbackTransferGroupOwnerReq`, the same on main and at v3.5.1.
+pub const TRANSFER_GROUP_OWNER: &[GoField] = &[
+    field("callbackCommand", STR),
+    field("groupID", STR),
+    field("oldOwnerUserID", STR),
+    field("newOwnerUserID", STR),
+];
+
+/// `CallbackAfterAddFriendReq`: the before-request without `ex`.
+pub const AFTER_ADD_FRIEND: &[GoField] = &[
+    field("callbackCommand", STR),
+    field("fromUserID", STR),
+    field("toUserID", STR),
+    field("reqMsg", STR),
+];
+
+/// `CallbackAfterDeleteFriendReq`.
+pub const AFTER_DELETE_FRIEND: &[GoField] = &[
+    field("callbackCommand", STR),
+    field("ownerUserID", STR),
+    field("friendUserID", STR),
+];
+
 /// The request struct of a before-callback, by command name (v3.5/v3.6 names included).
 pub fn before_request(command: &str) -> Option<&'static [GoField]> {
     Some(match command {
@@ -335,6 +487,54 @@ pub fn before_request(command: &str) -> Option<&'static [GoField]> {
     })
 }
 
+/// The request struct of an after-callback, by command name (v3.5/v3.6 names included).
+/// Where Go has two structs of the same shape (a before- and an after-request), the same
+/// table serves both.
+pub fn after_request(command: &str) -> Option<&'static [GoField]> {
+    Some(match command {
+        // `CallbackAfterSendSingleMsgReq`, `CallbackAfterSendGroupMsgReq`.
+        "callbackAfterSendSingleMsgCommand" => SEND_SINGLE_MSG,
+        "callbackAfterSendGroupMsgCommand" => SEND_GROUP_MSG,
+        "callbackAfterMsgSaveDBCommand" => AFTER_MSG_SAVE_DB,
+        "callbackAfterSingleMsgReadCommand" | "callbackSingleMsgRead" => SINGLE_MSG_READ,
+        "callbackAfterGroupMsgReadCommand" | "callbackGroupMsgReadCommand" => GROUP_MSG_READ,
+        "callbackBeforeAfterMsgCommand" => REVOKE_MSG,
+        "callbackAfterUserOnlineCommand" | "callbackUserOnlineCommand" => USER_ONLINE,
+        "callbackAfterUserOfflineCommand" | "callbackUserOfflineCommand" => USER_OFFLINE,
+        "callbackAfterUserKickOffCommand" | "callbackUserKickOffCommand" => USER_KICK_OFF,
+        "callbackAfterUpdateUserInfoCommand" => AFTER_UPDATE_USER_INFO,
+        // `CallbackAfterUpdateUserInfoExReq`: wrappers, as in the before-request.
+        "callbackAfterUpdateUserInfoExCommand" => UPDATE_USER_INFO,
+        "callbackAfterUserRegisterCommand" => USER_REGISTER,
+        "callbackAfterCreateGroupCommand" => AFTER_CREATE_GROUP,
+        "callbackAfterJoinGroupCommand" => AFTER_JOIN_GROUP,
+        "callbackAfterQuitGroupCommand" | "callbackQuitGroupCommand" => QUIT_GROUP,
+        "callbackAfterKickGroupCommand" | "callbackKillGroupCommand" => KICK_GROUP,
+        "callbackAfterDisMissGroupCommand" | "callbackDisMissGroupCommand" => DISMISS_GROUP,
+        "callbackAfterSetGroupInfoCommand" => AFTER_SET_GROUP_INFO,
+        "callbackAfterSetGroupInfoExCommand" => SET_GROUP_INFO_EX,
+        "callbackAfterSetGroupMemberInfoCommand" => SET_GROUP_MEMBER_INFO,
+        "callbackAfterTransferGroupOwnerCommand"
+        | "callbackAfterTransferGroupOwner"
+        | "callbackTransferGroupOwnerAfter" => TRANSFER_GROUP_OWNER,
+        "callbackAfterAddFriendCommand" => AFTER_ADD_FRIEND,
+        "callbackAfterAddFriendAgreeCommand" => ADD_FRIEND_AGREE,
+        "callbackAfterDeleteFriendCommand" => AFTER_DELETE_FRIEND,
+        "callbackAfterImportFriendsCommand" => IMPORT_FRIENDS,
+        // `CallbackAfterRemoveBlackReq`: owner and black user, as in AddBlack.
+        "callbackAfterRemoveBlackCommand" => ADD_BLACK,
+        "callbackAfterSetFriendRemarkCommand" | "callbackAfterSetFriendRemark" => SET_FRIEND_REMARK,
+        "callbackAfterCreateSingleChatConversationsCommand" => CREATE_SINGLE_CHAT_CONVERSATIONS,
+        "callbackAfterCreateGroupChatConversationsCommand" => CREATE_GROUP_CHAT_CONVERSATIONS,
+        _ => return None,
+    })
+}
+
+/// The request struct of any callback, before or after, by command name.
+pub fn request(command: &str) -> Option<&'static [GoField]> {
+    before_request(command).or_else(|| after_request(command))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,40 +544,64 @@ mod tests {
     use std::path::Path;
 
     #[test]
-    fn every_before_command_has_a_request_struct() {
-        for command in COMMANDS.iter().filter(|c| c.kind == CallbackKind::Before) {
-            assert!(before_request(command.name).is_some(), "{}", command.name);
+    fn every_command_has_a_request_struct_of_its_kind() {
+        for command in COMMANDS {
+            let (own, other) = match command.kind {
+                CallbackKind::Before => (before_request(command.name), after_request(command.name)),
+                CallbackKind::After => (after_request(command.name), before_request(command.name)),
+            };
+            assert!(own.is_some(), "{} has no request struct", command.name);
+            assert!(
+                other.is_none(),
+                "{} is mirrored as the wrong kind",
+                command.name
+            );
         }
     }
 
-    /// Every before-callback fixture decodes into its mirror, and its keys are exactly the
-    /// mirror's tags, in the mirror's order (Go writes keys in struct order).
+    /// Every fixture decodes into its command's mirror, and its keys are exactly the mirror's
+    /// tags, in the mirror's order (Go writes keys in struct order, and no request struct uses
+    /// `omitempty`). The one key set allowed to be missing is the push request's embedded
+    /// offline push info, which contributes no keys when its pointer is nil.
     #[test]
-    fn the_fixtures_are_written_in_the_mirrors_shape() {
+    fn every_fixture_is_written_in_its_mirrors_shape() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/openim");
-        let mut checked = 0;
+        let embedded_push_info: Vec<&str> = OFFLINE_PUSH_INFO.iter().map(|f| f.name).collect();
+        let mut checked = [0_usize; 2];
         for entry in std::fs::read_dir(dir).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().and_then(|e| e.to_str()) != Some("json") {
                 continue;
             }
+            let name = path.display();
             let body: Map<String, Value> =
                 serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
             let command = body["callbackCommand"].as_str().unwrap();
-            let Some(fields) = before_request(command) else {
-                continue;
-            };
-            let name = path.display();
+            let kind = crate::Command::lookup(command).unwrap().kind;
+            let fields = request(command).unwrap_or_else(|| panic!("{name}: no mirror"));
             assert!(decode_struct(fields, &body).is_ok(), "{name}");
-            let order: Vec<&str> = fields
+            let keys: Vec<&str> = body.keys().map(String::as_str).collect();
+            let present: Vec<&str> = fields
                 .iter()
                 .map(|f| f.name)
                 .filter(|n| body.contains_key(*n))
                 .collect();
-            let keys: Vec<&str> = body.keys().map(String::as_str).collect();
-            assert_eq!(keys, order, "{name}");
-            checked += 1;
+            assert_eq!(
+                keys, present,
+                "{name}: keys not the mirror's, or not in its order"
+            );
+            let missing: Vec<&str> = fields
+                .iter()
+                .map(|f| f.name)
+                .filter(|n| !body.contains_key(*n))
+                .collect();
+            assert!(
+                missing.is_empty() || (fields == PUSH && missing == embedded_push_info),
+                "{name}: the mirror's {missing:?} are not in the body"
+            );
+            checked[usize::from(kind == CallbackKind::After)] += 1;
         }
-        assert!(checked >= 30, "only {checked} before-callback fixtures");
+        // 33 before-callback bodies, 31 after-callback bodies (v3.5's transfer included).
+        assert_eq!(checked, [33, 31], "fixtures checked [before, after]");
     }
 }

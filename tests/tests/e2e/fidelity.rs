@@ -138,6 +138,12 @@ async fn hazard_2_values_openim_cannot_decode_are_invalid() {
                 invalid(),
             ),
             row(
+                "MsgModify: Go takes an array of bytes for a []byte (never read: dropped)",
+                MSG_MODIFY,
+                json!({"msgDataList":[104,105]}),
+                Expect::worker(allow()),
+            ),
+            row(
                 "ImportFriends: strings are fine",
                 IMPORT_FRIENDS,
                 json!({"friendUserIDs":["9911842207"]}),

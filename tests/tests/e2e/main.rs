@@ -15,6 +15,7 @@ mod config;
 mod connections;
 mod decisions;
 mod defaults;
+mod every_command;
 mod fallbacks;
 mod fidelity;
 mod forwarding;
