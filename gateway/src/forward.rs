@@ -43,6 +43,9 @@ use crate::{deadline::Deadline, metrics::Metrics, nats_settings::NatsSettings};
 const PING_INTERVAL: Duration = Duration::from_secs(2);
 /// The longest pause between reconnect attempts, so a restarted NATS is used within a second.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);
+/// How long a start-up probe waits: "no responders" comes back at once, so anything slower
+/// means a worker listens (and, following the protocol, does not answer a probe).
+const PROBE_WAIT: Duration = Duration::from_millis(300);
 /// How long a connect attempt may take.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -298,6 +301,33 @@ impl Forwarder {
         tokio::time::timeout_at(meta.deadline.at, exchange)
             .await
             .unwrap_or(Outcome::Timeout)
+    }
+
+    /// Whether any worker subscribes to `command`'s subject: `None` when it cannot be known
+    /// (not connected). A probe message goes out (see [`headers::CALLBACK_PROBE`]); only the
+    /// server's "no responders" counts, a reply or silence both mean someone listens.
+    pub async fn is_served(&self, command: &Command) -> Option<bool> {
+        if !self.is_connected() {
+            return None;
+        }
+        let probe: HeaderMap = [
+            (HeaderName::from_static(headers::CALLBACK_PROBE), "1".into()),
+            (CALLBACK_COMMAND_HEADER, command.name.into()),
+            (DEADLINE_UNIX_MS_HEADER, "0".into()),
+            (TIMEOUT_MS_HEADER, "0".into()),
+        ]
+        .into_iter()
+        .collect();
+        let asking = self
+            .client
+            .request_with_headers(self.subject(command), probe, Bytes::new());
+        match tokio::time::timeout(PROBE_WAIT, asking).await {
+            Ok(Err(error)) if error.kind() == async_nats::RequestErrorKind::NoResponders => {
+                Some(false)
+            }
+            Ok(Err(error)) if error.kind() == async_nats::RequestErrorKind::Other => None,
+            _ => Some(true),
+        }
     }
 
     /// Publishes an after-callback without waiting for anyone, never past its deadline.

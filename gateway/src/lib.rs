@@ -22,6 +22,7 @@ pub mod webhooks;
 
 use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 
+use openim_gateway_proto::Command;
 use thiserror::Error;
 use tokio::net::{TcpListener, TcpSocket};
 
@@ -135,6 +136,15 @@ impl Gateway {
                 max_payload: forwarder.max_payload(),
             });
         }
+        if let Some(webhooks) = &config.openim_webhooks {
+            let enabled: Vec<&'static Command> = webhooks
+                .callbacks
+                .iter()
+                .filter(|callback| callback.enabled)
+                .map(|callback| callback.command)
+                .collect();
+            tokio::spawn(warn_unserved(forwarder.clone(), enabled));
+        }
         let limits = ServeLimits {
             max_connections: connection_bound(config.max_connections),
             header_timeout: config.callback_timeout,
@@ -220,6 +230,26 @@ impl Gateway {
             tracing::warn!("nats did not drain in time: closing anyway");
         }
         Ok(())
+    }
+}
+
+/// Warns about each callback OpenIM's `webhooks.yml` enables but no worker serves: its
+/// before-callbacks will get the default decision, its after-callbacks reach nobody. Runs
+/// beside the start, so that probing (a few hundred milliseconds) delays nothing.
+async fn warn_unserved(forwarder: Forwarder, enabled: Vec<&'static Command>) {
+    for command in enabled {
+        match forwarder.is_served(command).await {
+            Some(false) => tracing::warn!(
+                command = command.name,
+                kind = command.kind.as_str(),
+                "enabled in OpenIM's webhooks.yml, but no worker serves it: its callbacks get the default decision (after-callbacks reach nobody)"
+            ),
+            Some(true) => {}
+            None => {
+                tracing::debug!("nats not connected: the enabled callbacks were not checked for workers");
+                return;
+            }
+        }
     }
 }
 

@@ -13,6 +13,10 @@ pub const OPERATION_ID: &str = "X-Operation-Id";
 pub const DEADLINE_UNIX_MS: &str = "X-Deadline-Unix-Ms";
 /// The budget left, in milliseconds, when the request was published.
 pub const TIMEOUT_MS: &str = "X-Timeout-Ms";
+/// On a probe the gateway sends at start to learn whether any worker serves a command
+/// (value `1`): an empty body and an `X-Deadline-Unix-Ms` already past, so a worker that
+/// follows the protocol drops it without a reply. Only "no responders" matters to the gateway.
+pub const CALLBACK_PROBE: &str = "X-Callback-Probe";
 /// On the HTTP answer: who decided (`worker`, `ack` or `fallback:<reason>`).
 pub const DECISION_SOURCE: &str = "X-Decision-Source";
 /// The header OpenIM sets with `req.Header.Set("operationID", ...)`; Go canonicalises it to

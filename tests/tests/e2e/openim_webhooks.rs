@@ -155,3 +155,69 @@ async fn a_bad_webhooks_file_stops_the_start_naming_it() {
         );
     }
 }
+
+#[tokio::test]
+async fn enabled_callbacks_no_worker_serves_are_named_at_start() {
+    let scratch = Scratch::new();
+    let path = scratch.write(
+        "webhooks.yml",
+        "\
+url: http://127.0.0.1:10006/callbackExample
+beforeSetGroupMemberInfo:
+  enable: true
+  timeout: 5
+beforeSendSingleMsg:
+  enable: true
+  timeout: 5
+afterSetGroupMemberInfo:
+  enable: true
+  timeout: 5
+beforeAddFriend:
+  enable: false
+  timeout: 5
+",
+    );
+    let nats = openim_gateway_tests::NatsServer::start().await;
+    // A worker for the seed command only, started before the gateway.
+    let worker = ScriptedWorker::start(
+        &nats.url(),
+        &format!("openim.callback.{SET_MEMBER}"),
+        Behaviour::Hang,
+    )
+    .await;
+    let gateway = Gateway::start(&nats.url(), &[("GATEWAY_OPENIM_WEBHOOKS", &path)]).await;
+    let unserved = |command: &str| {
+        gateway.stderr_log().lines().into_iter().any(|line| {
+            line.contains("WARN") && line.contains("no worker serves it") && line.contains(command)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !(unserved("callbackBeforeSendSingleMsgCommand")
+        && unserved("callbackAfterSetGroupMemberInfoCommand"))
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = gateway.stderr_log().tail(40);
+    assert!(unserved("callbackBeforeSendSingleMsgCommand"), "{log}");
+    assert!(unserved("callbackAfterSetGroupMemberInfoCommand"), "{log}");
+    assert!(
+        !unserved(SET_MEMBER),
+        "the served command was named:\n{log}"
+    );
+    assert!(
+        !unserved("callbackBeforeAddFriendCommand"),
+        "a disabled callback was probed:\n{log}"
+    );
+    // The worker saw the probe: an empty body, marked, its deadline already past.
+    let probes = worker.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(probes.len(), 1, "{probes:?}");
+    assert!(probes[0].payload.is_empty());
+    assert!(
+        probes[0]
+            .headers
+            .iter()
+            .any(|(name, value)| name == "X-Callback-Probe" && value == "1"),
+        "{probes:?}"
+    );
+}
