@@ -144,30 +144,11 @@ fn redact_url(url: &str) -> String {
     )
 }
 
-/// Percent-decoding of a URL's user or password (`p%40ss` is `p@ss`).
+/// A URL's user or password as the server knows it (`p%40ss` is `p@ss`).
 fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut index = 0;
-    while index < bytes.len() {
-        let hex = |at: usize| {
-            bytes
-                .get(at)
-                .and_then(|byte| char::from(*byte).to_digit(16))
-        };
-        match (bytes[index], hex(index + 1), hex(index + 2)) {
-            (b'%', Some(high), Some(low)) => {
-                // Two hex digits make one byte: the cast cannot truncate.
-                decoded.push((high * 16 + low) as u8);
-                index += 3;
-            }
-            (byte, _, _) => {
-                decoded.push(byte);
-                index += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&decoded).into_owned()
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// The credentials written in `server`'s URL, and the URL without them.

@@ -378,12 +378,5 @@ pub const CREATE_CONVERSATIONS: &[AnswerField] = &[
 /// The index of the answer field `key` names for Go: the exact tag, else one equal
 /// ignoring ASCII case.
 pub fn find(fields: &[AnswerField], key: &str) -> Option<usize> {
-    fields
-        .iter()
-        .position(|field| field.name == key)
-        .or_else(|| {
-            fields
-                .iter()
-                .position(|field| field.name.eq_ignore_ascii_case(key))
-        })
+    super::go::position_by_tag(fields, key, |field| field.name)
 }

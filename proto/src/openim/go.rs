@@ -235,13 +235,19 @@ pub fn decode_struct(
 /// The index of the field `key` names for Go: the exact tag, else a tag equal ignoring
 /// ASCII case.
 pub fn find_field(fields: &[GoField], key: &str) -> Option<usize> {
-    fields
+    position_by_tag(fields, key, |field| field.name)
+}
+
+/// The index of the item whose tag (`tag_of`) `key` names, matched as Go's `encoding/json`
+/// matches a key to a struct field: the exact tag first, else one equal ignoring ASCII case.
+pub fn position_by_tag<T>(items: &[T], key: &str, tag_of: impl Fn(&T) -> &str) -> Option<usize> {
+    items
         .iter()
-        .position(|field| field.name == key)
+        .position(|item| tag_of(item) == key)
         .or_else(|| {
-            fields
+            items
                 .iter()
-                .position(|field| field.name.eq_ignore_ascii_case(key))
+                .position(|item| tag_of(item).eq_ignore_ascii_case(key))
         })
 }
 

@@ -713,14 +713,7 @@ pub(crate) fn memory(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome> {
     let segments = plan.memory_segments.max(1);
     let nats = tools.nats("nats-server")?;
     let hung = tools.hung_worker(&nats)?;
-    // `error`: at this rate the per-timeout warning would measure the logger and fill the disk.
-    let gateway = tools.gateway(
-        &nats,
-        &GatewaySettings {
-            log_filter: "error",
-            ..GatewaySettings::new(timeout_ms, margin_ms)
-        },
-    )?;
+    let gateway = tools.gateway(&nats, &GatewaySettings::quiet(timeout_ms, margin_ms))?;
     let nats_guard = nats.guard().context("nats-server is not running")?;
     let stack = [nats_guard, &hung, &gateway.guard];
     let rss_start = gateway.guard.rss_kib()?;
@@ -832,13 +825,7 @@ pub(crate) fn overload(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome> {
     for callers in plan.overload_callers {
         let nats = tools.nats("nats-server")?;
         let worker = tools.worker(&nats)?;
-        let gateway = tools.gateway(
-            &nats,
-            &GatewaySettings {
-                log_filter: "error",
-                ..GatewaySettings::new(timeout_ms, margin_ms)
-            },
-        )?;
+        let gateway = tools.gateway(&nats, &GatewaySettings::quiet(timeout_ms, margin_ms))?;
         let nats_guard = nats.guard().context("nats-server is not running")?;
         eprintln!("bench: overload: {callers} callers back to back, budget {budget_ms} ms");
         let label = format!("overload_{callers}");

@@ -335,6 +335,15 @@ pub(crate) struct GatewaySettings<'a> {
 }
 
 impl<'a> GatewaySettings<'a> {
+    /// The gateway with this timeout and margin, logging errors only: at the rates of the
+    /// overload and memory scenarios a line per condition would measure the logger.
+    pub(crate) fn quiet(timeout_ms: u64, margin_ms: u64) -> Self {
+        Self {
+            log_filter: "error",
+            ..Self::new(timeout_ms, margin_ms)
+        }
+    }
+
     /// The gateway as shipped, with this timeout and margin.
     pub(crate) fn new(timeout_ms: u64, margin_ms: u64) -> Self {
         Self {
