@@ -162,7 +162,7 @@ pub(crate) fn encode<Answer: Serialize>(decided: Result<Answer, HandlerError>) -
 
 /// A short reason naming what is wrong and where, without echoing any of the body: serde's
 /// messages quote values from the input, and this text travels in a header and in logs.
-fn bad_request_description(command: &str, error: &serde_json::Error) -> String {
+pub(crate) fn bad_request_description(command: &str, error: &serde_json::Error) -> String {
     let what = match error.classify() {
         serde_json::error::Category::Data => format!("body is not a {command} request"),
         serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {

@@ -44,8 +44,11 @@
 //! - [`endpoint`]: one command's subscription, bounded concurrency and the drain;
 //! - [`service`]: `$SRV` discovery and statistics;
 //! - [`worker`]: the builder and the serving loop;
+//! - [`after_stream`]: after-callbacks read from the gateway's JetStream stream through a
+//!   durable consumer (`GATEWAY_AFTER_STREAM`), acknowledged once handled;
 //! - [`connect`] and [`shutdown`]: the connection and the SIGINT/SIGTERM future.
 
+pub mod after_stream;
 pub mod connect;
 mod deadline;
 pub mod decision;
@@ -55,6 +58,9 @@ pub mod service;
 pub mod shutdown;
 pub mod worker;
 
+pub use after_stream::{
+    AfterCallback, AfterStreamBuilder, AfterStreamConsumer, AfterStreamError, AfterStreamReport,
+};
 pub use connect::{connect, connect_with};
 pub use decision::Decision;
 pub use handler::{Context, HandlerError, Response};

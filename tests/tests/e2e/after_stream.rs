@@ -16,11 +16,11 @@ use openim_gateway_tests::{
 
 use crate::SET_MEMBER;
 
-const AFTER_SET_MEMBER_COMMAND: &str = "callbackAfterSetGroupMemberInfoCommand";
-const STREAM: &str = "OPENIM_AFTER";
+pub(crate) const AFTER_SET_MEMBER_COMMAND: &str = "callbackAfterSetGroupMemberInfoCommand";
+pub(crate) const STREAM: &str = "OPENIM_AFTER";
 
 /// A nats-server with JetStream, its store in a scratch directory kept as long as it runs.
-async fn jetstream_server() -> (Scratch, NatsServer) {
+pub(crate) async fn jetstream_server() -> (Scratch, NatsServer) {
     let scratch = Scratch::new();
     let store = scratch.path().join("jetstream");
     let nats = NatsServer::start_with_config(

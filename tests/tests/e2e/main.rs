@@ -8,6 +8,7 @@
 
 mod after_callbacks;
 mod after_stream;
+mod after_stream_kit;
 mod bad_input;
 mod cli;
 mod concurrency;
