@@ -89,11 +89,6 @@ pub const ALL_SETTINGS: &[&str] = &[
     GATEWAY_LOG_FORMAT,
 ];
 
-/// `GATEWAY_*` names that are settings of the gateway but not read by this module (or not by
-/// this version): they must not be refused as unknown, or a deployment that sets them for a
-/// newer gateway would not start.
-pub const RESERVED_SETTINGS: &[&str] = &[];
-
 /// The prefix of the gateway's own variables: a name with it that the gateway does not know
 /// is a mistake (a typo leaves a setting at its default without a word otherwise).
 pub const GATEWAY_PREFIX: &str = "GATEWAY_";
@@ -328,12 +323,11 @@ impl ConfigErrors {
     }
 }
 
-/// Every `GATEWAY_*` name the gateway knows, read here or elsewhere.
+/// Every `GATEWAY_*` name the gateway knows.
 fn known_gateway_names() -> impl Iterator<Item = &'static str> {
     ALL_SETTINGS
         .iter()
         .copied()
-        .chain(RESERVED_SETTINGS.iter().copied())
         .filter(|name| name.starts_with(GATEWAY_PREFIX))
 }
 
@@ -1125,10 +1119,10 @@ mod tests {
         assert!(line.contains("--help"), "{line}");
         // Not the gateway's prefix: other programs' variables are none of its business.
         assert!(all_errors(&[("NATS_USER", "x"), ("HOME", "/root")]).is_ok());
-        for reserved in RESERVED_SETTINGS {
+        for setting in ALL_SETTINGS {
             assert!(
-                unknown_settings([*reserved]).is_empty(),
-                "{reserved} must be known"
+                unknown_settings([*setting]).is_empty(),
+                "{setting} must be known"
             );
         }
     }

@@ -326,10 +326,14 @@ impl Metrics {
     }
 
     /// Counts a before-callback in flight until the guard drops, even if OpenIM hangs up and
-    /// the handler is dropped with it.
+    /// the handler is dropped with it. The guard knows how many were in flight before it,
+    /// which is what `GATEWAY_MAX_INFLIGHT` is checked against: one counter for both.
     pub fn inflight(&self) -> InflightGuard<'_> {
-        self.inflight.inc();
-        InflightGuard(&self.inflight)
+        let before = self.inflight.inc();
+        InflightGuard {
+            gauge: &self.inflight,
+            before: usize::try_from(before).unwrap_or_default(),
+        }
     }
 
     /// Records the reply map's size (read when scraped).
@@ -372,11 +376,22 @@ fn callback_labels(command: &'static Command, source: DecisionSource) -> Callbac
 
 /// A before-callback in flight: decrements the gauge when dropped.
 #[derive(Debug)]
-pub struct InflightGuard<'a>(&'a Gauge);
+pub struct InflightGuard<'a> {
+    gauge: &'a Gauge,
+    /// The callbacks in flight when this one was counted.
+    before: usize,
+}
+
+impl InflightGuard<'_> {
+    /// How many other callbacks were in flight when this one was counted.
+    pub fn others(&self) -> usize {
+        self.before
+    }
+}
 
 impl Drop for InflightGuard<'_> {
     fn drop(&mut self) {
-        self.0.dec();
+        self.gauge.dec();
     }
 }
 

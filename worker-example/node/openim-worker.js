@@ -941,17 +941,26 @@ export async function serveAfterStream(settings, { name = "openim-after-worker-n
  * client's retry timer would otherwise keep Node running.
  */
 export async function run(handlers, { name = "openim-worker-node", parsers = {}, env = process.env } = {}) {
+  const settings = startup(env);
+  return settings === null ? EXIT_BAD_SETTINGS : serve(settings, handlers, { name, parsers });
+}
+
+/**
+ * What both programs do first: read the settings (null after printing the one-line error of a
+ * bad one) and set up logging.
+ */
+function startup(env) {
   let settings;
   try {
     settings = readSettings(env);
   } catch (error) {
     if (!(error instanceof SettingsError)) throw error;
     process.stderr.write(`${error.message}\n`);
-    return EXIT_BAD_SETTINGS;
+    return null;
   }
   log.level = settings.logLevel;
   log.info(`connecting to NATS (${settings.natsServers.length} server(s)), concurrency ${settings.concurrency}`);
-  return serve(settings, handlers, { name, parsers });
+  return settings;
 }
 
 /**
@@ -961,15 +970,6 @@ export async function run(handlers, { name = "openim-worker-node", parsers = {},
  * signal, 1 when it cannot run, 2 for a bad setting. Pass it to `process.exit()`.
  */
 export async function runAfterStream({ name = "openim-after-worker-node", env = process.env, ...options }) {
-  let settings;
-  try {
-    settings = readSettings(env);
-  } catch (error) {
-    if (!(error instanceof SettingsError)) throw error;
-    process.stderr.write(`${error.message}\n`);
-    return EXIT_BAD_SETTINGS;
-  }
-  log.level = settings.logLevel;
-  log.info(`connecting to NATS (${settings.natsServers.length} server(s)), concurrency ${settings.concurrency}`);
-  return serveAfterStream(settings, { name, ...options });
+  const settings = startup(env);
+  return settings === null ? EXIT_BAD_SETTINGS : serveAfterStream(settings, { name, ...options });
 }

@@ -897,15 +897,24 @@ def run(handlers: Mapping[str, Handler], *, name: str = "openim-worker-py",
         env: Optional[Mapping[str, str]] = None) -> int:
     """Reads the settings, runs the worker until SIGTERM/SIGINT and returns the exit code:
     0 after a signal, 1 when it cannot run, 2 for a bad setting (one line on stderr)."""
+    settings = _startup(env)
+    if settings is None:
+        return EXIT_BAD_SETTINGS
+    return asyncio.run(serve(settings, handlers, name, parsers))
+
+
+def _startup(env: Optional[Mapping[str, str]]) -> Optional[Settings]:
+    """What both programs do first: read the settings (None after printing the one-line
+    error of a bad one) and set up logging."""
     try:
         settings = Settings.from_env(env)
     except SettingsError as error:
         print(error, file=sys.stderr)
-        return EXIT_BAD_SETTINGS
+        return None
     configure_logging(settings.log_level)
     log.info("connecting to NATS (%d server(s)), concurrency %d", len(settings.nats_servers),
              settings.concurrency)
-    return asyncio.run(serve(settings, handlers, name, parsers))
+    return settings
 
 
 def run_after_stream(stream: str, durable: str, handler: AfterHandler,
@@ -915,13 +924,8 @@ def run_after_stream(stream: str, durable: str, handler: AfterHandler,
     WORKER_SUBJECT_PREFIX, WORKER_CONCURRENCY, WORKER_LOG_LEVEL), prints `worker ready on
     stream ...` once the consumer exists, stops cleanly on SIGTERM/SIGINT. Returns the exit
     code: 0 after a signal, 1 when it cannot run, 2 for a bad setting."""
-    try:
-        settings = Settings.from_env(env)
-    except SettingsError as error:
-        print(error, file=sys.stderr)
+    settings = _startup(env)
+    if settings is None:
         return EXIT_BAD_SETTINGS
-    configure_logging(settings.log_level)
-    log.info("connecting to NATS (%d server(s)), concurrency %d", len(settings.nats_servers),
-             settings.concurrency)
     return asyncio.run(serve_after_stream(settings, stream, durable, handler, commands, name,
                                           **options))

@@ -150,32 +150,17 @@ pub(super) async fn callback(State(state): State<Arc<AppState>>, request: Reques
 async fn decide(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Response {
     let command = callback.command;
     let policy = callback.policy;
-    let default = PreparedDefault::start(state, &callback, payload.len(), &policy.default);
+    let default = PreparedDefault::start(state, &callback, payload.len());
     if policy.mode == Mode::Off {
         // Switched off in the policy file: nobody is asked.
-        let body = default.resolve(state, &callback, &policy.default).await;
-        answered(state, &callback, DecisionSource::Off);
-        return json_response(
-            StatusCode::OK,
-            DecisionSource::Off,
-            Some(callback.request_id),
-            body,
-        );
+        return answer_default(state, &callback, default, DecisionSource::Off).await;
     }
     let Some(_admitted) = state.admit() else {
         // Past the bound, asking would only queue behind callbacks already late: the default
         // at once keeps every answer in time.
         state.conditions.overload.note(command.name, &"");
-        let body = default.resolve(state, &callback, &policy.default).await;
-        answered(state, &callback, DecisionSource::Overload);
-        return json_response(
-            StatusCode::OK,
-            DecisionSource::Overload,
-            Some(callback.request_id),
-            body,
-        );
+        return answer_default(state, &callback, default, DecisionSource::Overload).await;
     };
-    let _inflight = state.metrics.inflight();
     let outcome = state.forwarder.ask(&callback.meta(), payload).await;
     let verdict = match outcome {
         Outcome::Reply(reply) => {
@@ -203,7 +188,8 @@ async fn decide(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Res
     if policy.mode == Mode::Shadow {
         let shadow = shadow_outcome(&verdict, &policy.default);
         state.metrics.shadow(command, shadow);
-        tracing::info!(
+        // One line per callback, at debug like every per-callback line: the metric counts.
+        tracing::debug!(
             command = command.name,
             request_id = %callback.request_id,
             worker = %classify(&verdict),
@@ -213,28 +199,34 @@ async fn decide(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Res
         if let Verdict::Invalid(invalid) = &verdict {
             state.metrics.invalid_reply(command, invalid.reason());
         }
-        let body = default.resolve(state, &callback, &policy.default).await;
-        answered(state, &callback, DecisionSource::Shadow);
-        return json_response(
-            StatusCode::OK,
-            DecisionSource::Shadow,
-            Some(callback.request_id),
-            body,
-        );
+        return answer_default(state, &callback, default, DecisionSource::Shadow).await;
     }
     let source = classify(&verdict);
     log_fallback(state, &verdict, command, callback.request_id);
-    let body = match verdict {
-        Verdict::Answer(answer) => answer,
+    match verdict {
+        Verdict::Answer(answer) => {
+            answered(state, &callback, source);
+            json_response(StatusCode::OK, source, Some(callback.request_id), answer)
+        }
         Verdict::Invalid(invalid) => {
             state.metrics.invalid_reply(command, invalid.reason());
-            default.resolve(state, &callback, &policy.default).await
+            answer_default(state, &callback, default, source).await
         }
         Verdict::Unjudged | Verdict::Timeout | Verdict::NoResponders | Verdict::Unavailable => {
-            default.resolve(state, &callback, &policy.default).await
+            answer_default(state, &callback, default, source).await
         }
-    };
-    answered(state, &callback, source);
+    }
+}
+
+/// Answers the command's default decision, counted and marked with `source`.
+async fn answer_default(
+    state: &AppState,
+    callback: &Callback<'_>,
+    default: PreparedDefault,
+    source: DecisionSource,
+) -> Response {
+    let body = default.resolve(state, callback).await;
+    answered(state, callback, source);
     json_response(StatusCode::OK, source, Some(callback.request_id), body)
 }
 
@@ -250,12 +242,8 @@ enum PreparedDefault {
 }
 
 impl PreparedDefault {
-    fn start(
-        state: &AppState,
-        callback: &Callback<'_>,
-        body_len: usize,
-        default: &DefaultDecision,
-    ) -> Self {
+    fn start(state: &AppState, callback: &Callback<'_>, body_len: usize) -> Self {
+        let default = &callback.policy.default;
         let echoes = callback.command.echoes_request() && *default == DefaultDecision::Allow;
         if !echoes {
             return Self::Inline;
@@ -274,12 +262,7 @@ impl PreparedDefault {
         .map_or(Self::Inline, Self::Building)
     }
 
-    async fn resolve(
-        self,
-        state: &AppState,
-        callback: &Callback<'_>,
-        default: &DefaultDecision,
-    ) -> Bytes {
+    async fn resolve(self, state: &AppState, callback: &Callback<'_>) -> Bytes {
         if let Self::Building(building) = self {
             // Started at arrival, and cheaper than the parse of the same body that already
             // finished inside the deadline: waiting for it is waiting for work nearly done.
@@ -288,7 +271,7 @@ impl PreparedDefault {
             }
         }
         state.prebuilt.encode(&decision::default_answer(
-            default,
+            &callback.policy.default,
             Some(callback.command),
             Some(&callback.request),
         ))

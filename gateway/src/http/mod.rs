@@ -13,7 +13,7 @@ mod callback;
 mod off_loop;
 
 use std::sync::{
-    atomic::{AtomicBool, AtomicUsize, Ordering},
+    atomic::{AtomicBool, Ordering},
     Arc, PoisonError, RwLock,
 };
 
@@ -35,7 +35,7 @@ use crate::{
     deadline,
     decision::DefaultDecision,
     forward::Forwarder,
-    metrics::Metrics,
+    metrics::{InflightGuard, Metrics},
     policy::Policies,
     webhooks::Budgets,
 };
@@ -63,8 +63,6 @@ pub struct AppState {
     /// Set once shutdown starts: `/readyz` answers 503 and every answer closes its
     /// connection after it is written.
     draining: AtomicBool,
-    /// Before-callbacks being decided now, against `max_inflight`.
-    inflight: AtomicUsize,
     /// `GATEWAY_MAX_INFLIGHT`: past it, the default at once (`fallback:overload`).
     max_inflight: usize,
     /// Warnings about conditions, counted rather than repeated.
@@ -83,7 +81,6 @@ impl AppState {
             max_body_bytes: config.max_body_bytes,
             prebuilt: Prebuilt::new(&config.default_decision),
             draining: AtomicBool::new(false),
-            inflight: AtomicUsize::new(0),
             max_inflight: config.max_inflight,
             conditions: Conditions::default(),
         }
@@ -100,11 +97,11 @@ impl AppState {
         self.draining.load(Ordering::Relaxed)
     }
 
-    /// A place among the before-callbacks in flight, or `None` past the bound.
-    fn admit(&self) -> Option<Admitted<'_>> {
-        let previous = self.inflight.fetch_add(1, Ordering::Relaxed);
-        let admitted = Admitted(&self.inflight);
-        (previous < self.max_inflight).then_some(admitted)
+    /// A place among the before-callbacks in flight (counted by the metrics' gauge until it
+    /// drops), or `None` past the bound.
+    fn admit(&self) -> Option<InflightGuard<'_>> {
+        let guard = self.metrics.inflight();
+        (guard.others() < self.max_inflight).then_some(guard)
     }
 
     /// The conditions the callback path warns about (reported once per interval).
@@ -137,16 +134,6 @@ impl AppState {
             max_body_bytes: self.max_body_bytes,
             nats_max_payload: self.forwarder.max_payload(),
         }
-    }
-}
-
-/// A before-callback counted in flight until dropped (a dropped handler included).
-#[derive(Debug)]
-struct Admitted<'a>(&'a AtomicUsize);
-
-impl Drop for Admitted<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

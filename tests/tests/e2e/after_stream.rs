@@ -34,28 +34,30 @@ pub(crate) async fn jetstream_server() -> (Scratch, NatsServer) {
     (scratch, nats)
 }
 
+/// POSTs an after-callback as OpenIM does; returns the gateway's request id once the gateway
+/// has acknowledged it (so it is in the stream).
+pub(crate) async fn post(gateway: &Gateway, body: &[u8]) -> String {
+    let response = http::send(
+        gateway.address(),
+        &HttpRequest::openim("/callbackExample", AFTER_SET_MEMBER_COMMAND, body.to_vec()),
+    )
+    .await
+    .expect("answered");
+    assert_eq!(
+        response.source(),
+        Some(DecisionSource::Ack.as_str()),
+        "{response}"
+    );
+    response.request_id().expect("a request id").to_owned()
+}
+
 #[tokio::test]
 async fn after_callbacks_wait_in_the_stream_for_a_worker_that_starts_later() {
     let (_scratch, nats) = jetstream_server().await;
     let gateway = Gateway::start(&nats.url(), &[("GATEWAY_AFTER_STREAM", STREAM)]).await;
     let mut sent_ids = Vec::new();
     for _ in 0..3 {
-        let response = http::send(
-            gateway.address(),
-            &HttpRequest::openim(
-                "/callbackExample",
-                AFTER_SET_MEMBER_COMMAND,
-                AFTER_SET_MEMBER,
-            ),
-        )
-        .await
-        .expect("answered");
-        assert_eq!(
-            response.source(),
-            Some(DecisionSource::Ack.as_str()),
-            "{response}"
-        );
-        sent_ids.push(response.request_id().expect("a request id").to_owned());
+        sent_ids.push(post(&gateway, AFTER_SET_MEMBER).await);
     }
     let metrics = http::get(gateway.address(), "/metrics").await.text();
     assert!(

@@ -10,14 +10,14 @@ use std::time::Duration;
 use async_nats::jetstream;
 use bytes::Bytes;
 use openim_gateway_proto::group_member::SetGroupMemberInfoRequest;
-use openim_gateway_proto::{headers, DecisionSource};
+use openim_gateway_proto::headers;
 use openim_gateway_tests::fixtures::AFTER_SET_MEMBER;
-use openim_gateway_tests::{http, Gateway, HttpRequest, NatsServer};
+use openim_gateway_tests::{Gateway, NatsServer};
 use openim_worker_kit::{AfterCallback, AfterStreamBuilder, AfterStreamReport, HandlerError};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::after_stream::{jetstream_server, AFTER_SET_MEMBER_COMMAND, STREAM};
+use crate::after_stream::{jetstream_server, post, AFTER_SET_MEMBER_COMMAND, STREAM};
 
 /// The subject the gateway publishes the seed after-callback on.
 const SUBJECT: &str = "openim.callback.callbackAfterSetGroupMemberInfoCommand";
@@ -59,23 +59,6 @@ fn after_set_member(nick_name: &str) -> Vec<u8> {
     );
     assert_ne!(changed, text, "the fixture changes the nickname");
     changed.into_bytes()
-}
-
-/// POSTs an after-callback as OpenIM does; returns the gateway's request id once the gateway
-/// has acknowledged it (so it is in the stream).
-async fn post(gateway: &Gateway, body: &[u8]) -> String {
-    let response = http::send(
-        gateway.address(),
-        &HttpRequest::openim("/callbackExample", AFTER_SET_MEMBER_COMMAND, body.to_vec()),
-    )
-    .await
-    .expect("answered");
-    assert_eq!(
-        response.source(),
-        Some(DecisionSource::Ack.as_str()),
-        "{response}"
-    );
-    response.request_id().expect("a request id").to_owned()
 }
 
 async fn client(nats: &NatsServer) -> async_nats::Client {

@@ -177,17 +177,9 @@ fn echo_keeps(file: &str) -> &'static [&'static str] {
         // The request's `ex` "" and flags 0 mean "not set": sending them back would store
         // them, so they must not come back. The four always-overwritten fields do.
         "before_set_group_info.json" => SET_GROUP_INFO_ALWAYS,
-        // Every value is a real one here.
-        "before_set_group_info.all_fields.json" => &[
-            "groupID",
-            "groupName",
-            "introduction",
-            "faceURL",
-            "ex",
-            "needVerification",
-            "lookMemberInfo",
-            "applyMemberFriend",
-        ],
+        // Every value is a real one here: all eight fields come back (the same eight names
+        // SetGroupInfoEx always overwrites).
+        "before_set_group_info.all_fields.json" => SET_GROUP_INFO_EX_ALWAYS,
         // Always overwritten: the wrappers come back as they were, `null` included.
         "before_set_group_info_ex.json" | "before_set_group_info_ex.all_fields.json" => {
             SET_GROUP_INFO_EX_ALWAYS
