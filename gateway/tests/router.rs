@@ -13,7 +13,7 @@ use axum::{
 };
 use http_body_util::BodyExt;
 use openim_gateway::{config::Config, forward::Forwarder, http, metrics::Metrics};
-use openim_gateway_proto::DecisionSource;
+use openim_gateway_proto::{headers, DecisionSource};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -51,7 +51,7 @@ async fn send(
     let status = response.status();
     let source = response
         .headers()
-        .get("x-decision-source")
+        .get(headers::DECISION_SOURCE)
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();

@@ -213,6 +213,19 @@ fn read_lines(pipe: impl Read + Send + 'static, log: OutputLog, lines: Unbounded
 }
 
 /// Kills the child and reaps it. Killing an exited child is not an error worth reporting.
+/// Waits (bounded) for `child` to exit; its exit code, or `None` if it was still running at
+/// the bound (or died of a signal).
+pub async fn wait_for_exit(child: &mut Child, bound: Duration) -> Option<i32> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < bound {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.code();
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
+}
+
 pub fn kill(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();

@@ -82,14 +82,7 @@ impl Worker {
     /// Waits (bounded) for the process to exit; its exit code, or `None` if it was still
     /// running at the bound (or died of a signal).
     pub async fn wait_for_exit(&mut self, bound: Duration) -> Option<i32> {
-        let start = std::time::Instant::now();
-        while start.elapsed() < bound {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.code();
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        None
+        process::wait_for_exit(&mut self.child, bound).await
     }
 
     /// The captured stderr.

@@ -59,7 +59,7 @@ async fn a_stuck_stderr_does_not_stop_the_answers() {
             })
             .unwrap_or_else(|error| panic!("callback #{index}: {error}"));
         assert_eq!(response.status, 200, "callback #{index}");
-        let source = response.header("x-decision-source").unwrap_or_default();
+        let source = response.source().unwrap_or_default();
         assert!(
             DecisionSource::from_name(source).is_some_and(DecisionSource::is_fallback),
             "callback #{index}: {source}"
@@ -115,14 +115,8 @@ async fn json_logs_are_one_object_a_line_and_each_callback_line_carries_its_fiel
     let response = http::send(stack.gateway.address(), &request)
         .await
         .expect("the gateway answers");
-    let request_id = response
-        .header("x-request-id")
-        .expect("an X-Request-Id")
-        .to_owned();
-    let source = response
-        .header("x-decision-source")
-        .expect("an X-Decision-Source")
-        .to_owned();
+    let request_id = response.request_id().expect("an X-Request-Id").to_owned();
+    let source = response.source().expect("an X-Decision-Source").to_owned();
     let log = stack.gateway.stderr_log();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while !log.all().contains(&request_id) && std::time::Instant::now() < deadline {

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use openim_gateway_proto::DecisionSource;
 use openim_gateway_tests::fixtures::{SEND_SINGLE_MSG, SET_MEMBER_ROLE_ONLY};
 use openim_gateway_tests::scratch::Scratch;
 use openim_gateway_tests::{Behaviour, Gateway, HttpRequest, ScriptedWorker, Stack};
@@ -31,8 +32,8 @@ async fn answered_after(stack: &Stack, request: &HttpRequest) -> Duration {
     let took = start.elapsed();
     assert_eq!(response.status, 200, "{response:?}");
     assert_eq!(
-        response.header("x-decision-source"),
-        Some("fallback:timeout"),
+        response.source(),
+        Some(DecisionSource::Timeout.as_str()),
         "{response:?}"
     );
     took

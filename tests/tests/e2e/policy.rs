@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use openim_gateway_proto::DecisionSource;
 use openim_gateway_tests::fixtures::SET_MEMBER_ROLE_ONLY;
 use openim_gateway_tests::gateway::LISTENING_PREFIX;
 use openim_gateway_tests::scratch::Scratch;
@@ -36,8 +37,8 @@ async fn off_answers_the_commands_own_default_without_asking() {
         ScriptedWorker::observer(&stack.nats.url(), &format!("openim.callback.{SET_MEMBER}")).await;
     let response = stack.send(&member_request()).await;
     assert_eq!(
-        response.header("x-decision-source"),
-        Some("fallback:off"),
+        response.source(),
+        Some(DecisionSource::Off.as_str()),
         "{response:?}"
     );
     let answer = body(&response);
@@ -66,8 +67,8 @@ async fn shadow_asks_the_worker_answers_the_default_and_counts_disagreements() {
     for _ in 0..2 {
         let response = stack.send(&member_request()).await;
         assert_eq!(
-            response.header("x-decision-source"),
-            Some("shadow"),
+            response.source(),
+            Some(DecisionSource::Shadow.as_str()),
             "{response:?}"
         );
         let answer = body(&response);
@@ -111,10 +112,7 @@ async fn the_files_timeout_wins_over_webhooks_yml() {
     let start = Instant::now();
     let response = stack.send(&member_request()).await;
     let took = start.elapsed();
-    assert_eq!(
-        response.header("x-decision-source"),
-        Some("fallback:timeout")
-    );
+    assert_eq!(response.source(), Some(DecisionSource::Timeout.as_str()));
     assert!(
         took >= Duration::from_millis(450) && took < Duration::from_millis(500) + LATE_SLACK,
         "answered after {took:?}, expected about 500 ms (600 - 100)"
@@ -225,12 +223,13 @@ async fn sighup_reloads_the_policy_and_a_bad_file_keeps_the_running_one() {
     )
     .await;
     let source = |response: &openim_gateway_tests::HttpResponse| {
-        response
-            .header("x-decision-source")
-            .unwrap_or_default()
-            .to_owned()
+        response.source().unwrap_or_default().to_owned()
     };
-    assert_eq!(source(&stack.send(&member_request()).await), "fallback:off");
+    let worker = DecisionSource::Worker.as_str();
+    assert_eq!(
+        source(&stack.send(&member_request()).await),
+        DecisionSource::Off.as_str()
+    );
 
     scratch.write(
         "policy.toml",
@@ -241,12 +240,12 @@ async fn sighup_reloads_the_policy_and_a_bad_file_keeps_the_running_one() {
     let mut last = String::new();
     while Instant::now() < deadline {
         last = source(&stack.send(&member_request()).await);
-        if last == "worker" {
+        if last == worker {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(last, "worker", "the reload did not take effect");
+    assert_eq!(last, worker, "the reload did not take effect");
 
     scratch.write(
         "policy.toml",
@@ -264,5 +263,5 @@ async fn sighup_reloads_the_policy_and_a_bad_file_keeps_the_running_one() {
             .any(|line| line.contains("configuration not reloaded") && line.contains("sideways")),
         "{text}"
     );
-    assert_eq!(source(&stack.send(&member_request()).await), "worker");
+    assert_eq!(source(&stack.send(&member_request()).await), worker);
 }
