@@ -184,10 +184,15 @@ async fn killing_a_worker_under_load_loses_only_what_it_held() {
     }
     let targets = [stack.gateway.address()];
     let kill_at = Duration::from_secs(1);
-    let (outcomes, ()) = tokio::join!(load(&targets, CALLERS, Duration::from_secs(3)), async {
-        tokio::time::sleep(kill_at).await;
-        stack.workers[0].kill();
-    });
+    let origin = Instant::now();
+    let (outcomes, killed_at) =
+        tokio::join!(load(&targets, CALLERS, Duration::from_secs(3)), async {
+            tokio::time::sleep(kill_at).await;
+            stack.workers[0].kill();
+            // The worker is dead and reaped: its connection is closed, so the server sends
+            // it nothing sent from here on.
+            origin.elapsed()
+        });
 
     // Each callback is answered in time: by a worker, or by the default when the killed
     // worker held it.
@@ -197,12 +202,23 @@ async fn killing_a_worker_under_load_loses_only_what_it_held() {
         SHORT_BUDGET + LATE_SLACK,
         "a worker killed under load",
     );
-    // The killed worker held at most one callback per caller.
+    // The killed worker held at most one callback per caller, and only callbacks sent before
+    // it died: nothing sent later is lost. (`sent_at` counts from the load's start, a moment
+    // after `origin`; the slack covers the server reading the dead connection's end.)
     let timeouts = count(&outcomes, DecisionSource::Timeout);
     assert!(
         timeouts <= CALLERS,
         "{timeouts} defaults for {CALLERS} callers: more than the killed worker can have held"
     );
+    for outcome in &outcomes {
+        if outcome.source.as_deref() == Ok(DecisionSource::Timeout.header_value()) {
+            assert!(
+                outcome.sent_at <= killed_at + Duration::from_millis(50),
+                "a callback sent {:?} after the start got the default, though the worker died at {killed_at:?}",
+                outcome.sent_at
+            );
+        }
+    }
     // Once the server has dropped the dead worker, the others take everything.
     let settled = kill_at + SHORT_BUDGET + LATE_SLACK;
     let after: Vec<Outcome> = outcomes
