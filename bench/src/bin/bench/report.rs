@@ -209,6 +209,13 @@ pub(crate) fn budgets(summary: &BTreeMap<String, Value>) -> Vec<Budget> {
             |v| v == 0.0,
         ),
         judged(
+            "never late: 4096 callers, 256 in flight",
+            "0 answers after send + budget + 5 ms, back to back, past GATEWAY_MAX_INFLIGHT",
+            number(summary, &["overload_4096_bound_256", "late"]),
+            " late",
+            |v| v == 0.0,
+        ),
+        judged(
             "recovers after nats restart",
             "worker answers again, gateway not restarted",
             number(summary, &["nats_down", "recovered"]),

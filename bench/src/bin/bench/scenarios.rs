@@ -811,6 +811,9 @@ pub(crate) fn memory(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome> {
     Ok(outcome)
 }
 
+/// `GATEWAY_MAX_INFLIGHT` in the overload scenario's bounded run.
+const OVERLOAD_BOUND: usize = 256;
+
 /// Scenario 5: overload. Thousands of OpenIM callers back to back, all connecting at once,
 /// against the gateway and the example worker: the machine is saturated, requests queue in
 /// the kernel before the gateway can read them, and every answer must still come before the
@@ -822,13 +825,36 @@ pub(crate) fn overload(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome> {
     let (timeout_ms, margin_ms) = (1250, 250);
     let budget_ms = timeout_ms - margin_ms;
     let mut outcome = Outcome::default();
-    for callers in plan.overload_callers {
+    // The same callers once more with the in-flight bound well below them, so that the
+    // bound's answer (the default at once, `fallback:overload`) is measured too.
+    let bounded = plan.overload_callers[1];
+    let runs = plan
+        .overload_callers
+        .iter()
+        .map(|&callers| (callers, None))
+        .chain([(bounded, Some(OVERLOAD_BOUND))]);
+    for (callers, max_inflight) in runs {
         let nats = tools.nats("nats-server")?;
         let worker = tools.worker(&nats)?;
-        let gateway = tools.gateway(&nats, &GatewaySettings::quiet(timeout_ms, margin_ms))?;
+        let settings = GatewaySettings {
+            max_inflight,
+            ..GatewaySettings::quiet(timeout_ms, margin_ms)
+        };
+        let gateway = tools.gateway(&nats, &settings)?;
         let nats_guard = nats.guard().context("nats-server is not running")?;
-        eprintln!("bench: overload: {callers} callers back to back, budget {budget_ms} ms");
-        let label = format!("overload_{callers}");
+        let (label, row) = match max_inflight {
+            None => (
+                format!("overload_{callers}"),
+                format!("overload: closed c={callers}, budget {budget_ms} ms"),
+            ),
+            Some(bound) => (
+                format!("overload_{callers}_bound_{bound}"),
+                format!(
+                    "overload: closed c={callers}, GATEWAY_MAX_INFLIGHT={bound}, budget {budget_ms} ms"
+                ),
+            ),
+        };
+        eprintln!("bench: {row}");
         let mut args = closed(&label, callers, 1.0, plan.overload_s);
         args.extend(["--budget-ms".to_owned(), budget_ms.to_string()]);
         let measured =
@@ -836,6 +862,7 @@ pub(crate) fn overload(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome> {
         let result = &measured.result;
         let summary = json!({
             "callers": callers,
+            "max_inflight": max_inflight,
             "budget_ms": budget_ms,
             "sent": result.sent,
             "rate": round2(result.rate),
@@ -846,7 +873,6 @@ pub(crate) fn overload(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome> {
             "errors": result.errors,
             "background_cores": round2(measured.background_cores),
         });
-        let row = format!("overload: closed c={callers}, budget {budget_ms} ms");
         let one = open_loop_outcome(&label, &row, summary, &measured);
         outcome.summary.extend(one.summary);
         outcome.rows.extend(one.rows);

@@ -135,6 +135,9 @@ impl Tools {
             )
             .env("GATEWAY_SAFETY_MARGIN_MS", settings.margin_ms.to_string())
             .env("RUST_LOG", settings.log_filter);
+        if let Some(bound) = settings.max_inflight {
+            command.env("GATEWAY_MAX_INFLIGHT", bound.to_string());
+        }
         if let Some(threads) = settings.runtime_threads {
             command.env("GATEWAY_RUNTIME_THREADS", threads.to_string());
         }
@@ -332,6 +335,8 @@ pub(crate) struct GatewaySettings<'a> {
     pub(crate) log_filter: &'a str,
     /// `GATEWAY_RUNTIME_THREADS`, when set (the gateway's default: one event loop).
     pub(crate) runtime_threads: Option<usize>,
+    /// `GATEWAY_MAX_INFLIGHT`, when set (the gateway's default: 10000).
+    pub(crate) max_inflight: Option<usize>,
 }
 
 impl<'a> GatewaySettings<'a> {
@@ -352,6 +357,7 @@ impl<'a> GatewaySettings<'a> {
             margin_ms,
             log_filter: "info",
             runtime_threads: None,
+            max_inflight: None,
         }
     }
 }
