@@ -1,9 +1,21 @@
-//! The request struct of every callback, before and after (`pkg/callbackstruct/*.go` on
-//! main, 7848d7c; v3.5/v3.6 names map to the same structs, unchanged since v3.6.0, and
-//! v3.5's `callbackTransferGroupOwnerAfter` to `CallbackTransferGroupOwnerReq` as at
-//! v3.5.1), as OpenIM's encoder writes it: keys in struct order, embedded structs
-//! flattened, nil pointers and slices as `null`, an embedded nil struct pointer contributing
-//! no keys.
+//! The request struct of every callback, before and after, in main's shape
+//! (`pkg/callbackstruct/*.go` on main, 7848d7c), as OpenIM's encoder writes it: keys in
+//! struct order, embedded structs flattened, nil pointers and slices as `null`, an embedded
+//! nil struct pointer contributing no keys. The v3.5/v3.6 names map to main's struct of the
+//! same callback; v3.5's `callbackTransferGroupOwnerAfter` maps to
+//! `CallbackTransferGroupOwnerReq` (the same at v3.5.1 and on main), and v3.5.0 to v3.7.1's
+//! `callbackBeforeMemberJoinGroupCommand` to [`MEMBER_JOIN_GROUP_LEGACY`].
+//!
+//! Older versions send some of these structs in another shape (compared at every tag from
+//! v3.5.0 to v3.8.3-patch.16; docs/openim.md, section 1.8):
+//! - `CommonCallbackReq` (the message callbacks) has `sendTime` only since v3.8.1;
+//! - `CallbackBeforeUserRegisterReq` and `CallbackAfterUserRegisterReq` carry `secret`
+//!   between `callbackCommand` and `users` from v3.5.0 to v3.8.0;
+//! - `CallbackSingleMsgReadReq` at v3.5.x is `{callbackCommand, sendID, receiveID,
+//!   contentType (int64)}`, and is never sent there.
+//!
+//! The mirrors keep main's shape for these three: the gateway reads none of the keys that
+//! differ.
 //!
 //! The gateway forwards requests byte for byte and reads only a few values of a
 //! before-callback's request (the originals the answer rules compare with); it reads nothing
