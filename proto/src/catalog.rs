@@ -63,6 +63,8 @@ const V37: &str = "v3.7.0 to main";
 const LEGACY: &str = "v3.5.x and v3.6.x";
 /// Only on main (after v3.8.3-patch.16).
 const MAIN: &str = "main only";
+/// Defined in every version, called by OpenIM only since v3.8.1 (docs/openim.md, 1.7).
+const V381: &str = "v3.8.1 to main";
 
 const fn before(
     name: &'static str,
@@ -158,7 +160,7 @@ pub const COMMANDS: &[Command] = &[
         "v3.8.1 to main",
     ),
     before("callbackBeforeAddFriendCommand", answers::COMMON_ONLY, ALL),
-    before("callbackBeforeAddBlackCommand", answers::COMMON_ONLY, ALL),
+    before("callbackBeforeAddBlackCommand", answers::COMMON_ONLY, V381),
     before(
         "callbackBeforeAddFriendAgreeCommand",
         answers::COMMON_ONLY,
@@ -223,7 +225,7 @@ pub const COMMANDS: &[Command] = &[
     after("callbackAfterAddFriendAgreeCommand", "v3.8.1 to main"),
     after("callbackAfterDeleteFriendCommand", ALL),
     after("callbackAfterImportFriendsCommand", ALL),
-    after("callbackAfterRemoveBlackCommand", ALL),
+    after("callbackAfterRemoveBlackCommand", V381),
     after("callbackAfterSetFriendRemarkCommand", V37),
     after("callbackAfterCreateSingleChatConversationsCommand", MAIN),
     after("callbackAfterCreateGroupChatConversationsCommand", MAIN),
