@@ -103,6 +103,8 @@ class DrainUnderLoad(unittest.TestCase):
         self.assertEqual(code, 0, f"the stopped worker's exit code:\n{stopped.tail()}")
         self.assertTrue(stopped.matching(lambda line: "drained, all replies flushed" in line),
                         stopped.tail())
+        # A clean shutdown closes the connection itself: no "disconnected" warning.
+        self.assertEqual(stopped.matching(lambda line: "disconnected from NATS" in line), [])
         # The other worker kept answering alone.
         self.assertIsNone(self.workers[1].proc.poll())
         self.assertEqual(self.stack.post_before(BODY), (200, "worker"))
