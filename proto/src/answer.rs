@@ -41,21 +41,26 @@ pub const MIN_REJECT_ERR_CODE: i32 = 100;
 /// `nextCode` value that, with `actionCode` 0, makes OpenIM refuse the operation.
 pub const NEXT_CODE_STOP: i32 = 1;
 
-/// The five fields every OpenIM callback answer shares. All optional on input (absent means
-/// 0 or `""`, as in Go); always written on output.
+/// The five fields every OpenIM callback answer shares. All optional on input (absent or
+/// `null` means 0 or `""`, as in Go); always written on output.
 #[cfg_attr(test, derive(schemars::JsonSchema))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct CommonAnswer {
-    /// 0 means "OpenIM should read this answer"; anything else makes OpenIM ignore it.
+    /// OpenIM's own flag: the gateway always sends OpenIM 0, whatever the reply says. Send 0.
+    #[cfg_attr(test, schemars(transform = crate::schema::read_as_int32_or_null))]
     pub action_code: i32,
     /// The error code the end user sees when the operation is refused.
+    #[cfg_attr(test, schemars(transform = crate::schema::read_as_int32_or_null))]
     pub err_code: i32,
     /// The message the end user sees when the operation is refused.
+    #[cfg_attr(test, schemars(transform = crate::schema::read_as_string_or_null))]
     pub err_msg: String,
     /// Detail attached to the refusal error.
+    #[cfg_attr(test, schemars(transform = crate::schema::read_as_string_or_null))]
     pub err_dlt: String,
-    /// 1 (with `actionCode` 0) refuses the operation; 0 lets it through.
+    /// 1 refuses the operation, whatever `actionCode` says; anything else lets it through.
+    #[cfg_attr(test, schemars(transform = crate::schema::read_as_int32_or_null))]
     pub next_code: i32,
 }
 

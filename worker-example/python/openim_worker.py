@@ -498,6 +498,9 @@ async def _connect(settings: Settings, name: str, stopping: "asyncio.Future[Any]
         log.warning("nats: %s", error or type(error).__name__)
 
     async def on_disconnected() -> None:
+        if stopping.done():
+            # The client's own close at shutdown: nothing is lost, nothing to warn about.
+            return
         log.warning("disconnected from NATS: %s until reconnected", while_disconnected)
 
     async def on_reconnected() -> None:

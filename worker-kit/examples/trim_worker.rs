@@ -1,5 +1,6 @@
 //! The smallest useful worker on the kit: refuses owner promotions and trims nicknames.
-//! `cargo run -p openim-worker-kit --example trim_worker` against a local nats-server.
+//! `cargo run -p openim-worker-kit --example trim_worker` against the nats-server of `NATS_URL`
+//! (default `nats://127.0.0.1:4222`).
 
 use openim_gateway_proto::catalog::BEFORE_SET_GROUP_MEMBER_INFO;
 use openim_gateway_proto::group_member::{MemberInfoChanges, SetGroupMemberInfoRequest};
@@ -25,7 +26,8 @@ fn decide(
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let client = connect("trim-worker", &["nats://127.0.0.1:4222".parse()?]).await?;
+    let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_owned());
+    let client = connect("trim-worker", &[url.parse()?]).await?;
     WorkerBuilder::new("trim-worker", "1.0.0")
         .handle(BEFORE_SET_GROUP_MEMBER_INFO, decide)
         .run(client, shutdown::signal())

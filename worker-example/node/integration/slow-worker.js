@@ -1,0 +1,13 @@
+// A worker on openim-worker.js whose handler takes a few milliseconds, so that a shutdown
+// finds handlers running and messages waiting for a free slot: the drain tests' worker.
+
+import * as ow from "../openim-worker.js";
+
+const HANDLER_MS = 5;
+
+process.exit(await ow.run({
+  [ow.BEFORE_SET_GROUP_MEMBER_INFO]: async () => {
+    await new Promise((resolve) => setTimeout(resolve, HANDLER_MS));
+    return ow.allow();
+  },
+}, { name: "openim-slow-worker-node" }));
