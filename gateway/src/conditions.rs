@@ -78,6 +78,8 @@ pub struct Conditions {
     pub overload: Condition,
     /// An after-callback could not be published.
     pub unpublished: Condition,
+    /// An after-callback was not stored in the after-callback stream while NATS was up.
+    pub unstored: Condition,
     /// A new connection could not be accepted, or was refused at the bound.
     pub accept_failed: Condition,
 }
@@ -95,13 +97,16 @@ impl Default for Conditions {
                 "too many callbacks in flight (GATEWAY_MAX_INFLIGHT): answering the default",
             ),
             unpublished: Condition::new("after-callback not published: nats unavailable"),
+            unstored: Condition::new(
+                "after-callback not stored in its jetstream stream: acknowledged to OpenIM anyway, counted as unpublished",
+            ),
             accept_failed: Condition::new("a new connection could not be served"),
         }
     }
 }
 
 impl Conditions {
-    fn all(&self) -> [&Condition; 7] {
+    fn all(&self) -> [&Condition; 8] {
         [
             &self.timeout,
             &self.no_responders,
@@ -109,6 +114,7 @@ impl Conditions {
             &self.unavailable,
             &self.overload,
             &self.unpublished,
+            &self.unstored,
             &self.accept_failed,
         ]
     }

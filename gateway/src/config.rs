@@ -52,6 +52,8 @@ pub const GATEWAY_MAX_INFLIGHT: &str = "GATEWAY_MAX_INFLIGHT";
 pub const GATEWAY_MAX_CONNECTIONS: &str = "GATEWAY_MAX_CONNECTIONS";
 /// A JetStream stream that stores after-callbacks before they are acknowledged.
 pub const GATEWAY_AFTER_STREAM: &str = "GATEWAY_AFTER_STREAM";
+/// The size of the after-callback stream the gateway creates: past it the oldest are dropped.
+pub const GATEWAY_AFTER_STREAM_MAX_BYTES: &str = "GATEWAY_AFTER_STREAM_MAX_BYTES";
 /// The tracing filter.
 pub const RUST_LOG: &str = "RUST_LOG";
 /// The path of the policy file (TOML): per-command modes, defaults and timeouts.
@@ -85,6 +87,7 @@ pub const ALL_SETTINGS: &[&str] = &[
     GATEWAY_MAX_INFLIGHT,
     GATEWAY_MAX_CONNECTIONS,
     GATEWAY_AFTER_STREAM,
+    GATEWAY_AFTER_STREAM_MAX_BYTES,
     RUST_LOG,
     GATEWAY_LOG_FORMAT,
 ];
@@ -218,6 +221,11 @@ pub const SETTING_DOCS: &[SettingDoc] = &[
         rule: "a JetStream stream name (letters, digits, - and _): after-callbacks are stored there (created when missing) and acknowledged once stored",
     },
     SettingDoc {
+        variable: GATEWAY_AFTER_STREAM_MAX_BYTES,
+        default: "1073741824",
+        rule: "at least 1048576: the size of the after-callback stream when the gateway creates it; past it (or 7 days) the oldest are dropped; an existing stream keeps its own",
+    },
+    SettingDoc {
         variable: RUST_LOG,
         default: "info",
         rule: "a tracing filter such as info or openim_gateway=debug (debug logs one line per answered callback)",
@@ -260,6 +268,11 @@ pub const DEFAULT_REJECT_ERR_CODE: i32 = 5000;
 pub const DEFAULT_REJECT_ERR_MSG: &str = "rejected: decision service unavailable";
 /// 1 MiB: far above any OpenIM callback body, and NATS's default `max_payload`.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1_048_576;
+/// 1 GiB of after-callbacks (about a million of OpenIM's message callbacks): a bound the
+/// stream enforces itself by dropping the oldest, before the server's store is full.
+pub const DEFAULT_AFTER_STREAM_MAX_BYTES: u64 = 1 << 30;
+/// One message of the largest size a default NATS server carries.
+const MIN_AFTER_STREAM_MAX_BYTES: u64 = 1 << 20;
 const MIN_BODY_BYTES: usize = 1024;
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 const MIN_SECRET_CHARS: usize = 16;
@@ -449,6 +462,8 @@ pub struct Config {
     pub max_connections: usize,
     /// The JetStream stream after-callbacks are stored in, when set.
     pub after_stream: Option<String>,
+    /// The `max_bytes` of the after-callback stream when the gateway creates it.
+    pub after_stream_max_bytes: u64,
     /// The tracing filter directive (`RUST_LOG`).
     pub log_filter: String,
     /// Text or JSON lines.
@@ -705,6 +720,13 @@ impl Config {
                     None
                 }
             });
+        let after_stream_max_bytes = errors.check(
+            setting(
+                GATEWAY_AFTER_STREAM_MAX_BYTES,
+                &DEFAULT_AFTER_STREAM_MAX_BYTES.to_string(),
+            )
+            .integer_in(MIN_AFTER_STREAM_MAX_BYTES..=u64::MAX, ""),
+        );
         let log_filter = setting(RUST_LOG, "info");
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&log_filter.value) {
             errors.fail(log_filter.invalid(&format!(
@@ -823,6 +845,8 @@ impl Config {
                 max_inflight: max_inflight as usize,
                 max_connections: max_connections as usize,
                 after_stream,
+                after_stream_max_bytes: after_stream_max_bytes
+                    .unwrap_or(DEFAULT_AFTER_STREAM_MAX_BYTES),
                 log_filter: log_filter.value,
                 log_format: log_format.unwrap_or(LogFormat::Text),
                 openim_webhooks,
@@ -1219,6 +1243,9 @@ mod tests {
             (GATEWAY_AFTER_STREAM, ""),
             (GATEWAY_AFTER_STREAM, "openim.after"),
             (GATEWAY_AFTER_STREAM, "a b"),
+            (GATEWAY_AFTER_STREAM_MAX_BYTES, "1048575"),
+            (GATEWAY_AFTER_STREAM_MAX_BYTES, "-1"),
+            (GATEWAY_AFTER_STREAM_MAX_BYTES, "1G"),
             (GATEWAY_LOG_FORMAT, "yaml"),
         ];
         for (variable, value) in cases {

@@ -16,6 +16,7 @@
 
 use std::{
     collections::HashMap,
+    fmt,
     sync::{
         atomic::{AtomicBool, AtomicU64, Ordering},
         Arc, Mutex, PoisonError,
@@ -24,8 +25,8 @@ use std::{
 };
 
 use async_nats::{
-    connection::State, header::HeaderName, jetstream, Client, ConnectOptions, Event, HeaderMap,
-    Message, StatusCode, Subject,
+    connection::State, header::HeaderName, jetstream, Client, ClientError, ConnectOptions, Event,
+    HeaderMap, Message, StatusCode, Subject,
 };
 use bytes::Bytes;
 use futures::StreamExt;
@@ -36,7 +37,12 @@ use tokio::{
     time::Instant,
 };
 
-use crate::{deadline::Deadline, metrics::Metrics, nats_settings::NatsSettings};
+use crate::{
+    conditions::REPORT_INTERVAL,
+    deadline::Deadline,
+    metrics::Metrics,
+    nats_settings::{redact_urls, NatsSettings},
+};
 
 /// How often the client pings the server. async-nats' default of 60 s lets a half-open
 /// connection look connected for minutes; two missed pings at this interval mark it down.
@@ -48,6 +54,8 @@ const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);
 const PROBE_WAIT: Duration = Duration::from_millis(300);
 /// How long a connect attempt may take.
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long the start-up check of the after-callback stream's consumers may take.
+const STREAM_CHECK_WAIT: Duration = Duration::from_secs(2);
 
 /// The worker protocol's header names, built once: a name given as a `&str` is validated and
 /// copied on every insert.
@@ -75,10 +83,12 @@ pub enum SetupError {
     #[error("cannot subscribe to the reply inbox: {0}")]
     Subscribe(#[from] async_nats::SubscribeError),
     /// The after-callback stream could not be found or created.
-    #[error("GATEWAY_AFTER_STREAM={name:?}: cannot find or create the jetstream stream: {reason}")]
+    #[error("GATEWAY_AFTER_STREAM={name:?}: cannot find or create the jetstream stream: {reason} (a new stream reserves GATEWAY_AFTER_STREAM_MAX_BYTES={max_bytes} in the server's jetstream store)")]
     AfterStream {
         /// The stream's name.
         name: String,
+        /// The size the gateway asked for when creating it.
+        max_bytes: u64,
         /// What the server said.
         reason: String,
     },
@@ -121,6 +131,30 @@ pub enum Outcome {
     Unavailable,
 }
 
+/// Why an after-callback did not reach the workers (OpenIM is acknowledged all the same).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotDelivered {
+    /// Not connected, or the connection did not take the message in time.
+    Unavailable,
+    /// NATS is connected, but the after-callback stream did not store the message: no
+    /// such stream, storage full, no acknowledgement within the budget...
+    NotStored {
+        /// `GATEWAY_AFTER_STREAM`.
+        stream: Arc<str>,
+        /// What JetStream said.
+        reason: String,
+    },
+}
+
+impl fmt::Display for NotDelivered {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Unavailable => f.write_str("nats unavailable"),
+            Self::NotStored { stream, reason } => write!(f, "stream {stream}: {reason}"),
+        }
+    }
+}
+
 type Pending = Mutex<HashMap<u64, oneshot::Sender<Message>>>;
 
 /// Sends callbacks to the workers and routes their replies back.
@@ -140,7 +174,15 @@ pub struct Forwarder {
     disconnected: Arc<Notify>,
     /// With `GATEWAY_AFTER_STREAM`: after-callbacks are stored in this JetStream stream, and
     /// acknowledged to OpenIM once stored.
-    after_stream: Option<jetstream::Context>,
+    after_stream: Option<AfterStream>,
+}
+
+/// The JetStream stream after-callbacks are stored in.
+#[derive(Debug, Clone)]
+struct AfterStream {
+    context: jetstream::Context,
+    /// `GATEWAY_AFTER_STREAM`.
+    name: Arc<str>,
 }
 
 /// Removes a pending entry when its callback stops waiting, whatever the reason.
@@ -184,6 +226,15 @@ impl Forwarder {
             .reconnect_delay_callback(|attempts| {
                 let failed = u32::try_from(attempts.saturating_sub(1)).unwrap_or(u32::MAX);
                 (Duration::from_millis(50) * failed).min(MAX_RECONNECT_DELAY)
+            })
+            // Called before each round of connection attempts with what each server's last
+            // attempt failed on; async-nats' own events only say "IO error".
+            .reconnect_to_server_callback({
+                let causes = Arc::new(FailureCauses::default());
+                move |pool, _info| {
+                    causes.report(&pool);
+                    std::future::ready(None)
+                }
             })
             .event_callback({
                 let events = Arc::new(ConnectionEvents {
@@ -306,9 +357,25 @@ impl Forwarder {
     /// Whether any worker subscribes to `command`'s subject: `None` when it cannot be known
     /// (not connected). A probe message goes out (see [`headers::CALLBACK_PROBE`]); only the
     /// server's "no responders" counts, a reply or silence both mean someone listens.
+    ///
+    /// With an after-callback stream, an after-callback is never probed (the stream would
+    /// store the probe and acknowledge it): it is served when a consumer of the stream takes
+    /// its subject.
     pub async fn is_served(&self, command: &Command) -> Option<bool> {
         if !self.is_connected() {
             return None;
+        }
+        if let (CallbackKind::After, Some(stream)) = (command.kind, &self.after_stream) {
+            let subject = self.subject(command);
+            let checking = stream.has_consumer_for(&subject);
+            return match tokio::time::timeout(STREAM_CHECK_WAIT, checking).await {
+                Ok(Ok(served)) => Some(served),
+                Ok(Err(error)) => {
+                    tracing::warn!(stream = %stream.name, %error, "cannot list the consumers of the after-callback stream");
+                    None
+                }
+                Err(_) => None,
+            };
         }
         let probe: HeaderMap = [
             (HeaderName::from_static(headers::CALLBACK_PROBE), "1".into()),
@@ -330,43 +397,43 @@ impl Forwarder {
         }
     }
 
-    /// Publishes an after-callback without waiting for anyone, never past its deadline.
-    /// Returns whether it was handed to the connection, or, with an after-callback stream,
-    /// whether JetStream stored it.
-    pub async fn notify(&self, meta: &CallbackMeta<'_>, payload: Bytes) -> bool {
+    /// Publishes an after-callback without waiting for anyone, never past its deadline: `Ok`
+    /// once it is handed to the connection, or, with an after-callback stream, once
+    /// JetStream stored it.
+    pub async fn notify(
+        &self,
+        meta: &CallbackMeta<'_>,
+        payload: Bytes,
+    ) -> Result<(), NotDelivered> {
         if !self.is_connected() {
-            return false;
+            return Err(NotDelivered::Unavailable);
         }
         let headers = protocol_headers(meta, Instant::now(), SystemTime::now());
         if let Some(stream) = &self.after_stream {
             let storing = async {
                 stream
+                    .context
                     .publish_with_headers(self.subject(meta.command), headers, payload)
                     .await?
                     .await
-                    .map_err(|error| {
-                        jetstream::context::PublishError::with_source(
-                            jetstream::context::PublishErrorKind::Other,
-                            error,
-                        )
-                    })
             };
-            return match tokio::time::timeout_at(meta.deadline.at, storing).await {
-                Ok(Ok(_ack)) => true,
-                Ok(Err(error)) => {
-                    tracing::debug!(%error, "after-callback not stored in its stream");
-                    false
-                }
-                Err(_) => false,
+            let reason = match tokio::time::timeout_at(meta.deadline.at, storing).await {
+                Ok(Ok(_ack)) => return Ok(()),
+                Ok(Err(error)) => error.to_string(),
+                Err(_) => "no storage acknowledgement from jetstream within the budget".to_owned(),
             };
+            return Err(NotDelivered::NotStored {
+                stream: Arc::clone(&stream.name),
+                reason,
+            });
         }
         let publishing =
             self.client
                 .publish_with_headers(self.subject(meta.command), headers, payload);
-        matches!(
-            tokio::time::timeout_at(meta.deadline.at, publishing).await,
-            Ok(Ok(()))
-        )
+        match tokio::time::timeout_at(meta.deadline.at, publishing).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(NotDelivered::Unavailable),
+        }
     }
 
     /// Sends what is buffered and closes the connection (graceful shutdown).
@@ -377,12 +444,17 @@ impl Forwarder {
     }
 
     /// Stores after-callbacks in the JetStream stream `name` from now on, creating it when
-    /// missing (see [`after_stream_config`]); an existing stream is used as it is. When NATS
-    /// is not reachable yet, the stream is created in the background once it is, and
-    /// after-callbacks sent before then are acknowledged but not stored (and counted so).
-    pub async fn with_after_stream(mut self, name: &str) -> Result<Self, SetupError> {
+    /// missing (see [`after_stream_config`], `max_bytes` its size); an existing stream is used
+    /// as it is. When NATS is not reachable yet, the stream is created in the background once
+    /// it is, and after-callbacks sent before then are acknowledged but not stored (and
+    /// counted so).
+    pub async fn with_after_stream(
+        mut self,
+        name: &str,
+        max_bytes: u64,
+    ) -> Result<Self, SetupError> {
         let context = jetstream::new(self.client.clone());
-        let config = after_stream_config(name, &self.subjects);
+        let config = after_stream_config(name, max_bytes, &self.subjects);
         if self.is_connected() {
             ensure_stream(&context, config).await?;
         } else {
@@ -395,7 +467,10 @@ impl Forwarder {
                 }
             });
         }
-        self.after_stream = Some(context);
+        self.after_stream = Some(AfterStream {
+            context,
+            name: name.into(),
+        });
         Ok(self)
     }
 
@@ -414,10 +489,14 @@ pub const AFTER_STREAM_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The stream the gateway creates for `GATEWAY_AFTER_STREAM`: the subjects of the
 /// after-callbacks only (a stream on a before-callback's subject would answer the request
-/// itself with its storage acknowledgement), on disk, messages kept for
-/// [`AFTER_STREAM_MAX_AGE`], the oldest dropped first when limits are reached.
+/// itself with its storage acknowledgement), on disk, one replica, messages kept for
+/// [`AFTER_STREAM_MAX_AGE`] and at most `max_bytes` of them. At either limit the oldest are
+/// dropped to make room (`DiscardPolicy::Old`): that policy applies to the stream's own
+/// limits only, so without `max_bytes` a full JetStream store would refuse new
+/// after-callbacks instead.
 fn after_stream_config(
     name: &str,
+    max_bytes: u64,
     subjects: &HashMap<&'static str, Subject>,
 ) -> jetstream::stream::Config {
     let mut after_subjects: Vec<String> = catalog::COMMANDS
@@ -434,6 +513,8 @@ fn after_stream_config(
         storage: jetstream::stream::StorageType::File,
         discard: jetstream::stream::DiscardPolicy::Old,
         max_age: AFTER_STREAM_MAX_AGE,
+        max_bytes: i64::try_from(max_bytes).unwrap_or(i64::MAX),
+        num_replicas: 1,
         ..Default::default()
     }
 }
@@ -443,19 +524,79 @@ async fn ensure_stream(
     config: jetstream::stream::Config,
 ) -> Result<(), SetupError> {
     let name = config.name.clone();
+    let max_bytes = u64::try_from(config.max_bytes).unwrap_or(0);
     let stream = context
         .get_or_create_stream(config)
         .await
         .map_err(|error| SetupError::AfterStream {
             name: name.clone(),
+            max_bytes,
             reason: error.to_string(),
         })?;
+    let used = &stream.cached_info().config;
     tracing::info!(
         stream = %name,
-        subjects = stream.cached_info().config.subjects.len(),
+        subjects = used.subjects.len(),
+        max_bytes = used.max_bytes,
+        max_age_s = used.max_age.as_secs(),
+        replicas = used.num_replicas,
         "after-callbacks are stored in a jetstream stream"
     );
+    if used.max_bytes <= 0 && used.discard == jetstream::stream::DiscardPolicy::Old {
+        tracing::warn!(
+            stream = %name,
+            "the after-callback stream has no max_bytes: when the server's jetstream storage is full, new after-callbacks are refused (acknowledged to OpenIM, not stored) instead of the oldest being dropped; set one with `nats stream edit {name} --max-bytes <size>`"
+        );
+    }
     Ok(())
+}
+
+impl AfterStream {
+    /// Whether a consumer of the stream takes `subject` (a consumer without a filter takes
+    /// every subject of the stream).
+    async fn has_consumer_for(&self, subject: &str) -> Result<bool, String> {
+        let stream = self
+            .context
+            .get_stream_no_info(&*self.name)
+            .await
+            .map_err(|error| error.to_string())?;
+        let mut consumers = stream.consumers();
+        while let Some(info) = consumers.next().await {
+            let info = info.map_err(|error| error.to_string())?;
+            if consumer_takes(&info.config, subject) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// Whether a consumer configured with `config` receives messages on `subject`.
+fn consumer_takes(config: &jetstream::consumer::Config, subject: &str) -> bool {
+    let filters: Vec<&str> = std::iter::once(config.filter_subject.as_str())
+        .chain(config.filter_subjects.iter().map(String::as_str))
+        .filter(|filter| !filter.is_empty())
+        .collect();
+    filters.is_empty()
+        || filters
+            .iter()
+            .any(|filter| subject_matches(filter, subject))
+}
+
+/// Whether the NATS subject filter `filter` (`*` one token, `>` one or more at the end)
+/// matches the subject `subject`.
+fn subject_matches(filter: &str, subject: &str) -> bool {
+    let mut tokens = subject.split('.');
+    for wanted in filter.split('.') {
+        if wanted == ">" {
+            return tokens.next().is_some();
+        }
+        match tokens.next() {
+            Some(token) if wanted == "*" || wanted == token => {}
+            _ => return false,
+        }
+    }
+    tokens.next().is_none()
 }
 
 /// The headers of the worker protocol for `meta`, stated at `now` (`wall_now` on the wall
@@ -517,7 +658,48 @@ impl ConnectionEvents {
                 self.metrics.nats_disconnected();
                 tracing::info!("nats connection closed");
             }
+            // "nats: IO error" and the like, once per failed round of attempts: the cause,
+            // with the server, is reported by `FailureCauses`.
+            Event::ClientError(ClientError::Other(kind)) => {
+                tracing::debug!(servers = %self.servers, %kind, "nats connection attempt failed");
+            }
             other => tracing::warn!(servers = %self.servers, event = %other, "nats event"),
+        }
+    }
+}
+
+/// Logs why connecting to a server failed, as async-nats' pool records it (the error's full
+/// text: "IO error: invalid peer certificate: UnknownIssuer", "IO error: Connection refused
+/// (os error 111)"), at warn: each distinct cause of each server once per
+/// [`REPORT_INTERVAL`], not at every attempt (one a second while NATS stays away).
+#[derive(Debug, Default)]
+struct FailureCauses {
+    /// When each (server, cause) was last logged.
+    logged: Mutex<HashMap<(String, String), Instant>>,
+}
+
+impl FailureCauses {
+    fn report(&self, pool: &[async_nats::Server]) {
+        let now = Instant::now();
+        let mut logged = self.logged.lock().unwrap_or_else(PoisonError::into_inner);
+        logged.retain(|_, at| now.duration_since(*at) < REPORT_INTERVAL);
+        for server in pool {
+            let Some(cause) = &server.last_error else {
+                continue;
+            };
+            // The pool holds the URLs without credentials; redacted all the same.
+            let key = (redact_urls(server.addr.as_url_str()), cause.clone());
+            if logged.contains_key(&key) {
+                continue;
+            }
+            tracing::warn!(
+                server = %key.0,
+                failed_attempts = server.failed_attempts,
+                cause = %cause,
+                "cannot connect to a nats server: retrying (each cause is logged once every {} s)",
+                REPORT_INTERVAL.as_secs()
+            );
+            logged.insert(key, now);
         }
     }
 }
@@ -581,5 +763,87 @@ mod tests {
         assert!(protocol_headers(&without, arrival, wall)
             .get(headers::OPERATION_ID)
             .is_none());
+    }
+
+    fn subjects() -> HashMap<&'static str, Subject> {
+        catalog::COMMANDS
+            .iter()
+            .map(|command| {
+                let name = subject::for_command("openim.callback", command.name);
+                (command.name, Subject::from(name))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_after_stream_keeps_after_callbacks_on_disk_within_its_own_limits() {
+        let config = after_stream_config("AFTER", 5 << 20, &subjects());
+        assert_eq!(config.name, "AFTER");
+        let after = catalog::COMMANDS
+            .iter()
+            .filter(|command| command.kind == CallbackKind::After)
+            .count();
+        assert_eq!(config.subjects.len(), after);
+        for subject in &config.subjects {
+            let name = subject.strip_prefix("openim.callback.").unwrap();
+            let command = Command::lookup(name).unwrap();
+            assert_eq!(command.kind, CallbackKind::After, "{subject}");
+        }
+        assert_eq!(config.retention, jetstream::stream::RetentionPolicy::Limits);
+        assert_eq!(config.storage, jetstream::stream::StorageType::File);
+        assert_eq!(config.discard, jetstream::stream::DiscardPolicy::Old);
+        assert_eq!(config.max_age, Duration::from_secs(7 * 24 * 3600));
+        assert_eq!(config.max_bytes, 5 << 20);
+        assert_eq!(config.num_replicas, 1);
+        // Past what JetStream can take, the largest it can.
+        assert_eq!(
+            after_stream_config("AFTER", u64::MAX, &subjects()).max_bytes,
+            i64::MAX
+        );
+    }
+
+    #[test]
+    fn subject_filters_match_as_nats_does() {
+        let subject = "openim.callback.callbackAfterSendSingleMsgCommand";
+        for filter in [
+            subject,
+            "openim.callback.*",
+            "openim.>",
+            ">",
+            "*.callback.callbackAfterSendSingleMsgCommand",
+        ] {
+            assert!(subject_matches(filter, subject), "{filter}");
+        }
+        for filter in [
+            "openim.callback",
+            "openim.*",
+            "openim.callback.callbackAfterSendGroupMsgCommand",
+            "openim.callback.callbackAfterSendSingleMsgCommand.x",
+            "openim.callback.*.>",
+            "other.>",
+        ] {
+            assert!(!subject_matches(filter, subject), "{filter}");
+        }
+    }
+
+    #[test]
+    fn a_consumer_takes_its_filters_or_everything_without_one() {
+        let subject = "openim.callback.callbackAfterSendSingleMsgCommand";
+        let unfiltered = jetstream::consumer::Config::default();
+        assert!(consumer_takes(&unfiltered, subject));
+        let one = jetstream::consumer::Config {
+            filter_subject: "openim.callback.callbackAfterSendGroupMsgCommand".to_owned(),
+            ..Default::default()
+        };
+        assert!(!consumer_takes(&one, subject));
+        let several = jetstream::consumer::Config {
+            filter_subjects: vec![
+                "openim.callback.callbackAfterSendGroupMsgCommand".to_owned(),
+                "openim.callback.callbackAfterSend*".to_owned(),
+                subject.to_owned(),
+            ],
+            ..Default::default()
+        };
+        assert!(consumer_takes(&several, subject));
     }
 }

@@ -22,7 +22,7 @@ pub mod webhooks;
 
 use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 
-use openim_gateway_proto::Command;
+use openim_gateway_proto::{CallbackKind, Command};
 use thiserror::Error;
 use tokio::net::{TcpListener, TcpSocket};
 
@@ -127,7 +127,11 @@ impl Gateway {
             );
         }
         let forwarder = match &config.after_stream {
-            Some(name) => forwarder.with_after_stream(name).await?,
+            Some(name) => {
+                forwarder
+                    .with_after_stream(name, config.after_stream_max_bytes)
+                    .await?
+            }
             None => forwarder,
         };
         if forwarder.is_connected() && config.max_body_bytes > forwarder.max_payload() {
@@ -143,7 +147,11 @@ impl Gateway {
                 .filter(|callback| callback.enabled)
                 .map(|callback| callback.command)
                 .collect();
-            tokio::spawn(warn_unserved(forwarder.clone(), enabled));
+            tokio::spawn(warn_unserved(
+                forwarder.clone(),
+                enabled,
+                config.after_stream.clone(),
+            ));
         }
         let limits = ServeLimits {
             max_connections: connection_bound(config.max_connections),
@@ -234,17 +242,33 @@ impl Gateway {
 }
 
 /// Warns about each callback OpenIM's `webhooks.yml` enables but no worker serves: its
-/// before-callbacks will get the default decision, its after-callbacks reach nobody. Runs
-/// beside the start, so that probing (a few hundred milliseconds) delays nothing.
-async fn warn_unserved(forwarder: Forwarder, enabled: Vec<&'static Command>) {
+/// before-callbacks will get the default decision, its after-callbacks reach nobody. With an
+/// after-callback stream (`after_stream`), an after-callback is served when a consumer of
+/// the stream takes it; it is not probed. Runs beside the start, so that probing (a few
+/// hundred milliseconds) delays nothing.
+async fn warn_unserved(
+    forwarder: Forwarder,
+    enabled: Vec<&'static Command>,
+    after_stream: Option<String>,
+) {
     for command in enabled {
+        let stored = command.kind == CallbackKind::After && after_stream.is_some();
         match forwarder.is_served(command).await {
+            Some(false) if stored => tracing::warn!(
+                command = command.name,
+                kind = command.kind.as_str(),
+                stream = after_stream.as_deref().unwrap_or_default(),
+                "enabled in OpenIM's webhooks.yml, but no consumer of the after-callback stream takes it: its after-callbacks are stored and wait there, until the stream's limits drop them, for a worker to read them"
+            ),
             Some(false) => tracing::warn!(
                 command = command.name,
                 kind = command.kind.as_str(),
                 "enabled in OpenIM's webhooks.yml, but no worker serves it: its callbacks get the default decision (after-callbacks reach nobody)"
             ),
             Some(true) => {}
+            None if forwarder.is_connected() => {
+                tracing::debug!(command = command.name, "not checked for workers");
+            }
             None => {
                 tracing::debug!("nats not connected: the enabled callbacks were not checked for workers");
                 return;

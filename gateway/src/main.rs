@@ -101,7 +101,9 @@ fn main() -> ExitCode {
     // dropped rather than answers delayed; the metrics still count every callback.
     let (log_writer, _log_flush) = tracing_appender::non_blocking(std::io::stderr());
     let logger = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(&config.log_filter))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(log_directives(
+            &config.log_filter,
+        )))
         .with_writer(log_writer);
     match config.log_format {
         LogFormat::Text => logger.with_ansi(std::io::stderr().is_terminal()).init(),
@@ -222,4 +224,50 @@ async fn shutdown_signal() {
         () = terminate => {}
     }
     tracing::info!("shutdown signal received");
+}
+
+/// `RUST_LOG`, with the NATS client's own lines quieted unless the filter names
+/// `async_nats`: its connector logs every failed connection attempt (about one a second while
+/// NATS is away: "authorization violation", and at info "event: client error: nats: IO
+/// error"), which the gateway reports itself, with the server and the cause, once per cause
+/// and interval; the rest of async-nats is kept at warn at most.
+fn log_directives(filter: &str) -> String {
+    if filter.contains("async_nats") {
+        return filter.to_owned();
+    }
+    let verbose = tracing_subscriber::EnvFilter::new(filter)
+        .max_level_hint()
+        .is_none_or(|level| level > tracing::level_filters::LevelFilter::WARN);
+    let quieter = if verbose {
+        "async_nats=warn,async_nats::connector=off"
+    } else {
+        "async_nats::connector=off"
+    };
+    if filter.trim().is_empty() {
+        quieter.to_owned()
+    } else {
+        format!("{filter},{quieter}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_directives;
+
+    #[test]
+    fn the_nats_client_is_quieted_unless_named() {
+        assert_eq!(
+            log_directives("info"),
+            "info,async_nats=warn,async_nats::connector=off"
+        );
+        assert_eq!(
+            log_directives("debug"),
+            "debug,async_nats=warn,async_nats::connector=off"
+        );
+        assert_eq!(log_directives("warn"), "warn,async_nats::connector=off");
+        assert_eq!(
+            log_directives("info,async_nats=debug"),
+            "info,async_nats=debug"
+        );
+    }
 }

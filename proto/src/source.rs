@@ -12,7 +12,8 @@ pub enum DecisionSource {
     Worker,
     /// An after-callback, published to NATS without waiting, acknowledged at once.
     Ack,
-    /// An after-callback that could not be published (NATS down). OpenIM still gets the
+    /// An after-callback that could not be published (NATS down), or, with an after-callback
+    /// stream, that the stream did not store. OpenIM still gets the
     /// acknowledgement (`X-Decision-Source: ack`); only the metric label differs.
     Unpublished,
     /// No reply by the deadline: the default decision.

@@ -25,7 +25,7 @@ use super::{
 use crate::{
     deadline::Deadline,
     decision::{self, Body, DefaultDecision, InvalidReply},
-    forward::{CallbackMeta, Outcome},
+    forward::{CallbackMeta, NotDelivered, Outcome},
     metrics,
     policy::{CommandPolicy, Mode},
 };
@@ -316,15 +316,29 @@ async fn notify(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Res
     let source = if callback.policy.mode == Mode::Off {
         // Switched off in the policy file: acknowledged, not published.
         DecisionSource::Off
-    } else if state.forwarder.notify(&callback.meta(), payload).await {
-        DecisionSource::Ack
     } else {
-        tracing::debug!(command = callback.command.name, request_id = %callback.request_id, "after-callback not published");
-        state
-            .conditions
-            .unpublished
-            .note(callback.command.name, &"");
-        DecisionSource::Unpublished
+        match state.forwarder.notify(&callback.meta(), payload).await {
+            Ok(()) => DecisionSource::Ack,
+            Err(failure) => {
+                tracing::debug!(command = callback.command.name, request_id = %callback.request_id, %failure, "after-callback not published");
+                match failure {
+                    // The condition's own words say it all.
+                    NotDelivered::Unavailable => {
+                        state
+                            .conditions
+                            .unpublished
+                            .note(callback.command.name, &"");
+                    }
+                    NotDelivered::NotStored { .. } => {
+                        state
+                            .conditions
+                            .unstored
+                            .note(callback.command.name, &failure);
+                    }
+                }
+                DecisionSource::Unpublished
+            }
+        }
     };
     answered(state, &callback, source);
     json_response(

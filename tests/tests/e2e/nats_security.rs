@@ -312,3 +312,83 @@ async fn the_example_worker_connects_over_tls_and_with_an_nkey() {
     )
     .await;
 }
+
+/// The gateway's warn lines saying why it cannot connect to `server`, once one says
+/// `cause`; waits up to `bound` for it.
+async fn connect_failures(
+    gateway: &Gateway,
+    server: &str,
+    cause: &str,
+    bound: Duration,
+) -> Vec<String> {
+    let failures = || -> Vec<String> {
+        gateway
+            .stderr_log()
+            .lines()
+            .into_iter()
+            .filter(|line| {
+                line.contains("WARN")
+                    && line.contains("cannot connect to a nats server")
+                    && line.contains(server)
+            })
+            .collect()
+    };
+    let start = Instant::now();
+    while start.elapsed() < bound && !failures().iter().any(|line| line.contains(cause)) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    failures()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_server_certificate_is_named_as_the_cause_once() {
+    let scratch = Scratch::new();
+    let files = tls_files(&scratch);
+    let other = Scratch::new();
+    let untrusted_by = tls_files(&other);
+    let nats = NatsServer::start_with_config(
+        scratch.path(),
+        &format!(
+            "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  timeout: 2\n}}\n",
+            files.server_cert, files.server_key
+        ),
+    )
+    .await;
+    // The gateway trusts another CA than the one that signed the server's certificate.
+    let gateway = Gateway::start(
+        &nats.url_with("tls", ""),
+        &[("GATEWAY_NATS_TLS_CA", &untrusted_by.ca)],
+    )
+    .await;
+    let server = format!("127.0.0.1:{}", nats.port());
+    let failures = connect_failures(&gateway, &server, "certificate", CONNECT_BOUND).await;
+    assert!(
+        failures.iter().any(|line| line.contains("certificate")),
+        "no warning names the server and the certificate:\n{}",
+        gateway.stderr_log().tail(30)
+    );
+    // Attempts go on about once a second; the same cause is not logged again within the
+    // reporting interval.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let failures = connect_failures(&gateway, &server, "certificate", Duration::ZERO).await;
+    assert_eq!(failures.len(), 1, "{failures:#?}");
+    assert!(!becomes_ready(&gateway, Duration::ZERO).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_connection_is_named_as_the_cause_once() {
+    let nobody = NatsServer::not_started();
+    let gateway = Gateway::start(&nobody.url_with("nats", "alice:S3cretPw@"), &[]).await;
+    let server = format!("127.0.0.1:{}", nobody.port());
+    let failures = connect_failures(&gateway, &server, "refused", CONNECT_BOUND).await;
+    assert!(
+        failures.iter().any(|line| line.contains("refused")),
+        "no warning names the server and the refusal:\n{}",
+        gateway.stderr_log().tail(30)
+    );
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let failures = connect_failures(&gateway, &server, "refused", Duration::ZERO).await;
+    assert_eq!(failures.len(), 1, "{failures:#?}");
+    let log = gateway.stderr_log().all();
+    assert!(!log.contains("S3cretPw"), "the password is shown:\n{log}");
+}

@@ -5,11 +5,13 @@
 
 use std::time::{Duration, Instant};
 
+use async_nats::jetstream;
 use openim_gateway_proto::DecisionSource;
 use openim_gateway_tests::fixtures::{SEND_SINGLE_MSG, SET_MEMBER_ROLE_ONLY};
 use openim_gateway_tests::scratch::Scratch;
 use openim_gateway_tests::{Behaviour, Gateway, HttpRequest, ScriptedWorker, Stack};
 
+use crate::after_stream::{jetstream_server, STREAM};
 use crate::{LATE_SLACK, SET_MEMBER};
 
 const WEBHOOKS_YML: &str = "\
@@ -221,4 +223,96 @@ beforeAddFriend:
             .any(|(name, value)| name == "X-Callback-Probe" && value == "1"),
         "{probes:?}"
     );
+}
+
+/// Whether the gateway warned that no consumer of the after-callback stream takes `command`.
+fn no_consumer_warning(gateway: &Gateway, command: &str) -> bool {
+    gateway.stderr_log().lines().into_iter().any(|line| {
+        line.contains("WARN")
+            && line.contains("no consumer of the after-callback stream")
+            && line.contains(command)
+            && line.contains(STREAM)
+    })
+}
+
+async fn wait_for_no_consumer_warning(gateway: &Gateway, command: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !no_consumer_warning(gateway, command) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        no_consumer_warning(gateway, command),
+        "no warning names {command}:\n{}",
+        gateway.stderr_log().tail(30)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_after_stream_enabled_after_callbacks_are_checked_for_consumers_not_probed() {
+    let scratch = Scratch::new();
+    let path = scratch.write(
+        "webhooks.yml",
+        "\
+url: http://127.0.0.1:10006/callbackExample
+afterSetGroupMemberInfo:
+  enable: true
+  timeout: 5
+afterSendSingleMsg:
+  enable: true
+  timeout: 5
+",
+    );
+    const MEMBER: &str = "callbackAfterSetGroupMemberInfoCommand";
+    const SINGLE: &str = "callbackAfterSendSingleMsgCommand";
+    let (_store, nats) = jetstream_server().await;
+    let settings = [
+        ("GATEWAY_OPENIM_WEBHOOKS", path.as_str()),
+        ("GATEWAY_AFTER_STREAM", STREAM),
+    ];
+    let stored = || async {
+        let client = async_nats::connect(nats.url()).await.expect("connects");
+        let mut stream = jetstream::new(client)
+            .get_stream(STREAM)
+            .await
+            .expect("the stream exists");
+        stream.info().await.expect("stream info").state.messages
+    };
+
+    // No consumer: both are named, and nothing was written into the stream.
+    let first = Gateway::start(&nats.url(), &settings).await;
+    wait_for_no_consumer_warning(&first, MEMBER).await;
+    wait_for_no_consumer_warning(&first, SINGLE).await;
+    assert_eq!(stored().await, 0, "the start wrote into the stream");
+    assert!(
+        !first
+            .stderr_log()
+            .lines()
+            .iter()
+            .any(|line| line.contains("no worker serves it")),
+        "{}",
+        first.stderr_log().tail(30)
+    );
+    drop(first);
+
+    // A durable consumer of one of them: only the other is named.
+    let client = async_nats::connect(nats.url()).await.expect("connects");
+    jetstream::new(client)
+        .get_stream(STREAM)
+        .await
+        .expect("the stream exists")
+        .create_consumer(jetstream::consumer::pull::Config {
+            durable_name: Some("member-worker".to_owned()),
+            filter_subject: format!("openim.callback.{MEMBER}"),
+            ..Default::default()
+        })
+        .await
+        .expect("a durable consumer");
+    let second = Gateway::start(&nats.url(), &settings).await;
+    wait_for_no_consumer_warning(&second, SINGLE).await;
+    assert!(
+        !no_consumer_warning(&second, MEMBER),
+        "a command a consumer takes was named:\n{}",
+        second.stderr_log().tail(30)
+    );
+    assert_eq!(stored().await, 0, "the start wrote into the stream");
 }
