@@ -238,6 +238,19 @@ async fn a_request_hyper_cannot_parse_still_gets_a_valid_openim_answer() {
                 .contains(&source_line.to_ascii_lowercase()),
             "{name}: {head}"
         );
+        let request_id = head
+            .lines()
+            .find_map(|line| {
+                let (header, value) = line.split_once(':')?;
+                header
+                    .eq_ignore_ascii_case(headers::REQUEST_ID)
+                    .then(|| value.trim().to_owned())
+            })
+            .unwrap_or_else(|| panic!("{name}: no {} in {head}", headers::REQUEST_ID));
+        assert!(
+            uuid::Uuid::parse_str(&request_id).is_ok(),
+            "{name}: {request_id:?}"
+        );
         let mut answer: serde_json::Value = serde_json::from_str(body)
             .unwrap_or_else(|error| panic!("{name}: the body is not JSON ({error}): {body:?}"));
         let error = answer
