@@ -1,8 +1,9 @@
 //! Connections and sizes as a hostile or careless client meets them: a request that stalls
 //! in its headers is cut off while idle kept-alive connections stay, the connection bound
 //! makes room for a fresh callback by closing the connection idle the longest (below the
-//! open-file limit, where accept would fail unseen), and a body the NATS server cannot
-//! carry is refused like any body that is too large.
+//! open-file limit, where accept would fail unseen; that limit is raised from soft to hard
+//! at start), and a body the NATS server cannot carry is refused like any body that is too
+//! large.
 
 use std::time::Duration;
 
@@ -262,6 +263,61 @@ async fn a_request_hyper_cannot_parse_still_gets_a_valid_openim_answer() {
             .is_some_and(|text| text.contains(&status.to_string())));
         assert_eq!(answer, openim_gateway_tests::allow(), "{name}");
     }
+}
+
+/// Started with a low soft open-file limit under a higher hard one (a common default: 1024
+/// soft), the gateway raises the soft limit to the hard one, and serves more connections at
+/// once than the soft limit would have let it open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
+    const SOFT: u64 = 64;
+    const HARD: u64 = 4096;
+    const CONNECTIONS: usize = 300;
+    let nats = NatsServer::start().await;
+    let _worker = ScriptedWorker::start(&nats.url(), ALL_CALLBACKS, Behaviour::reply(ALLOW)).await;
+    let gateway = Gateway::start_with_file_limits(&nats.url(), &[], SOFT, HARD).await;
+    assert_eq!(
+        gateway.file_limits(),
+        (HARD, HARD),
+        "the soft limit was not raised:\n{}",
+        gateway.stderr_log().tail(20)
+    );
+    let mut connections = Vec::with_capacity(CONNECTIONS);
+    for index in 0..CONNECTIONS {
+        let connection = HttpConnection::open(gateway.address())
+            .await
+            .unwrap_or_else(|error| panic!("connection #{index}: {error}"));
+        connections.push(connection);
+    }
+    // Every connection open at once, each with a callback in it.
+    let request = callback();
+    let answers = futures::future::join_all(
+        connections
+            .iter_mut()
+            .map(|connection| connection.send(&request)),
+    )
+    .await;
+    let failures: Vec<String> = answers
+        .into_iter()
+        .enumerate()
+        .filter_map(|(index, answer)| match answer {
+            Ok(response) if response.source() == Some(DecisionSource::Worker.as_str()) => None,
+            Ok(response) => Some(format!("#{index}: {response}")),
+            Err(error) => Some(format!("#{index}: {error}")),
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {CONNECTIONS} connections held at once were not answered by the worker:\n{}\n{}",
+        failures.len(),
+        failures
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n"),
+        gateway.stderr_log().tail(20)
+    );
 }
 
 #[tokio::test]
