@@ -191,6 +191,34 @@ async fn a_body_limit_above_the_nats_max_payload_stops_the_start() {
     assert!(line.contains("max_payload (4096)"), "{line}");
 }
 
+/// When NATS is not reachable at start, the same check runs once it connects, and warns
+/// (the gateway already serves by then).
+#[tokio::test]
+async fn a_body_limit_above_the_max_payload_of_a_nats_that_comes_late_is_warned_about() {
+    let scratch = Scratch::new();
+    let mut nats = NatsServer::not_started_with_config(scratch.path(), "max_payload: 4096\n");
+    let gateway = Gateway::start(&nats.url(), &[]).await;
+    nats.restart().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let warning = loop {
+        let found =
+            gateway.stderr_log().lines().into_iter().find(|line| {
+                line.contains("WARN") && line.contains("GATEWAY_MAX_BODY_BYTES is above")
+            });
+        if found.is_some() || std::time::Instant::now() >= deadline {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let warning = warning.unwrap_or_else(|| {
+        panic!(
+            "no warning once nats connected:\n{}",
+            gateway.stderr_log().tail(20)
+        )
+    });
+    assert!(warning.contains("max_payload=4096"), "{warning}");
+}
+
 /// Writes `wire` on a fresh connection and reads until the server closes it.
 async fn raw_exchange(address: std::net::SocketAddr, wire: &[u8]) -> String {
     let mut stream = tokio::net::TcpStream::connect(address)
