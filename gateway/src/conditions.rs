@@ -82,6 +82,12 @@ pub struct Conditions {
     pub unstored: Condition,
     /// A new connection could not be accepted, or was refused at the bound.
     pub accept_failed: Condition,
+    /// A callback could not be handed to the NATS client.
+    pub publish_failed: Condition,
+    /// A callback for a command the catalog does not have (a newer OpenIM?).
+    pub unknown_command: Condition,
+    /// A request refused with a 4xx answer for any other reason (path, method, body).
+    pub bad_request: Condition,
 }
 
 impl Default for Conditions {
@@ -101,12 +107,19 @@ impl Default for Conditions {
                 "after-callback not stored in its jetstream stream: acknowledged to OpenIM anyway, counted as unpublished",
             ),
             accept_failed: Condition::new("a new connection could not be served"),
+            publish_failed: Condition::new(
+                "a callback could not be published to nats: answering the default",
+            ),
+            unknown_command: Condition::new(
+                "callbacks for a command this gateway does not know (a newer OpenIM?): answering the default",
+            ),
+            bad_request: Condition::new("callback requests refused as malformed (4xx)"),
         }
     }
 }
 
 impl Conditions {
-    fn all(&self) -> [&Condition; 8] {
+    fn all(&self) -> [&Condition; 11] {
         [
             &self.timeout,
             &self.no_responders,
@@ -116,6 +129,9 @@ impl Conditions {
             &self.unpublished,
             &self.unstored,
             &self.accept_failed,
+            &self.publish_failed,
+            &self.unknown_command,
+            &self.bad_request,
         ]
     }
 

@@ -127,8 +127,10 @@ pub enum Outcome {
     Timeout,
     /// Nobody subscribes to the subject.
     NoResponders,
-    /// Not connected, or the request could not be handed to the client.
+    /// Not connected.
     Unavailable,
+    /// The client refused the request, for this reason.
+    NotPublished(String),
 }
 
 /// Why an after-callback did not reach the workers (OpenIM is acknowledged all the same).
@@ -329,8 +331,7 @@ impl Forwarder {
                 .publish_with_reply_and_headers(subject, reply_subject, headers, payload)
                 .await
             {
-                tracing::warn!(%error, "could not publish a callback to nats");
-                return Outcome::Unavailable;
+                return Outcome::NotPublished(error.to_string());
             }
             let reply = tokio::select! {
                 reply = receiver => reply,

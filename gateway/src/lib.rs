@@ -134,7 +134,12 @@ impl Gateway {
             }
             None => forwarder,
         };
-        if forwarder.is_connected() && config.max_body_bytes > forwarder.max_payload() {
+        if !forwarder.is_connected() {
+            tokio::spawn(check_max_payload_once_connected(
+                forwarder.clone(),
+                config.max_body_bytes,
+            ));
+        } else if config.max_body_bytes > forwarder.max_payload() {
             return Err(BuildError::BodyAboveMaxPayload {
                 max_body_bytes: config.max_body_bytes,
                 max_payload: forwarder.max_payload(),
@@ -238,6 +243,27 @@ impl Gateway {
             tracing::warn!("nats did not drain in time: closing anyway");
         }
         Ok(())
+    }
+}
+
+/// How often [`check_max_payload_once_connected`] looks at the connection.
+const CONNECTED_POLL: Duration = Duration::from_millis(100);
+
+/// The start-up check of `GATEWAY_MAX_BODY_BYTES` against the server's `max_payload`, for a
+/// gateway that opened its port before NATS was reachable: once it connects, a limit above
+/// the server's is warned about (the gateway is already serving, so it does not stop). Bodies
+/// the server cannot carry are refused with 413 either way.
+async fn check_max_payload_once_connected(forwarder: Forwarder, max_body_bytes: usize) {
+    while !forwarder.is_connected() {
+        tokio::time::sleep(CONNECTED_POLL).await;
+    }
+    let max_payload = forwarder.max_payload();
+    if max_body_bytes > max_payload {
+        tracing::warn!(
+            max_body_bytes,
+            max_payload,
+            "GATEWAY_MAX_BODY_BYTES is above the nats server's max_payload: bodies the server cannot carry are refused with 413; lower the setting or raise max_payload"
+        );
     }
 }
 

@@ -80,9 +80,22 @@ impl Gateway {
         settings: &[(&str, &str)],
         files: u64,
     ) -> Self {
+        Self::start_with_file_limits(nats_url, settings, files, files).await
+    }
+
+    /// [`Self::start`] with the process's open-file limit set to `soft` and `hard`, through
+    /// util-linux's `prlimit` (which sets them on itself and then runs the gateway in its
+    /// place, so [`Self::pid`] is the gateway's).
+    pub async fn start_with_file_limits(
+        nats_url: &str,
+        settings: &[(&str, &str)],
+        soft: u64,
+        hard: u64,
+    ) -> Self {
         let mut command = process::clean_command(std::path::Path::new("prlimit"));
         command
-            .arg(format!("--nofile={files}:{files}"))
+            .arg(format!("--nofile={soft}:{hard}"))
+            .arg("--")
             .arg(binaries::gateway());
         environment(&mut command, nats_url, settings);
         Self::start_command(command, nats_url, settings).await
@@ -158,6 +171,28 @@ impl Gateway {
     /// Whether the process is still running (it must never exit on its own in a test).
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The process's open-file limit, soft and hard (from `/proc/<pid>/limits`).
+    pub fn file_limits(&self) -> (u64, u64) {
+        let path = format!("/proc/{}/limits", self.child.id());
+        let limits = std::fs::read_to_string(&path)
+            .unwrap_or_else(|error| panic!("cannot read {path}: {error}"));
+        let line = limits
+            .lines()
+            .find(|line| line.starts_with("Max open files"))
+            .unwrap_or_else(|| panic!("no open-file limit in {path}:\n{limits}"));
+        let mut numbers = line["Max open files".len()..]
+            .split_whitespace()
+            .map(|field| {
+                field
+                    .parse::<u64>()
+                    .unwrap_or_else(|error| panic!("{line:?}: {error}"))
+            });
+        match (numbers.next(), numbers.next()) {
+            (Some(soft), Some(hard)) => (soft, hard),
+            _ => panic!("no soft and hard limit in {line:?}"),
+        }
     }
 
     /// How many threads of the process tokio's multi-thread runtime named as its workers

@@ -76,6 +76,17 @@ impl NatsServer {
         }
     }
 
+    /// [`Self::not_started`], with `config` written to a file in `directory` for the server
+    /// [`Self::restart`] starts (see [`Self::start_with_config`]).
+    pub fn not_started_with_config(directory: &std::path::Path, config: &str) -> Self {
+        let path = directory.join("nats-server.conf");
+        std::fs::write(&path, config)
+            .unwrap_or_else(|error| panic!("cannot write {}: {error}", path.display()));
+        let mut server = Self::not_started();
+        server.config_file = Some(path);
+        server
+    }
+
     /// `{scheme}://{userinfo}127.0.0.1:PORT`, for URLs with credentials or `tls://`.
     pub fn url_with(&self, scheme: &str, userinfo: &str) -> String {
         format!("{scheme}://{userinfo}127.0.0.1:{}", self.port)

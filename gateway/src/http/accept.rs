@@ -192,8 +192,8 @@ pub(super) async fn accept(
         ));
     }
     let Some(command) = Command::lookup(name) else {
+        // Warned about once per interval by the caller, with this message (name escaped).
         let shown: String = name.chars().take(MAX_ECHOED_NAME).collect();
-        tracing::warn!(command = %shown.escape_debug(), "unknown callback command: a newer OpenIM? answering the default");
         return Err(Rejection::new(
             RejectReason::UnknownCommand,
             format!("unknown callback command {shown:?}"),

@@ -118,6 +118,7 @@ pub(super) fn protocol_error(
     prebuilt: &Prebuilt,
     default_decision: &DefaultDecision,
     status: u16,
+    request_id: uuid::Uuid,
 ) -> Vec<u8> {
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
     let reason = status.canonical_reason().unwrap_or("Bad Request");
@@ -131,10 +132,11 @@ pub(super) fn protocol_error(
     );
     let body = prebuilt.encode(&answer);
     let mut response = format!(
-        "HTTP/1.1 {} {reason}\r\ncontent-type: application/json\r\n{}: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        "HTTP/1.1 {} {reason}\r\ncontent-type: application/json\r\n{}: {}\r\n{}: {request_id}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         status.as_u16(),
         DECISION_SOURCE_HEADER.as_str(),
         DecisionSource::BadRequest.header_value(),
+        REQUEST_ID_HEADER.as_str(),
         body.len()
     )
     .into_bytes();

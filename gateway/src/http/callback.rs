@@ -17,7 +17,7 @@ use openim_gateway_proto::{CallbackKind, Command, CommonAnswer, DecisionSource};
 use tokio::{task::JoinHandle, time::Instant};
 
 use super::{
-    accept::{self, Accepted},
+    accept::{self, Accepted, RejectReason, Rejection},
     answer::{self, json_response},
     off_loop::{finished, off_loop, start_off_loop},
     AppState,
@@ -67,8 +67,10 @@ enum Verdict {
     Timeout,
     /// Nobody subscribes to the subject.
     NoResponders,
-    /// NATS is not connected, or the request could not be sent.
+    /// NATS is not connected.
     Unavailable,
+    /// The NATS client refused the request, for this reason.
+    NotPublished(String),
 }
 
 /// Who decided the answer. Every branch but the first answers the configured default.
@@ -83,7 +85,7 @@ fn classify(verdict: &Verdict) -> DecisionSource {
         // Nobody serves this command: NATS said so at once.
         Verdict::NoResponders => DecisionSource::NoResponders,
         // NATS is down or refused the request: nothing could be asked in time.
-        Verdict::Unavailable => DecisionSource::Unavailable,
+        Verdict::Unavailable | Verdict::NotPublished(_) => DecisionSource::Unavailable,
     }
 }
 
@@ -101,9 +103,29 @@ fn log_fallback(state: &AppState, verdict: &Verdict, command: &Command, request_
         Verdict::Timeout => (&conditions.timeout, &""),
         Verdict::NoResponders => (&conditions.no_responders, &""),
         Verdict::Unavailable => (&conditions.unavailable, &""),
+        Verdict::NotPublished(error) => (&conditions.publish_failed, error),
     };
     tracing::debug!(command = command.name, %request_id, source = classify(verdict).as_str(), %detail, "answering the default");
     condition.note(command.name, detail);
+}
+
+/// Says why a request was refused: one debug line per request, and a warning per condition
+/// (an unknown command, or any other refusal), the first at once with its message, then a
+/// count per interval: a client that keeps sending the same bad request does not flood the log.
+fn log_rejection(state: &AppState, rejection: &Rejection, request_id: uuid::Uuid) {
+    let status = rejection.reason.status().as_u16();
+    let reason = rejection.reason.as_str();
+    tracing::debug!(status, reason, %request_id, message = %rejection.message, "bad callback request");
+    let condition = if rejection.reason == RejectReason::UnknownCommand {
+        &state.conditions.unknown_command
+    } else {
+        &state.conditions.bad_request
+    };
+    let command = rejection.command.map_or("", |command| command.name);
+    condition.note(
+        command,
+        &format_args!("{status} {reason}: {}", rejection.message),
+    );
 }
 
 /// The callback handler: validate, then ask the workers (before) or notify them (after).
@@ -135,7 +157,7 @@ pub(super) async fn callback(State(state): State<Arc<AppState>>, request: Reques
         }
         Err(rejection) => {
             state.metrics.bad_request(rejection.reason);
-            tracing::info!(status = rejection.reason.status().as_u16(), reason = rejection.reason.as_str(), %request_id, "bad callback request");
+            log_rejection(&state, &rejection, request_id);
             answer::refused(
                 &state.prebuilt,
                 &state.default_decision,
@@ -184,6 +206,7 @@ async fn decide(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Res
         Outcome::Timeout => Verdict::Timeout,
         Outcome::NoResponders => Verdict::NoResponders,
         Outcome::Unavailable => Verdict::Unavailable,
+        Outcome::NotPublished(error) => Verdict::NotPublished(error),
     };
     if policy.mode == Mode::Shadow {
         let shadow = shadow_outcome(&verdict, &policy.default);
@@ -212,9 +235,11 @@ async fn decide(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Res
             state.metrics.invalid_reply(command, invalid.reason());
             answer_default(state, &callback, default, source).await
         }
-        Verdict::Unjudged | Verdict::Timeout | Verdict::NoResponders | Verdict::Unavailable => {
-            answer_default(state, &callback, default, source).await
-        }
+        Verdict::Unjudged
+        | Verdict::Timeout
+        | Verdict::NoResponders
+        | Verdict::Unavailable
+        | Verdict::NotPublished(_) => answer_default(state, &callback, default, source).await,
     }
 }
 
@@ -372,6 +397,10 @@ mod tests {
             (Verdict::Timeout, DecisionSource::Timeout),
             (Verdict::NoResponders, DecisionSource::NoResponders),
             (Verdict::Unavailable, DecisionSource::Unavailable),
+            (
+                Verdict::NotPublished("closed".to_owned()),
+                DecisionSource::Unavailable,
+            ),
         ];
         for (verdict, source) in cases {
             assert_eq!(classify(&verdict), source, "{verdict:?}");
@@ -386,6 +415,7 @@ mod tests {
             Verdict::Timeout,
             Verdict::NoResponders,
             Verdict::Unavailable,
+            Verdict::NotPublished("closed".to_owned()),
         ] {
             assert!(classify(&verdict).is_fallback(), "{verdict:?}");
         }

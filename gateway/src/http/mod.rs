@@ -138,12 +138,19 @@ impl AppState {
 }
 
 /// The answer to a request hyper refused while parsing it (counted as a bad request with
-/// the reason `protocol`).
+/// the reason `protocol`, and logged like the other refusals), with its own request id.
 pub fn protocol_error_answer(state: &Arc<AppState>) -> crate::serve::ProtocolErrorAnswer {
     let state = Arc::clone(state);
     Arc::new(move |status| {
+        let request_id = uuid::Uuid::now_v7();
+        let reason = RejectReason::Protocol.as_str();
         state.metrics.bad_request(RejectReason::Protocol);
-        answer::protocol_error(&state.prebuilt, &state.default_decision, status)
+        tracing::debug!(status, reason, %request_id, "bad callback request: hyper could not read it");
+        state.conditions.bad_request.note(
+            "",
+            &format_args!("{status} {reason}: the request could not be read"),
+        );
+        answer::protocol_error(&state.prebuilt, &state.default_decision, status, request_id)
     })
 }
 

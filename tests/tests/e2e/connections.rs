@@ -1,8 +1,9 @@
 //! Connections and sizes as a hostile or careless client meets them: a request that stalls
 //! in its headers is cut off while idle kept-alive connections stay, the connection bound
 //! makes room for a fresh callback by closing the connection idle the longest (below the
-//! open-file limit, where accept would fail unseen), and a body the NATS server cannot
-//! carry is refused like any body that is too large.
+//! open-file limit, where accept would fail unseen; that limit is raised from soft to hard
+//! at start), and a body the NATS server cannot carry is refused like any body that is too
+//! large.
 
 use std::time::Duration;
 
@@ -190,6 +191,34 @@ async fn a_body_limit_above_the_nats_max_payload_stops_the_start() {
     assert!(line.contains("max_payload (4096)"), "{line}");
 }
 
+/// When NATS is not reachable at start, the same check runs once it connects, and warns
+/// (the gateway already serves by then).
+#[tokio::test]
+async fn a_body_limit_above_the_max_payload_of_a_nats_that_comes_late_is_warned_about() {
+    let scratch = Scratch::new();
+    let mut nats = NatsServer::not_started_with_config(scratch.path(), "max_payload: 4096\n");
+    let gateway = Gateway::start(&nats.url(), &[]).await;
+    nats.restart().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let warning = loop {
+        let found =
+            gateway.stderr_log().lines().into_iter().find(|line| {
+                line.contains("WARN") && line.contains("GATEWAY_MAX_BODY_BYTES is above")
+            });
+        if found.is_some() || std::time::Instant::now() >= deadline {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let warning = warning.unwrap_or_else(|| {
+        panic!(
+            "no warning once nats connected:\n{}",
+            gateway.stderr_log().tail(20)
+        )
+    });
+    assert!(warning.contains("max_payload=4096"), "{warning}");
+}
+
 /// Writes `wire` on a fresh connection and reads until the server closes it.
 async fn raw_exchange(address: std::net::SocketAddr, wire: &[u8]) -> String {
     let mut stream = tokio::net::TcpStream::connect(address)
@@ -238,6 +267,19 @@ async fn a_request_hyper_cannot_parse_still_gets_a_valid_openim_answer() {
                 .contains(&source_line.to_ascii_lowercase()),
             "{name}: {head}"
         );
+        let request_id = head
+            .lines()
+            .find_map(|line| {
+                let (header, value) = line.split_once(':')?;
+                header
+                    .eq_ignore_ascii_case(headers::REQUEST_ID)
+                    .then(|| value.trim().to_owned())
+            })
+            .unwrap_or_else(|| panic!("{name}: no {} in {head}", headers::REQUEST_ID));
+        assert!(
+            uuid::Uuid::parse_str(&request_id).is_ok(),
+            "{name}: {request_id:?}"
+        );
         let mut answer: serde_json::Value = serde_json::from_str(body)
             .unwrap_or_else(|error| panic!("{name}: the body is not JSON ({error}): {body:?}"));
         let error = answer
@@ -249,6 +291,61 @@ async fn a_request_hyper_cannot_parse_still_gets_a_valid_openim_answer() {
             .is_some_and(|text| text.contains(&status.to_string())));
         assert_eq!(answer, openim_gateway_tests::allow(), "{name}");
     }
+}
+
+/// Started with a low soft open-file limit under a higher hard one (a common default: 1024
+/// soft), the gateway raises the soft limit to the hard one, and serves more connections at
+/// once than the soft limit would have let it open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_soft_open_file_limit_is_raised_to_the_hard_one() {
+    const SOFT: u64 = 64;
+    const HARD: u64 = 4096;
+    const CONNECTIONS: usize = 300;
+    let nats = NatsServer::start().await;
+    let _worker = ScriptedWorker::start(&nats.url(), ALL_CALLBACKS, Behaviour::reply(ALLOW)).await;
+    let gateway = Gateway::start_with_file_limits(&nats.url(), &[], SOFT, HARD).await;
+    assert_eq!(
+        gateway.file_limits(),
+        (HARD, HARD),
+        "the soft limit was not raised:\n{}",
+        gateway.stderr_log().tail(20)
+    );
+    let mut connections = Vec::with_capacity(CONNECTIONS);
+    for index in 0..CONNECTIONS {
+        let connection = HttpConnection::open(gateway.address())
+            .await
+            .unwrap_or_else(|error| panic!("connection #{index}: {error}"));
+        connections.push(connection);
+    }
+    // Every connection open at once, each with a callback in it.
+    let request = callback();
+    let answers = futures::future::join_all(
+        connections
+            .iter_mut()
+            .map(|connection| connection.send(&request)),
+    )
+    .await;
+    let failures: Vec<String> = answers
+        .into_iter()
+        .enumerate()
+        .filter_map(|(index, answer)| match answer {
+            Ok(response) if response.source() == Some(DecisionSource::Worker.as_str()) => None,
+            Ok(response) => Some(format!("#{index}: {response}")),
+            Err(error) => Some(format!("#{index}: {error}")),
+        })
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} of {CONNECTIONS} connections held at once were not answered by the worker:\n{}\n{}",
+        failures.len(),
+        failures
+            .iter()
+            .take(5)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n"),
+        gateway.stderr_log().tail(20)
+    );
 }
 
 #[tokio::test]

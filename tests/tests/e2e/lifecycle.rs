@@ -151,6 +151,39 @@ async fn a_client_that_stops_halfway_through_its_headers_does_not_hold_the_shutd
     drop(stalled);
 }
 
+/// An idle connection is never closed while it idles, not even by a shutdown: only the
+/// drain bound (the longest budget + 1 s after the gateway stops accepting) ends it, so that a
+/// client holding a connection it never uses cannot hold the exit.
+#[tokio::test]
+async fn an_idle_connection_held_across_sigterm_does_not_hold_the_exit_past_the_drain_bound() {
+    let mut settings = SHORT_BUDGET_SETTINGS.to_vec();
+    settings.push(("GATEWAY_SHUTDOWN_DELAY_MS", "0"));
+    let mut stack = Stack::start(&settings).await;
+    // Connected, never used: no request, so no header timer runs on it.
+    let idle = tokio::net::TcpStream::connect(stack.gateway.address())
+        .await
+        .expect("the gateway accepts a connection");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let terminated = Instant::now();
+    stack.gateway.terminate();
+    let code = stack.gateway.wait_for_exit(EXIT_BOUND).await;
+    // The bound: the 600 ms callback timeout + 1 s, and slack for a loaded machine.
+    let bound = Duration::from_millis(600) + Duration::from_secs(1) + Duration::from_millis(1400);
+    assert_eq!(
+        code,
+        Some(0),
+        "still running {:?} after SIGTERM with an idle connection open:\n{}",
+        terminated.elapsed(),
+        stack.gateway.stderr_log().tail(20)
+    );
+    assert!(
+        terminated.elapsed() < bound,
+        "the drain took {:?}, past {bound:?}",
+        terminated.elapsed()
+    );
+    drop(idle);
+}
+
 #[tokio::test]
 async fn a_new_gateway_takes_the_port_while_the_old_one_drains() {
     let nats = NatsServer::start().await;

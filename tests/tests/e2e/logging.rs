@@ -1,15 +1,19 @@
 //! Logging never holds up an answer: with its stderr a pipe nobody reads (a stuck log
 //! shipper), the gateway goes on answering a stream of callbacks that each log a line (at
 //! debug level), long after the pipe's buffer is full. And a condition that every callback
-//! meets (no worker) is warned about once, not once per callback.
+//! meets (no worker, a worker that never replies, an unknown command, a malformed request) is
+//! warned about once, then counted once per interval, not once per callback.
 
 use std::{process::Stdio, time::Duration};
 
 use openim_gateway_proto::DecisionSource;
-use openim_gateway_tests::{binaries, http, HttpRequest, NatsServer, Stack};
+use openim_gateway_tests::{binaries, http, Behaviour, HttpRequest, NatsServer, Stack};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::{AT_ONCE, SET_MEMBER};
+use crate::{AT_ONCE, SET_MEMBER, SHORT_BUDGET_SETTINGS};
+
+/// How often the gateway reports a condition's count (its `REPORT_INTERVAL`).
+const REPORT_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Each of these callbacks logs a debug line of about 200 bytes (nobody subscribes), so this
 /// many write far more than a pipe's 64 KiB buffer.
@@ -95,6 +99,127 @@ async fn a_condition_every_callback_meets_is_warned_about_once() {
         "40 callbacks without a worker should warn once, then count:\n{}",
         warnings.join("\n")
     );
+}
+
+/// The gateway's WARN lines in `stack`'s stderr that contain `text`.
+fn warnings(stack: &Stack, text: &str) -> Vec<String> {
+    stack
+        .gateway
+        .stderr_log()
+        .lines()
+        .into_iter()
+        .filter(|line| line.contains("WARN") && line.contains(text))
+        .collect()
+}
+
+/// Waits (bounded) until `stack`'s stderr has a WARN line containing `text`.
+async fn wait_for_warning(stack: &Stack, text: &str, bound: Duration) -> Vec<String> {
+    let deadline = std::time::Instant::now() + bound;
+    loop {
+        let found = warnings(stack, text);
+        if !found.is_empty() || std::time::Instant::now() >= deadline {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn callbacks_for_an_unknown_command_are_warned_about_once_with_the_command() {
+    const UNKNOWN: &str = "callbackBeforeSomethingNewCommand";
+    let stack = Stack::start(&[]).await;
+    let request = HttpRequest::openim(
+        "/callbackExample",
+        UNKNOWN,
+        openim_gateway_tests::fixtures::SET_MEMBER_ROLE_ONLY,
+    );
+    for _ in 0..30 {
+        let response = stack.send(&request).await;
+        assert_eq!(response.status, 404, "{:?}", response.text());
+    }
+    // The refusals have been answered; give their log lines a moment to be written.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let warned = warnings(&stack, "does not know");
+    assert_eq!(
+        warned.len(),
+        1,
+        "30 callbacks for an unknown command should warn once, then count:\n{}",
+        stack.gateway.stderr_log().tail(40)
+    );
+    assert!(
+        warned[0].contains(UNKNOWN),
+        "the command is named: {}",
+        warned[0]
+    );
+}
+
+#[tokio::test]
+async fn malformed_requests_are_warned_about_once() {
+    let stack = Stack::start(&[]).await;
+    let request = HttpRequest::openim("/callbackExample", SET_MEMBER, b"not json".as_slice());
+    for _ in 0..30 {
+        let response = stack.send(&request).await;
+        assert_eq!(response.status, 400, "{:?}", response.text());
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let warned = warnings(&stack, "refused as malformed");
+    assert_eq!(
+        warned.len(),
+        1,
+        "30 malformed requests should warn once, then count:\n{}",
+        stack.gateway.stderr_log().tail(40)
+    );
+    assert!(
+        warned[0].contains("not_json"),
+        "the reason is named: {}",
+        warned[0]
+    );
+}
+
+/// A worker that never replies: the first timeout is warned about at once, the rest are
+/// counted, and the count comes in one line when the interval ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timeouts_are_warned_about_once_then_counted_once_per_interval() {
+    const CALLBACKS: usize = 6;
+    const TIMED_OUT: &str = "no worker reply before the deadline";
+    let started = std::time::Instant::now();
+    let stack = Stack::start(&SHORT_BUDGET_SETTINGS).await;
+    let _hung = stack.scripted(Behaviour::Hang).await;
+    let request = HttpRequest::openim(
+        "/callbackExample",
+        SET_MEMBER,
+        openim_gateway_tests::fixtures::SET_MEMBER_ROLE_ONLY,
+    );
+    let answers = futures::future::join_all(
+        (0..CALLBACKS).map(|_| http::send(stack.gateway.address(), &request)),
+    )
+    .await;
+    for answer in answers {
+        let response = answer.expect("the gateway answers");
+        assert_eq!(response.source(), Some(DecisionSource::Timeout.as_str()));
+    }
+    assert!(
+        started.elapsed() < REPORT_INTERVAL / 2,
+        "the callbacks took too long to fit in the first interval: {:?}",
+        started.elapsed()
+    );
+    let first = warnings(&stack, TIMED_OUT);
+    assert_eq!(
+        first.len(),
+        1,
+        "{CALLBACKS} timeouts before the interval ends should warn once:\n{}",
+        stack.gateway.stderr_log().tail(40)
+    );
+    let count = format!("{CALLBACKS} occurrences in the last interval");
+    let counted = wait_for_warning(&stack, &count, REPORT_INTERVAL + Duration::from_secs(5)).await;
+    assert_eq!(
+        counted.len(),
+        1,
+        "one line with the count after the interval:\n{}",
+        stack.gateway.stderr_log().tail(40)
+    );
+    assert!(counted[0].contains(TIMED_OUT), "{}", counted[0]);
+    assert_eq!(warnings(&stack, TIMED_OUT).len(), 2);
 }
 
 /// With `GATEWAY_LOG_FORMAT=json` every stderr line is one JSON object, and at debug each
