@@ -52,6 +52,8 @@ pub const GATEWAY_MAX_INFLIGHT: &str = "GATEWAY_MAX_INFLIGHT";
 pub const GATEWAY_MAX_CONNECTIONS: &str = "GATEWAY_MAX_CONNECTIONS";
 /// A JetStream stream that stores after-callbacks before they are acknowledged.
 pub const GATEWAY_AFTER_STREAM: &str = "GATEWAY_AFTER_STREAM";
+/// `on` or `off`: hand the listening socket to a new gateway on the same address.
+pub const GATEWAY_HANDOVER: &str = "GATEWAY_HANDOVER";
 /// The tracing filter.
 pub const RUST_LOG: &str = "RUST_LOG";
 /// The path of the policy file (TOML): per-command modes, defaults and timeouts.
@@ -85,6 +87,7 @@ pub const ALL_SETTINGS: &[&str] = &[
     GATEWAY_MAX_INFLIGHT,
     GATEWAY_MAX_CONNECTIONS,
     GATEWAY_AFTER_STREAM,
+    GATEWAY_HANDOVER,
     RUST_LOG,
     GATEWAY_LOG_FORMAT,
 ];
@@ -216,6 +219,11 @@ pub const SETTING_DOCS: &[SettingDoc] = &[
         variable: GATEWAY_AFTER_STREAM,
         default: "unset",
         rule: "a JetStream stream name (letters, digits, - and _): after-callbacks are stored there (created when missing) and acknowledged once stored",
+    },
+    SettingDoc {
+        variable: GATEWAY_HANDOVER,
+        default: "on",
+        rule: "on or off: on, a new gateway started on the same GATEWAY_LISTEN takes this one's listening socket (same user, Linux), and this one drains and exits by itself; off, a new gateway binds a socket of its own beside it",
     },
     SettingDoc {
         variable: RUST_LOG,
@@ -449,6 +457,9 @@ pub struct Config {
     pub max_connections: usize,
     /// The JetStream stream after-callbacks are stored in, when set.
     pub after_stream: Option<String>,
+    /// Take the listening socket from a gateway running on the same address, and hand it to
+    /// a newer one.
+    pub handover: bool,
     /// The tracing filter directive (`RUST_LOG`).
     pub log_filter: String,
     /// Text or JSON lines.
@@ -705,6 +716,14 @@ impl Config {
                     None
                 }
             });
+        let handover = match setting(GATEWAY_HANDOVER, "on") {
+            handover if handover.value == "on" => Some(true),
+            handover if handover.value == "off" => Some(false),
+            handover => {
+                errors.fail(handover.invalid("must be on or off"));
+                None
+            }
+        };
         let log_filter = setting(RUST_LOG, "info");
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&log_filter.value) {
             errors.fail(log_filter.invalid(&format!(
@@ -823,6 +842,7 @@ impl Config {
                 max_inflight: max_inflight as usize,
                 max_connections: max_connections as usize,
                 after_stream,
+                handover: handover.unwrap_or(true),
                 log_filter: log_filter.value,
                 log_format: log_format.unwrap_or(LogFormat::Text),
                 openim_webhooks,
@@ -1166,6 +1186,7 @@ mod tests {
         assert_eq!(config.shutdown_delay, Duration::from_millis(5000));
         assert_eq!(config.max_inflight, 10_000);
         assert_eq!(config.max_connections, 10_000);
+        assert!(config.handover);
         assert_eq!(config.nats.servers.len(), 1);
     }
 
@@ -1220,6 +1241,7 @@ mod tests {
             (GATEWAY_AFTER_STREAM, "openim.after"),
             (GATEWAY_AFTER_STREAM, "a b"),
             (GATEWAY_LOG_FORMAT, "yaml"),
+            (GATEWAY_HANDOVER, "yes"),
         ];
         for (variable, value) in cases {
             let error = config(&[(variable, value)]).expect_err(&format!("{variable}={value}"));
