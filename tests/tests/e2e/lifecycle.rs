@@ -1,7 +1,9 @@
 //! Start, stop, upgrade and overload, the way a deployment meets them: the first callback
 //! after a start is decided by a worker, SIGTERM keeps answering through the shutdown delay
-//! and ends with exit 0 whatever clients do, a new gateway takes the port while the old one
-//! drains, and past the in-flight bound the default comes at once.
+//! and ends with exit 0 whatever clients do, a new gateway takes the listening socket over
+//! under churn while the old one drains and exits by itself without failing a callback, a new
+//! gateway that fails to start leaves the running one alone, and past the in-flight bound the
+//! default comes at once.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
