@@ -54,6 +54,8 @@ pub const GATEWAY_MAX_CONNECTIONS: &str = "GATEWAY_MAX_CONNECTIONS";
 pub const GATEWAY_AFTER_STREAM: &str = "GATEWAY_AFTER_STREAM";
 /// The size of the after-callback stream the gateway creates: past it the oldest are dropped.
 pub const GATEWAY_AFTER_STREAM_MAX_BYTES: &str = "GATEWAY_AFTER_STREAM_MAX_BYTES";
+/// `on` or `off`: hand the listening socket to a new gateway on the same address.
+pub const GATEWAY_HANDOVER: &str = "GATEWAY_HANDOVER";
 /// The tracing filter.
 pub const RUST_LOG: &str = "RUST_LOG";
 /// The path of the policy file (TOML): per-command modes, defaults and timeouts.
@@ -88,6 +90,7 @@ pub const ALL_SETTINGS: &[&str] = &[
     GATEWAY_MAX_CONNECTIONS,
     GATEWAY_AFTER_STREAM,
     GATEWAY_AFTER_STREAM_MAX_BYTES,
+    GATEWAY_HANDOVER,
     RUST_LOG,
     GATEWAY_LOG_FORMAT,
 ];
@@ -224,6 +227,11 @@ pub const SETTING_DOCS: &[SettingDoc] = &[
         variable: GATEWAY_AFTER_STREAM_MAX_BYTES,
         default: "1073741824",
         rule: "at least 1048576: the size of the after-callback stream when the gateway creates it; past it (or 7 days) the oldest are dropped; an existing stream keeps its own",
+    },
+    SettingDoc {
+        variable: GATEWAY_HANDOVER,
+        default: "on",
+        rule: "on or off: on, a new gateway started on the same GATEWAY_LISTEN takes this one's listening socket (same user, Linux), and this one drains and exits by itself; off, a new gateway binds a socket of its own beside it",
     },
     SettingDoc {
         variable: RUST_LOG,
@@ -464,6 +472,9 @@ pub struct Config {
     pub after_stream: Option<String>,
     /// The `max_bytes` of the after-callback stream when the gateway creates it.
     pub after_stream_max_bytes: u64,
+    /// Take the listening socket from a gateway running on the same address, and hand it to
+    /// a newer one.
+    pub handover: bool,
     /// The tracing filter directive (`RUST_LOG`).
     pub log_filter: String,
     /// Text or JSON lines.
@@ -727,6 +738,14 @@ impl Config {
             )
             .integer_in(MIN_AFTER_STREAM_MAX_BYTES..=u64::MAX, ""),
         );
+        let handover = match setting(GATEWAY_HANDOVER, "on") {
+            handover if handover.value == "on" => Some(true),
+            handover if handover.value == "off" => Some(false),
+            handover => {
+                errors.fail(handover.invalid("must be on or off"));
+                None
+            }
+        };
         let log_filter = setting(RUST_LOG, "info");
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&log_filter.value) {
             errors.fail(log_filter.invalid(&format!(
@@ -847,6 +866,7 @@ impl Config {
                 after_stream,
                 after_stream_max_bytes: after_stream_max_bytes
                     .unwrap_or(DEFAULT_AFTER_STREAM_MAX_BYTES),
+                handover: handover.unwrap_or(true),
                 log_filter: log_filter.value,
                 log_format: log_format.unwrap_or(LogFormat::Text),
                 openim_webhooks,
@@ -1190,6 +1210,7 @@ mod tests {
         assert_eq!(config.shutdown_delay, Duration::from_millis(5000));
         assert_eq!(config.max_inflight, 10_000);
         assert_eq!(config.max_connections, 10_000);
+        assert!(config.handover);
         assert_eq!(config.nats.servers.len(), 1);
     }
 
@@ -1247,6 +1268,7 @@ mod tests {
             (GATEWAY_AFTER_STREAM_MAX_BYTES, "-1"),
             (GATEWAY_AFTER_STREAM_MAX_BYTES, "1G"),
             (GATEWAY_LOG_FORMAT, "yaml"),
+            (GATEWAY_HANDOVER, "yes"),
         ];
         for (variable, value) in cases {
             let error = config(&[(variable, value)]).expect_err(&format!("{variable}={value}"));

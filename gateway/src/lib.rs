@@ -1,9 +1,10 @@
 //! openim-gateway: OpenIM callbacks in, NATS requests out, a decision back in time.
 //!
 //! `main` only wires the parts: [`config::Config`] is parsed first, then
-//! [`Gateway::build`] binds the listener and starts connecting to NATS, then
-//! [`Gateway::run`] serves until the shutdown future completes. Tests call the same seam on
-//! port 0.
+//! [`Gateway::build`] connects to NATS and then takes the listening socket over from a
+//! gateway running on the same address (or binds one), then [`Gateway::run`] serves until
+//! the shutdown future completes or a newer gateway takes the socket. Tests call the same
+//! seam on port 0.
 
 mod command_fields;
 pub mod conditions;
@@ -13,6 +14,8 @@ pub mod decision;
 #[cfg(test)]
 mod fidelity_props;
 pub mod forward;
+#[cfg(target_os = "linux")]
+pub mod handover;
 pub mod http;
 pub mod metrics;
 pub mod nats_settings;
@@ -94,6 +97,8 @@ impl Reloader {
 #[derive(Debug)]
 pub struct Gateway {
     listener: TcpListener,
+    /// The handover endpoint's name, served while the gateway accepts (`GATEWAY_HANDOVER`).
+    handover: Option<String>,
     state: Arc<AppState>,
     /// From SIGTERM to no longer accepting (`GATEWAY_SHUTDOWN_DELAY_MS`).
     shutdown_delay: Duration,
@@ -106,17 +111,17 @@ pub struct Gateway {
 }
 
 impl Gateway {
-    /// Binds the listener, connects to NATS and returns once connected, or after
-    /// [`FIRST_CONNECT_WAIT`] if NATS is not reachable: then callbacks get the default
-    /// decision and `/readyz` says 503 until it is.
+    /// Connects to NATS (returning once connected, or after [`FIRST_CONNECT_WAIT`] if NATS
+    /// is not reachable: then callbacks get the default decision and `/readyz` says 503
+    /// until it is), then, with everything else ready, opens the listener.
     ///
-    /// The listener is bound with `SO_REUSEPORT`, so that a new gateway can take the port
-    /// while an old one still drains (an upgrade that refuses no connection).
+    /// The listener is the running gateway's own listening socket when one serves the same
+    /// address and hands it over (`GATEWAY_HANDOVER`, see [`handover`]): the old one then
+    /// drains and exits by itself, and no queued connection is reset. Otherwise a new socket
+    /// is bound, with `SO_REUSEPORT`, so that a new gateway can still share the port while an
+    /// old one drains. Every check that can stop the start comes before: a new gateway that
+    /// fails to start leaves the running one serving, untouched.
     pub async fn build(config: Config) -> Result<Self, BuildError> {
-        let listener = listen(config.listen).map_err(|source| BuildError::Bind {
-            address: config.listen,
-            source,
-        })?;
         let metrics = Arc::new(Metrics::new());
         let forwarder =
             Forwarder::connect(&config.nats, &config.subject_prefix, Arc::clone(&metrics)).await?;
@@ -163,8 +168,16 @@ impl Gateway {
             header_timeout: config.callback_timeout,
         };
         let state = Arc::new(AppState::new(&config, forwarder, Arc::clone(&metrics)));
+        let handover = handover_name(&config);
+        let listener = open_listener(config.listen, handover.as_deref())
+            .await
+            .map_err(|source| BuildError::Bind {
+                address: config.listen,
+                source,
+            })?;
         Ok(Self {
             listener,
+            handover,
             state,
             shutdown_delay: config.shutdown_delay,
             drain_bound: config.longest_timeout() + DRAIN_SLACK,
@@ -183,25 +196,42 @@ impl Gateway {
         self.listener.local_addr()
     }
 
-    /// Serves until `shutdown` completes, then drains:
+    /// Serves until `shutdown` completes or a new gateway takes the listening socket over,
+    /// then drains:
     /// 1. at once, `/readyz` answers 503 and every answer carries `Connection: close`, so
     ///    that clients move to a new connection (to a new gateway, after an upgrade);
     /// 2. for the shutdown delay, it goes on accepting and answering as before;
     /// 3. then it stops accepting, finishes the callbacks in flight (each bounded by its
     ///    deadline; the whole step by the longest budget, whatever clients do) and drains
     ///    the NATS connection.
+    ///
+    /// The handover endpoint is served until the gateway stops accepting (during the shutdown
+    /// delay too, so that a gateway started after a SIGTERM still takes the socket), and its
+    /// descriptor of the socket is closed at the same moment as the accept loop's.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> io::Result<()> {
         let state = Arc::clone(&self.state);
         let (stopped_accepting, stop_accepted) = tokio::sync::oneshot::channel();
+        let (handed_over, taken) = tokio::sync::oneshot::channel::<()>();
+        let endpoint = self
+            .handover
+            .clone()
+            .and_then(|name| serve_handover(name, &self.listener, handed_over));
         let shutdown_delay = self.shutdown_delay;
         let stop_accepting = async move {
-            shutdown.await;
+            tokio::select! {
+                () = shutdown => {}
+                Ok(()) = taken => {}
+            }
             state.start_draining();
             tracing::info!(
                 delay_ms = shutdown_delay.as_millis() as u64,
                 "shutting down: /readyz is 503, still answering during the shutdown delay"
             );
             tokio::time::sleep(shutdown_delay).await;
+            if let Some(endpoint) = endpoint {
+                endpoint.abort();
+                let _ = endpoint.await;
+            }
             tracing::info!("no longer accepting connections: finishing the callbacks in flight");
             let _ = stopped_accepting.send(());
         };
@@ -324,6 +354,68 @@ fn connection_bound(configured: usize) -> usize {
     } else {
         configured
     }
+}
+
+/// The handover endpoint's name, when `GATEWAY_HANDOVER` is on and the port is not 0.
+#[cfg(target_os = "linux")]
+fn handover_name(config: &Config) -> Option<String> {
+    config
+        .handover
+        .then(|| handover::name(config.listen))
+        .flatten()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn handover_name(_config: &Config) -> Option<String> {
+    None
+}
+
+/// The running gateway's listening socket, handed over through the endpoint `handover`
+/// names, or else a new one.
+async fn open_listener(address: SocketAddr, handover: Option<&str>) -> io::Result<TcpListener> {
+    #[cfg(target_os = "linux")]
+    if let Some(name) = handover {
+        if let Some(listener) = handover::take_over(name, address).await {
+            return TcpListener::from_std(listener);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = handover;
+    listen(address)
+}
+
+/// Serves the handover endpoint `name` for `listener` in a task of its own; `handed_over`
+/// is sent once a new gateway holds the socket. Aborting the task releases the name and the
+/// endpoint's descriptor of the socket.
+#[cfg(target_os = "linux")]
+fn serve_handover(
+    name: String,
+    listener: &TcpListener,
+    handed_over: tokio::sync::oneshot::Sender<()>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    use std::os::fd::AsFd;
+    let socket = match listener.as_fd().try_clone_to_owned() {
+        Ok(socket) => socket,
+        Err(error) => {
+            tracing::warn!(%error, "cannot serve the handover endpoint: the next upgrade shares the port instead");
+            return None;
+        }
+    };
+    Some(tokio::spawn(async move {
+        if let Some(endpoint) = handover::Endpoint::bind(name, socket).await {
+            endpoint.serve().await;
+            let _ = handed_over.send(());
+        }
+    }))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn serve_handover(
+    _name: String,
+    _listener: &TcpListener,
+    _handed_over: tokio::sync::oneshot::Sender<()>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    None
 }
 
 /// A listening socket on `address` with `SO_REUSEPORT` and an explicit backlog.

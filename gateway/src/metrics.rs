@@ -118,6 +118,10 @@ pub struct Metrics {
     accept_errors: Counter,
     /// Connections closed at once because every connection was busy at the bound.
     connections_refused: Counter,
+    /// HTTP connections open right now.
+    open_connections: Gauge,
+    /// Idle connections closed to make room at the bound.
+    connections_evicted: Counter,
     /// Shadow-mode callbacks by how the worker's decision compared with the default.
     shadow: Family<ShadowLabels, Counter>,
 }
@@ -153,6 +157,8 @@ impl Metrics {
         let invalid_replies = Family::<InvalidReplyLabels, Counter>::default();
         let accept_errors = Counter::default();
         let connections_refused = Counter::default();
+        let open_connections = Gauge::default();
+        let connections_evicted = Counter::default();
         let shadow = Family::<ShadowLabels, Counter>::default();
         registry.register(
             "callbacks",
@@ -210,6 +216,16 @@ impl Metrics {
             connections_refused.clone(),
         );
         registry.register(
+            "open_connections",
+            "HTTP connections open right now (bounded by GATEWAY_MAX_CONNECTIONS)",
+            open_connections.clone(),
+        );
+        registry.register(
+            "connections_evicted",
+            "Idle connections closed to make room for a new one at GATEWAY_MAX_CONNECTIONS",
+            connections_evicted.clone(),
+        );
+        registry.register(
             "shadow_decisions",
             "Callbacks of commands in shadow mode, by how the worker's decision compared with the default answered instead (agree, disagree, no_decision)",
             shadow.clone(),
@@ -256,6 +272,8 @@ impl Metrics {
             invalid_replies,
             accept_errors,
             connections_refused,
+            open_connections,
+            connections_evicted,
             shadow,
         }
     }
@@ -360,6 +378,17 @@ impl Metrics {
         self.connections_refused.inc();
     }
 
+    /// Counts an open HTTP connection until the guard drops.
+    pub fn connection_opened(&self) -> OpenConnection {
+        self.open_connections.inc();
+        OpenConnection(self.open_connections.clone())
+    }
+
+    /// An idle connection was closed to make room for a new one at the bound.
+    pub fn connection_evicted(&self) {
+        self.connections_evicted.inc();
+    }
+
     /// The connection to NATS is down.
     pub fn nats_disconnected(&self) {
         self.nats_connected.set(0);
@@ -392,6 +421,16 @@ impl InflightGuard<'_> {
 impl Drop for InflightGuard<'_> {
     fn drop(&mut self) {
         self.gauge.dec();
+    }
+}
+
+/// An open HTTP connection: decrements the gauge when dropped.
+#[derive(Debug)]
+pub struct OpenConnection(Gauge);
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 

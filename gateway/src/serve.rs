@@ -8,6 +8,9 @@
 //! - **Connections are bounded.** At the bound, the connection idle the longest makes room,
 //!   so that a callback on a fresh connection is still answered; a connection is refused only
 //!   when none is idle.
+//! - **Open connections and evictions are counted**
+//!   (`openim_gateway_open_connections`, `openim_gateway_connections_evicted_total`): an
+//!   evicted idle OpenIM connection can fail an operation if OpenIM picks it at that moment.
 //! - **Accept errors are logged and counted** (at the open-file limit, accept fails and the
 //!   callbacks waiting in the backlog are late while every other metric looks fine).
 //! - **A request hyper cannot parse** (malformed, too many or too large headers) gets a
@@ -24,7 +27,7 @@ use std::{
     future::Future,
     pin::Pin,
     sync::{
-        atomic::{AtomicU64, AtomicU8, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering},
         Arc, Mutex, PoisonError,
     },
     task::{Context, Poll},
@@ -83,6 +86,9 @@ struct Connection {
     request_started: Notify,
     /// Asks the connection to close (to make room for a new one).
     evict: Notify,
+    /// Asked to close and not closed yet: it no longer counts against the bound, and is not
+    /// picked again.
+    evicting: AtomicBool,
     /// The server's clock origin.
     epoch: Instant,
 }
@@ -94,6 +100,7 @@ impl Connection {
             since_ms: AtomicU64::new(0),
             request_started: Notify::new(),
             evict: Notify::new(),
+            evicting: AtomicBool::new(false),
             epoch,
         };
         connection.stamp();
@@ -178,11 +185,16 @@ impl Registry {
     /// idle the longest when at `bound`; `None` when every connection is busy.
     fn admit(self: &Arc<Self>, bound: usize, epoch: Instant) -> Option<Registered> {
         let mut connections = self.lock();
-        if connections.len() >= bound {
+        let evicting = |connection: &&Arc<Connection>| connection.evicting.load(Ordering::Relaxed);
+        let closing = connections.values().filter(evicting).count();
+        if connections.len() - closing >= bound {
+            // One already asked to close is not picked again: a burst of new connections
+            // makes room for each of them, not once for all.
             let oldest_idle = connections
                 .values()
-                .filter(|connection| connection.phase() == Phase::Idle)
+                .filter(|connection| connection.phase() == Phase::Idle && !evicting(connection))
                 .min_by_key(|connection| connection.since_ms.load(Ordering::Relaxed))?;
+            oldest_idle.evicting.store(true, Ordering::Relaxed);
             oldest_idle.evict.notify_one();
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -219,6 +231,11 @@ impl Drop for Registered {
 
 /// Serves `router` on `listener` until `stop` completes, then stops accepting and returns
 /// once every open connection has closed (the caller bounds that wait).
+///
+/// Stopping drops this process's descriptor of the listening socket. After a handover the
+/// new gateway holds another descriptor of the same socket, so the socket stays open and the
+/// connections queued on it are accepted there; without one, the socket closes and Linux
+/// resets what is still queued on it.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -259,6 +276,7 @@ pub async fn serve(
             limits.header_timeout,
             Arc::clone(&protocol_error),
             registered,
+            Arc::clone(&metrics),
         ));
     }
     drop(listener);
@@ -278,7 +296,9 @@ async fn serve_connection(
     header_timeout: Duration,
     protocol_error: ProtocolErrorAnswer,
     registered: Registered,
+    metrics: Arc<Metrics>,
 ) {
+    let _open = metrics.connection_opened();
     let connection = Arc::clone(&registered.connection);
     let io = TokioIo::new(Watched {
         stream,
@@ -307,6 +327,7 @@ async fn serve_connection(
             tracing::debug!("a request's headers took too long: closing its connection");
         }
         () = evicted(&connection) => {
+            metrics.connection_evicted();
             tracing::debug!("closing the connection idle the longest to make room");
         }
     }
@@ -320,6 +341,8 @@ async fn evicted(connection: &Connection) {
         if connection.phase() == Phase::Idle {
             return;
         }
+        // A request came in first: it stays, and counts again.
+        connection.evicting.store(false, Ordering::Relaxed);
     }
 }
 
@@ -442,10 +465,27 @@ mod tests {
         tokio::pin!(evicted);
         assert!(futures::FutureExt::now_or_never(evicted).is_some());
         first.connection.set(Phase::Handling);
+        first.connection.evicting.store(false, Ordering::Relaxed);
         drop(third);
         assert!(
             registry.admit(2, epoch).is_none(),
             "every connection busy: refused"
         );
+    }
+
+    #[test]
+    fn a_burst_at_the_bound_makes_room_once_per_new_connection() {
+        let registry = Arc::new(Registry::default());
+        let epoch = Instant::now();
+        let _idle: Vec<_> = (0..3).map(|_| registry.admit(3, epoch).unwrap()).collect();
+        // Two new connections before any evicted one has closed: two distinct ones go.
+        let _fourth = registry.admit(3, epoch).unwrap();
+        let _fifth = registry.admit(3, epoch).unwrap();
+        let asked = registry
+            .lock()
+            .values()
+            .filter(|connection| connection.evicting.load(Ordering::Relaxed))
+            .count();
+        assert_eq!(asked, 2);
     }
 }

@@ -11,7 +11,7 @@ use openim_gateway_proto::{headers, DecisionSource};
 use openim_gateway_tests::fixtures::{AFTER_SET_MEMBER, SET_MEMBER_ROLE_ONLY};
 use openim_gateway_tests::scratch::Scratch;
 use openim_gateway_tests::{
-    http, Behaviour, Gateway, HttpConnection, HttpRequest, NatsServer, ScriptedWorker,
+    http, metrics, Behaviour, Gateway, HttpConnection, HttpRequest, NatsServer, ScriptedWorker,
     ALL_CALLBACKS,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -126,6 +126,19 @@ async fn at_the_connection_bound_the_longest_idle_connection_makes_room() {
         Some(DecisionSource::Worker.as_str()),
         "{response}"
     );
+    // An operator sees how close the bound is, and each idle connection closed for room.
+    let samples = metrics::parse(&http::get(address, "/metrics").await.text());
+    let open = metrics::sum(&samples, "openim_gateway_open_connections", &[]);
+    assert!(
+        (100.0..=137.0).contains(&open),
+        "open_connections {open} with 136 allowed"
+    );
+    let evicted = metrics::sum(&samples, "openim_gateway_connections_evicted_total", &[]);
+    assert!(
+        evicted >= (260 - 136) as f64,
+        "connections_evicted_total {evicted}"
+    );
+    drop(idle);
 }
 
 #[tokio::test]

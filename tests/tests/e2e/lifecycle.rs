@@ -1,20 +1,26 @@
 //! Start, stop, upgrade and overload, the way a deployment meets them: the first callback
 //! after a start is decided by a worker, SIGTERM keeps answering through the shutdown delay
-//! and ends with exit 0 whatever clients do, a new gateway takes the port while the old one
-//! drains, and past the in-flight bound the default comes at once.
+//! and ends with exit 0 whatever clients do, a new gateway takes the listening socket over
+//! under churn while the old one drains and exits by itself without failing a callback, a new
+//! gateway that fails to start leaves the running one alone, and past the in-flight bound the
+//! default comes at once.
 
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use openim_gateway_proto::DecisionSource;
 use openim_gateway_tests::fixtures::SET_MEMBER_ROLE_ONLY;
 use openim_gateway_tests::nats::free_port;
+use openim_gateway_tests::scratch::Scratch;
 use openim_gateway_tests::{
     http, Behaviour, Gateway, HttpConnection, HttpRequest, NatsServer, ScriptedWorker, Stack,
     ALL_CALLBACKS,
 };
 
-use crate::{AT_ONCE, LATE_SLACK, SET_MEMBER, SHORT_BUDGET, SHORT_BUDGET_SETTINGS};
+use crate::{AT_ONCE, DEFAULT_BUDGET, LATE_SLACK, SET_MEMBER, SHORT_BUDGET, SHORT_BUDGET_SETTINGS};
 
 const ALLOW: &str = r#"{"actionCode":0,"nextCode":0}"#;
 /// How long a gateway may take to exit once it should.
@@ -184,68 +190,252 @@ async fn an_idle_connection_held_across_sigterm_does_not_hold_the_exit_past_the_
     drop(idle);
 }
 
-#[tokio::test]
-async fn a_new_gateway_takes_the_port_while_the_old_one_drains() {
+/// Callbacks sent without pause, for as long as the load runs: most tasks open a new
+/// connection per callback (the churn that fills a listening socket's accept queue), the
+/// others keep theirs alive as OpenIM does and open a new one when an answer says
+/// `Connection: close`.
+struct Load {
+    running: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<Tally>>,
+}
+
+/// What one load task saw.
+#[derive(Debug, Default)]
+struct Tally {
+    answered: usize,
+    /// Transport errors (refused, reset, closed before an answer) and wrong answers.
+    failures: Vec<String>,
+}
+
+/// Tasks opening a new connection per callback, and tasks keeping theirs alive.
+const CHURNING_TASKS: usize = 32;
+const KEPT_ALIVE_TASKS: usize = 4;
+
+impl Load {
+    fn start(address: SocketAddr, budget: Duration) -> Self {
+        let running = Arc::new(AtomicBool::new(true));
+        let mut tasks = Vec::new();
+        for _ in 0..CHURNING_TASKS {
+            let running = Arc::clone(&running);
+            tasks.push(tokio::spawn(async move {
+                let mut tally = Tally::default();
+                while running.load(Ordering::Relaxed) {
+                    let answer = http::send(address, &callback()).await;
+                    tally.record(
+                        answer.map_err(|error| format!("new connection: {error}")),
+                        budget,
+                    );
+                }
+                tally
+            }));
+        }
+        for _ in 0..KEPT_ALIVE_TASKS {
+            let running = Arc::clone(&running);
+            tasks.push(tokio::spawn(async move {
+                let mut tally = Tally::default();
+                let mut connection = None;
+                while running.load(Ordering::Relaxed) {
+                    if connection.is_none() {
+                        match HttpConnection::open(address).await {
+                            Ok(opened) => connection = Some(opened),
+                            Err(error) => {
+                                tally.failures.push(format!("connecting: {error}"));
+                                continue;
+                            }
+                        }
+                    }
+                    let Some(open) = connection.as_mut() else {
+                        continue;
+                    };
+                    let answer = open.send(&callback()).await;
+                    let closing = answer.as_ref().map_or(true, |response| {
+                        response.header("connection") == Some("close")
+                    });
+                    if closing {
+                        connection = None;
+                    }
+                    tally.record(
+                        answer.map_err(|error| format!("kept-alive connection: {error}")),
+                        budget,
+                    );
+                }
+                tally
+            }));
+        }
+        Self { running, tasks }
+    }
+
+    async fn stop(self) -> Tally {
+        self.running.store(false, Ordering::Relaxed);
+        let mut total = Tally::default();
+        for task in self.tasks {
+            let tally = task.await.expect("load task");
+            total.answered += tally.answered;
+            total.failures.extend(tally.failures);
+        }
+        total
+    }
+}
+
+impl Tally {
+    fn record(&mut self, answer: Result<http::HttpResponse, String>, budget: Duration) {
+        match answer {
+            Ok(response)
+                if response.status == 200
+                    && response.source() == Some(DecisionSource::Worker.as_str())
+                    && response.elapsed <= budget + LATE_SLACK =>
+            {
+                self.answered += 1;
+            }
+            Ok(response) => self.failures.push(format!(
+                "late or not the worker's ({:?}): {response}",
+                response.elapsed
+            )),
+            Err(error) => self.failures.push(error),
+        }
+    }
+}
+
+/// Two upgrades under churn: `old` to `new`, then `new` to `newest`, all on one address.
+/// With `GATEWAY_HANDOVER=on` each new gateway takes the listening socket and the one before
+/// drains and exits 0 by itself (a SIGTERM during that drain changes nothing); with `off`
+/// the old one is sent SIGTERM once the new one listens, as before the handover existed.
+/// Returns what the load saw.
+async fn upgrade_twice_under_churn(handover: &str) -> Tally {
     let nats = NatsServer::start().await;
     let _worker = ScriptedWorker::start(&nats.url(), ALL_CALLBACKS, Behaviour::reply(ALLOW)).await;
     let listen = format!("127.0.0.1:{}", free_port());
-    let settings = [
+    let mut settings = SHORT_BUDGET_SETTINGS.to_vec();
+    settings.extend([
         ("GATEWAY_LISTEN", listen.as_str()),
         ("GATEWAY_SHUTDOWN_DELAY_MS", "1000"),
-    ];
+        ("GATEWAY_HANDOVER", handover),
+    ]);
     let mut old = Gateway::start(&nats.url(), &settings).await;
     let address = old.address();
-    // OpenIM keeps its connections alive: one of them is in use when the upgrade starts.
-    let mut kept_alive = HttpConnection::open(address).await.expect("connects");
-    assert_eq!(
-        kept_alive.send(&callback()).await.expect("answered").status,
-        200
-    );
-
-    let new = Gateway::start(&nats.url(), &settings).await;
-    assert_eq!(new.address(), address, "the new gateway took another port");
-    old.terminate();
-    let mut failures = Vec::new();
-    let mut answered = 0;
-    let until = Instant::now() + Duration::from_millis(2500);
-    while Instant::now() < until {
-        // A client like OpenIM's: reuse the connection while the server keeps it, open a
-        // new one when the server said `Connection: close`.
-        match kept_alive.send(&callback()).await {
-            Ok(response) if response.status == 200 => {
-                answered += 1;
-                if response.header("connection") == Some("close") {
-                    kept_alive = match HttpConnection::open(address).await {
-                        Ok(connection) => connection,
-                        Err(error) => {
-                            failures.push(format!("reconnecting: {error}"));
-                            break;
-                        }
-                    };
-                }
+    let load = Load::start(address, SHORT_BUDGET);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut exits = Vec::new();
+    for upgrade in 0..2 {
+        let new = Gateway::start(&nats.url(), &settings).await;
+        assert_eq!(new.address(), address, "the new gateway took another port");
+        if handover == "on" {
+            assert!(
+                logged(&old, HANDED_OVER).await,
+                "upgrade #{upgrade}: the old gateway did not log the handover\n{}",
+                old.stderr_log().tail(20)
+            );
+            assert!(
+                logged(&new, TOOK_OVER).await,
+                "upgrade #{upgrade}: the new gateway did not log the takeover\n{}",
+                new.stderr_log().tail(20)
+            );
+            if upgrade == 1 {
+                // Already draining: a service manager's SIGTERM on top changes nothing.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                old.terminate();
             }
-            Ok(response) => failures.push(format!("{response}")),
-            Err(error) => failures.push(error),
+        } else {
+            old.terminate();
         }
-        match http::send(address, &callback()).await {
-            Ok(response) if response.status == 200 => answered += 1,
-            Ok(response) => failures.push(format!("{response}")),
-            Err(error) => failures.push(format!("fresh connection: {error}")),
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        exits.push(old.wait_for_exit(EXIT_BOUND).await);
+        old = new;
     }
-    assert!(
-        failures.is_empty(),
-        "{} of {} callbacks failed during the upgrade:\n{}\nold gateway:\n{}",
-        failures.len(),
-        failures.len() + answered,
-        failures.join("\n"),
-        old.stderr_log().tail(20)
-    );
-    assert_eq!(old.wait_for_exit(EXIT_BOUND).await, Some(0));
+    // The last drain's stop-accepting instant is behind: a little more load after it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let tally = load.stop().await;
+    assert_eq!(exits, [Some(0), Some(0)], "{}", old.stderr_log().tail(20));
     let after = http::send(address, &callback()).await.expect("answered");
     assert_eq!(after.source(), Some(DecisionSource::Worker.as_str()));
-    drop(new);
+    tally
+}
+
+/// Whether `gateway` logs a line with `text` within a few seconds.
+async fn logged(gateway: &Gateway, text: &str) -> bool {
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        if gateway.stderr_log().all().contains(text) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+/// The old gateway's line once a new one holds its listening socket.
+const HANDED_OVER: &str = "handed the listening socket to a new gateway";
+/// The new gateway's line once it holds the socket.
+const TOOK_OVER: &str = "took over the listening socket from the running gateway";
+
+#[tokio::test]
+async fn an_upgrade_under_churn_hands_the_socket_over_and_fails_no_callback() {
+    let tally = upgrade_twice_under_churn("on").await;
+    assert!(
+        tally.failures.is_empty(),
+        "{} of {} callbacks failed across two upgrades:\n{}",
+        tally.failures.len(),
+        tally.failures.len() + tally.answered,
+        tally.failures.join("\n")
+    );
+    // Enough callbacks that the accept queue was never empty around the upgrades.
+    assert!(
+        tally.answered > 1000,
+        "only {} callbacks answered",
+        tally.answered
+    );
+}
+
+#[tokio::test]
+async fn a_new_gateway_that_fails_to_start_leaves_the_running_one_untouched() {
+    let scratch = Scratch::new();
+    // The new gateway's default GATEWAY_MAX_BODY_BYTES (1 MiB) is above this server's
+    // max_payload: it fails after connecting to NATS, the last step before it would take the
+    // listening socket.
+    let nats = NatsServer::start_with_config(scratch.path(), "max_payload: 4096\n").await;
+    let _worker = ScriptedWorker::start(&nats.url(), ALL_CALLBACKS, Behaviour::reply(ALLOW)).await;
+    let listen = format!("127.0.0.1:{}", free_port());
+    let nats_url = nats.url();
+    let settings = [
+        ("GATEWAY_LISTEN", listen.as_str()),
+        ("GATEWAY_SHUTDOWN_DELAY_MS", "0"),
+        ("NATS_URL", nats_url.as_str()),
+    ];
+    let mut running = Gateway::start(
+        &nats.url(),
+        &[settings.as_slice(), &[("GATEWAY_MAX_BODY_BYTES", "2048")]].concat(),
+    )
+    .await;
+    let address = running.address();
+    let load = Load::start(address, DEFAULT_BUDGET);
+    let after_nats = Gateway::run_expecting_exit(&settings).await;
+    assert_eq!(after_nats.code, Some(2), "{after_nats:?}");
+    let bad_setting = Gateway::run_expecting_exit(
+        &[settings.as_slice(), &[("GATEWAY_MAX_INFLIGHT", "0")]].concat(),
+    )
+    .await;
+    assert_eq!(bad_setting.code, Some(2), "{bad_setting:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let tally = load.stop().await;
+    assert!(tally.failures.is_empty(), "{}", tally.failures.join("\n"));
+    assert!(running.is_running(), "{}", running.stderr_log().tail(20));
+    assert!(
+        !running.stderr_log().all().contains(HANDED_OVER),
+        "{}",
+        running.stderr_log().tail(20)
+    );
+    assert_eq!(http::get(address, "/readyz").await.status, 200);
+    // It still hands its socket to a new gateway that does start.
+    let new = Gateway::start(
+        &nats.url(),
+        &[settings.as_slice(), &[("GATEWAY_MAX_BODY_BYTES", "2048")]].concat(),
+    )
+    .await;
+    assert!(
+        logged(&new, TOOK_OVER).await,
+        "{}",
+        new.stderr_log().tail(20)
+    );
+    assert_eq!(running.wait_for_exit(EXIT_BOUND).await, Some(0));
 }
 
 #[tokio::test]
