@@ -905,8 +905,13 @@ impl Setting {
                 if url.is_empty() {
                     return Err(invalid(rule));
                 }
-                url.parse::<async_nats::ServerAddr>()
-                    .map_err(|error| invalid(&format!("{rule} ({error})")))
+                let server = url
+                    .parse::<async_nats::ServerAddr>()
+                    .map_err(|error| invalid(&format!("{rule} ({error})")))?;
+                if nats_settings::has_more_than_an_authority(&server) {
+                    return Err(invalid(nats_settings::UNENCODED_RULE));
+                }
+                Ok(server)
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(urls)
