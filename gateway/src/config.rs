@@ -18,7 +18,7 @@ pub use crate::nats_settings::{
 use crate::{
     decision::DefaultDecision,
     nats_settings::{self, NatsAuth, NatsSettings},
-    policy::{CommandPolicy, Mode, Policies, PolicyFile},
+    policy::{CommandPolicy, Mode, Policies, PolicyFile, RejectFallback},
     webhooks::{Budgets, OpenImWebhooks},
 };
 
@@ -459,6 +459,9 @@ pub struct Config {
     pub policy_file: Option<PolicyFile>,
     /// The mode of the commands the policy file does not name.
     pub mode: Mode,
+    /// The global reject code and message, kept even when the default is allow: a policy
+    /// file's section that rejects without its own falls back to them.
+    pub reject: RejectFallback,
 }
 
 impl Config {
@@ -511,7 +514,7 @@ impl Config {
             default: self.default_decision.clone(),
         };
         match &self.policy_file {
-            Some(file) => Policies::from_file(global, file),
+            Some(file) => Policies::from_file(global, &self.reject, file),
             None => Policies::uniform(global),
         }
     }
@@ -638,12 +641,16 @@ impl Config {
         if reject_err_msg.value.trim().is_empty() {
             errors.fail(reject_err_msg.invalid("must not be empty"));
         }
+        let reject = RejectFallback {
+            // The range check above makes this conversion lossless.
+            err_code: reject_err_code.map_or(DEFAULT_REJECT_ERR_CODE, |code| code as i32),
+            err_msg: reject_err_msg.value,
+        };
         let default_decision = match setting(GATEWAY_DEFAULT_DECISION, "allow") {
             decision if decision.value == "allow" => Some(DefaultDecision::Allow),
             decision if decision.value == "reject" => Some(DefaultDecision::Reject {
-                // The range check above makes this conversion lossless.
-                err_code: reject_err_code.map_or(DEFAULT_REJECT_ERR_CODE, |code| code as i32),
-                err_msg: reject_err_msg.value,
+                err_code: reject.err_code,
+                err_msg: reject.err_msg.clone(),
             }),
             decision => {
                 errors.fail(decision.invalid("must be allow or reject"));
@@ -828,6 +835,7 @@ impl Config {
                 openim_webhooks,
                 policy_file,
                 mode,
+                reject,
             }),
             _ => Err(ConfigErrors(errors.0)),
         }

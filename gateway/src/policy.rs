@@ -178,6 +178,24 @@ fn check_section(key: &str, section: &Section) -> Result<(), String> {
     Ok(())
 }
 
+/// The global reject code and message, validated, whatever the global default is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectFallback {
+    /// `errCode` of a default reject.
+    pub err_code: i32,
+    /// `errMsg` of a default reject.
+    pub err_msg: String,
+}
+
+impl Default for RejectFallback {
+    fn default() -> Self {
+        Self {
+            err_code: crate::config::DEFAULT_REJECT_ERR_CODE,
+            err_msg: crate::config::DEFAULT_REJECT_ERR_MSG.to_owned(),
+        }
+    }
+}
+
 /// What one command's callbacks get: its mode and its default decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommandPolicy {
@@ -205,8 +223,10 @@ impl Policies {
     }
 
     /// `global` for every command the file does not name; the others with their section's
-    /// values over `global`'s.
-    pub fn from_file(global: CommandPolicy, file: &PolicyFile) -> Self {
+    /// values over `global`'s. `reject` is the global reject code and message (`[global]`'s
+    /// or the environment's), which a section that rejects without its own falls back to,
+    /// even when the global default is allow.
+    pub fn from_file(global: CommandPolicy, reject: &RejectFallback, file: &PolicyFile) -> Self {
         let by_command = file
             .commands
             .iter()
@@ -216,13 +236,7 @@ impl Policies {
                     .as_deref()
                     .and_then(Mode::parse)
                     .unwrap_or(global.mode);
-                let (global_code, global_msg) = match &global.default {
-                    DefaultDecision::Reject { err_code, err_msg } => (*err_code, err_msg.clone()),
-                    DefaultDecision::Allow => (
-                        crate::config::DEFAULT_REJECT_ERR_CODE,
-                        crate::config::DEFAULT_REJECT_ERR_MSG.to_owned(),
-                    ),
-                };
+                let (global_code, global_msg) = (reject.err_code, reject.err_msg.clone());
                 let rejects = match section.default.as_deref() {
                     Some(default) => default == "reject",
                     None => global.default != DefaultDecision::Allow,
@@ -266,7 +280,7 @@ mod tests {
             mode: Mode::Enforce,
             default: DefaultDecision::Allow,
         };
-        let policies = Policies::from_file(global.clone(), &file);
+        let policies = Policies::from_file(global.clone(), &RejectFallback::default(), &file);
         let member = policies.of(Command::lookup(MEMBER).unwrap());
         assert_eq!(member.mode, Mode::Shadow);
         assert_eq!(
@@ -278,6 +292,40 @@ mod tests {
         );
         let other = policies.of(Command::lookup("callbackBeforeAddFriendCommand").unwrap());
         assert_eq!(other, &global);
+    }
+
+    #[test]
+    fn a_rejecting_section_falls_back_to_the_global_code_and_message_when_the_global_default_allows(
+    ) {
+        let file = PolicyFile::parse(&format!(
+            "[commands.{MEMBER}]\ndefault = \"reject\"\n\n[commands.callbackBeforeAddFriendCommand]\ndefault = \"reject\"\nreject_err_msg = \"own msg\"\n"
+        ))
+        .unwrap();
+        let global = CommandPolicy {
+            mode: Mode::Enforce,
+            default: DefaultDecision::Allow,
+        };
+        let reject = RejectFallback {
+            err_code: 5100,
+            err_msg: "global msg".to_owned(),
+        };
+        let policies = Policies::from_file(global, &reject, &file);
+        assert_eq!(
+            policies.of(Command::lookup(MEMBER).unwrap()).default,
+            DefaultDecision::Reject {
+                err_code: 5100,
+                err_msg: "global msg".to_owned()
+            }
+        );
+        assert_eq!(
+            policies
+                .of(Command::lookup("callbackBeforeAddFriendCommand").unwrap())
+                .default,
+            DefaultDecision::Reject {
+                err_code: 5100,
+                err_msg: "own msg".to_owned()
+            }
+        );
     }
 
     #[test]

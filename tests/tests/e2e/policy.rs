@@ -49,6 +49,40 @@ async fn off_answers_the_commands_own_default_without_asking() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejecting_section_falls_back_to_the_global_reject_code_and_message() {
+    // The global default stays allow; only the section rejects, without its own code or
+    // message: [global]'s apply, and the environment's over them.
+    let scratch = Scratch::new();
+    let policy = scratch.write(
+        "policy.toml",
+        &format!(
+            "[global]\nreject_err_code = 5100\nreject_err_msg = \"global msg\"\n\n[commands.{SET_MEMBER}]\nmode = \"off\"\ndefault = \"reject\"\n"
+        ),
+    );
+    let from_env = [
+        ("GATEWAY_REJECT_ERR_CODE", "5200"),
+        ("GATEWAY_REJECT_ERR_MSG", "env msg"),
+    ];
+    for (env, code, message) in [
+        (&[][..], 5100, "global msg"),
+        (&from_env[..], 5200, "env msg"),
+    ] {
+        let mut settings = vec![("GATEWAY_CONFIG", policy.as_str())];
+        settings.extend_from_slice(env);
+        let stack = Stack::start(&settings).await;
+        let response = stack.send(&member_request()).await;
+        assert_eq!(
+            response.source(),
+            Some(DecisionSource::Off.as_str()),
+            "{response:?}"
+        );
+        let answer = body(&response);
+        assert_eq!(answer["errCode"], code, "{env:?}: {answer}");
+        assert_eq!(answer["errMsg"], message, "{env:?}: {answer}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shadow_asks_the_worker_answers_the_default_and_counts_disagreements() {
     let scratch = Scratch::new();
     let policy = scratch.write(
