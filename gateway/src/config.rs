@@ -1183,6 +1183,64 @@ mod tests {
     }
 
     #[test]
+    fn the_environment_overrides_the_policy_files_global_section() {
+        let path = std::env::temp_dir().join(format!(
+            "openim-gateway-global-over-env-{}.toml",
+            std::process::id()
+        ));
+        std::fs::write(
+            &path,
+            "[global]\ndefault = \"reject\"\nreject_err_code = 5100\nreject_err_msg = \"file msg\"\ntimeout_ms = 3000\n",
+        )
+        .unwrap();
+        let path = path.to_str().unwrap().to_owned();
+        // The environment unset: [global] applies.
+        let from_file = config(&[(GATEWAY_CONFIG, &path)]).unwrap();
+        assert_eq!(from_file.callback_timeout, Duration::from_millis(3000));
+        assert_eq!(
+            from_file.default_decision,
+            DefaultDecision::Reject {
+                err_code: 5100,
+                err_msg: "file msg".to_owned()
+            }
+        );
+        // Each variable set wins over its key; the keys it does not name stay the file's.
+        let from_env = config(&[
+            (GATEWAY_CONFIG, &path),
+            (GATEWAY_CALLBACK_TIMEOUT_MS, "4000"),
+            (GATEWAY_REJECT_ERR_CODE, "5200"),
+        ])
+        .unwrap();
+        assert_eq!(from_env.callback_timeout, Duration::from_millis(4000));
+        assert_eq!(
+            from_env.default_decision,
+            DefaultDecision::Reject {
+                err_code: 5200,
+                err_msg: "file msg".to_owned()
+            }
+        );
+        let allow = config(&[
+            (GATEWAY_CONFIG, &path),
+            (GATEWAY_DEFAULT_DECISION, "allow"),
+            (GATEWAY_REJECT_ERR_MSG, "env msg"),
+        ])
+        .unwrap();
+        assert_eq!(allow.default_decision, DefaultDecision::Allow);
+        assert_eq!(
+            allow.reject,
+            RejectFallback {
+                err_code: 5100,
+                err_msg: "env msg".to_owned()
+            }
+        );
+        // A bad value from the environment is refused even though the file's is good.
+        let error =
+            config(&[(GATEWAY_CONFIG, &path), (GATEWAY_CALLBACK_TIMEOUT_MS, "0")]).unwrap_err();
+        assert_eq!(error.variable, GATEWAY_CALLBACK_TIMEOUT_MS);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
     fn reject_default_carries_code_and_message() {
         let config = config(&[
             (GATEWAY_DEFAULT_DECISION, "reject"),

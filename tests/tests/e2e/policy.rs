@@ -154,6 +154,45 @@ async fn the_files_timeout_wins_over_webhooks_yml() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_environment_overrides_the_files_global_section() {
+    let scratch = Scratch::new();
+    let policy = scratch.write(
+        "policy.toml",
+        "[global]\ndefault = \"reject\"\nreject_err_code = 5100\ntimeout_ms = 1000\n",
+    );
+    // (environment, errCode, expected wait): the file's [global] without the environment,
+    // the environment's values over it.
+    let from_env = [
+        ("GATEWAY_CALLBACK_TIMEOUT_MS", "500"),
+        ("GATEWAY_REJECT_ERR_CODE", "5200"),
+    ];
+    for (env, code, wait_ms) in [(&[][..], 5100, 900), (&from_env[..], 5200, 400)] {
+        let mut settings = vec![
+            ("GATEWAY_CONFIG", policy.as_str()),
+            ("GATEWAY_SAFETY_MARGIN_MS", "100"),
+        ];
+        settings.extend_from_slice(env);
+        let stack = Stack::start(&settings).await;
+        let _hung =
+            ScriptedWorker::start(&stack.nats.url(), "openim.callback.>", Behaviour::Hang).await;
+        let start = Instant::now();
+        let response = stack.send(&member_request()).await;
+        let took = start.elapsed();
+        assert_eq!(
+            response.source(),
+            Some(DecisionSource::Timeout.as_str()),
+            "{response:?}"
+        );
+        assert_eq!(body(&response)["errCode"], code, "{env:?}: {response:?}");
+        let wait = Duration::from_millis(wait_ms);
+        assert!(
+            took >= wait - Duration::from_millis(50) && took < wait + LATE_SLACK,
+            "{env:?}: answered after {took:?}, expected about {wait:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_policy_file_stops_the_start_naming_the_file_the_key_and_the_rule() {
     let scratch = Scratch::new();
     let webhooks = scratch.write(
@@ -298,4 +337,79 @@ async fn sighup_reloads_the_policy_and_a_bad_file_keeps_the_running_one() {
         "{text}"
     );
     assert_eq!(source(&stack.send(&member_request()).await), worker);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_in_flight_is_dropped_by_a_reload() {
+    const IN_FLIGHT: usize = 20;
+    let scratch = Scratch::new();
+    let policy = scratch.write(
+        "policy.toml",
+        &format!("[commands.{SET_MEMBER}]\nmode = \"enforce\"\n"),
+    );
+    let stack = Stack::start(&[("GATEWAY_CONFIG", &policy)]).await;
+    let worker = ScriptedWorker::start(
+        &stack.nats.url(),
+        &format!("openim.callback.{SET_MEMBER}"),
+        Behaviour::reply_after(
+            Duration::from_millis(1500),
+            r#"{"actionCode":0,"errCode":0,"errMsg":"","errDlt":"","nextCode":0}"#,
+        ),
+    )
+    .await;
+    let address = stack.gateway.address();
+    let request = member_request();
+    let answers = tokio::spawn(async move {
+        futures::future::join_all(
+            (0..IN_FLIGHT).map(|_| openim_gateway_tests::http::send(address, &request)),
+        )
+        .await
+    });
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while worker.received().len() < IN_FLIGHT && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(worker.received().len(), IN_FLIGHT, "not all in flight");
+
+    // A bad file, then a good one, while every callback waits for the worker.
+    let log = stack.gateway.stderr_log();
+    let wait_for = |text: &'static str| async move {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while !log.all().contains(text) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(log.all().contains(text), "{}", log.all());
+    };
+    scratch.write(
+        "policy.toml",
+        &format!("[commands.{SET_MEMBER}]\nmode = \"sideways\"\n"),
+    );
+    hang_up(&stack.gateway);
+    wait_for("configuration not reloaded").await;
+    scratch.write(
+        "policy.toml",
+        &format!("[commands.{SET_MEMBER}]\nmode = \"off\"\n"),
+    );
+    hang_up(&stack.gateway);
+    wait_for("policy reloaded").await;
+    assert!(
+        !answers.is_finished(),
+        "the reloads were not done while the callbacks were in flight"
+    );
+
+    let answers = answers.await.expect("the senders ran");
+    for answer in &answers {
+        let answer = answer.as_ref().expect("an answer");
+        assert_eq!(
+            answer.source(),
+            Some(DecisionSource::Worker.as_str()),
+            "{answer:?}"
+        );
+    }
+    assert_eq!(answers.len(), IN_FLIGHT);
+    // The reload took effect for what came after.
+    assert_eq!(
+        stack.send(&member_request()).await.source(),
+        Some(DecisionSource::Off.as_str())
+    );
 }
