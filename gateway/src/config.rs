@@ -355,6 +355,75 @@ pub fn closest_setting(name: &str) -> Option<&'static str> {
         .map(|(_, known)| known)
 }
 
+/// Whether `name=value` is one of the variables Kubernetes puts in every pod for a Service
+/// whose name starts with `gateway` (service links: a Service `gateway` gives
+/// `GATEWAY_SERVICE_HOST`, `GATEWAY_PORT=tcp://10.0.0.1:10006`,
+/// `GATEWAY_PORT_10006_TCP_ADDR`, ...). Those are not settings, and a gateway deployed as
+/// `gateway` would otherwise refuse to start. Only the exact shapes are recognised, value
+/// included, so that a mistyped setting is still refused.
+pub fn is_kubernetes_service_link(name: &str, value: &str) -> bool {
+    let Some(rest) = name.strip_prefix("GATEWAY") else {
+        return false;
+    };
+    // The Service's name after `gateway` (upper case, `-` as `_`) ends at one of the `_`.
+    rest.match_indices('_').any(|(index, _)| {
+        let service = &rest[..index];
+        service
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            && is_service_link_suffix(&rest[index + 1..], value)
+    })
+}
+
+/// `suffix` (what follows `<SERVICE>_`) and `value` as Kubernetes writes them.
+fn is_service_link_suffix(suffix: &str, value: &str) -> bool {
+    let is_ip = |text: &str| text.parse::<std::net::IpAddr>().is_ok();
+    let is_port = |text: &str| text.parse::<u16>().is_ok_and(|port| port > 0);
+    // `tcp://10.0.0.1:10006`, the protocol in lower case.
+    let is_link_url = |text: &str, protocol: Option<&str>, port: Option<&str>| {
+        let Some((scheme, address)) = text.split_once("://") else {
+            return false;
+        };
+        let Ok(address) = address.parse::<SocketAddr>() else {
+            return false;
+        };
+        matches!(scheme, "tcp" | "udp" | "sctp")
+            && protocol.is_none_or(|protocol| protocol.eq_ignore_ascii_case(scheme))
+            && port.is_none_or(|port| port.parse() == Ok(address.port()))
+    };
+    match suffix {
+        "SERVICE_HOST" => is_ip(value),
+        "SERVICE_PORT" => is_port(value),
+        "PORT" => is_link_url(value, None, None),
+        _ => {
+            if let Some(port_name) = suffix.strip_prefix("SERVICE_PORT_") {
+                return !port_name.is_empty()
+                    && port_name
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                    && is_port(value);
+            }
+            let Some(link) = suffix.strip_prefix("PORT_") else {
+                return false;
+            };
+            let mut parts = link.split('_');
+            let (Some(port), Some(protocol)) = (parts.next(), parts.next()) else {
+                return false;
+            };
+            if !is_port(port) || !matches!(protocol, "TCP" | "UDP" | "SCTP") {
+                return false;
+            }
+            match (parts.next(), parts.next()) {
+                (None, _) => is_link_url(value, Some(protocol), Some(port)),
+                (Some("ADDR"), None) => is_ip(value),
+                (Some("PORT"), None) => value == port,
+                (Some("PROTO"), None) => value.eq_ignore_ascii_case(protocol),
+                _ => false,
+            }
+        }
+    }
+}
+
 /// Errors for the `GATEWAY_*` names among `names` that are no setting of the gateway. The
 /// value is not shown: a mistyped secret's name must not print the secret.
 pub fn unknown_settings<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<ConfigError> {
@@ -523,7 +592,12 @@ impl Config {
     /// refused, not taken for unset: the operator set something, and it is not what they
     /// meant. A `GATEWAY_*` variable the gateway does not know is refused too.
     pub fn from_env() -> Result<Self, ConfigErrors> {
+        // Kubernetes' service links are not settings: they are left out before the check.
         let names: Vec<String> = std::env::vars_os()
+            .filter(|(name, value)| match (name.to_str(), value.to_str()) {
+                (Some(name), Some(value)) => !is_kubernetes_service_link(name, value),
+                _ => true,
+            })
             .filter_map(|(name, _)| name.into_string().ok())
             .collect();
         let mut errors: Vec<ConfigError> = ALL_SETTINGS
@@ -551,7 +625,12 @@ impl Config {
     pub fn from_map(
         variables: &std::collections::HashMap<String, String>,
     ) -> Result<Self, ConfigErrors> {
-        let mut errors = unknown_settings(variables.keys().map(String::as_str));
+        let mut errors = unknown_settings(
+            variables
+                .iter()
+                .filter(|(name, value)| !is_kubernetes_service_link(name, value))
+                .map(|(name, _)| name.as_str()),
+        );
         match Self::from_lookup(|name| variables.get(name).cloned()) {
             Ok(config) if errors.is_empty() => Ok(config),
             Ok(_) => Err(ConfigErrors(errors)),
@@ -1137,6 +1216,58 @@ mod tests {
                 unknown_settings([*setting]).is_empty(),
                 "{setting} must be known"
             );
+        }
+    }
+
+    #[test]
+    fn kubernetes_service_links_are_not_taken_for_settings() {
+        // What a Service `gateway` with a port named `http` (and one UDP port) injects.
+        let links = [
+            ("GATEWAY_SERVICE_HOST", "10.96.0.12"),
+            ("GATEWAY_SERVICE_PORT", "10006"),
+            ("GATEWAY_SERVICE_PORT_HTTP", "10006"),
+            ("GATEWAY_PORT", "tcp://10.96.0.12:10006"),
+            ("GATEWAY_PORT_10006_TCP", "tcp://10.96.0.12:10006"),
+            ("GATEWAY_PORT_10006_TCP_PROTO", "tcp"),
+            ("GATEWAY_PORT_10006_TCP_PORT", "10006"),
+            ("GATEWAY_PORT_10006_TCP_ADDR", "10.96.0.12"),
+            ("GATEWAY_PORT_53_UDP", "udp://10.96.0.12:53"),
+            ("GATEWAY_PORT_53_UDP_PROTO", "udp"),
+            ("GATEWAY_PORT_9_SCTP_ADDR", "fd00::12"),
+            ("GATEWAY_SERVICE_HOST", "fd00::12"),
+            ("GATEWAY_PORT", "tcp://[fd00::12]:10006"),
+            // A Service `gateway-metrics`.
+            ("GATEWAY_METRICS_SERVICE_HOST", "10.96.0.13"),
+            ("GATEWAY_METRICS_PORT", "tcp://10.96.0.13:9090"),
+        ];
+        for (name, value) in links {
+            assert!(is_kubernetes_service_link(name, value), "{name}={value}");
+        }
+        let config = all_errors(&links);
+        assert!(config.is_ok(), "{:?}", config.err());
+        // The names with values Kubernetes never writes, or shapes it never makes, are still
+        // unknown settings.
+        for (name, value) in [
+            ("GATEWAY_SERVICE_HOST", "gateway.local"),
+            ("GATEWAY_SERVICE_PORT", "http"),
+            ("GATEWAY_SERVICE_PORT", "0"),
+            ("GATEWAY_PORT", "10006"),
+            ("GATEWAY_PORT", "http://10.96.0.12:10006"),
+            ("GATEWAY_PORT", "tcp://gateway:10006"),
+            ("GATEWAY_PORT_10006_TCP", "tcp://10.96.0.12:10007"),
+            ("GATEWAY_PORT_10006_TCP", "udp://10.96.0.12:10006"),
+            ("GATEWAY_PORT_10006_HTTP", "tcp://10.96.0.12:10006"),
+            ("GATEWAY_PORT_10006_TCP_PORT", "10007"),
+            ("GATEWAY_PORT_10006_TCP_HOST", "10.96.0.12"),
+            ("GATEWAY_PORT_X_TCP_ADDR", "10.96.0.12"),
+            ("GATEWAY_SERVICE_PORT_", "10006"),
+            ("GATEWAY_SERVICE_PORT_http", "10006"),
+            ("GATEWAY_LISTEN_PORT", "10006"),
+            ("GATEWAY_timeout_PORT", "tcp://10.96.0.12:10006"),
+        ] {
+            assert!(!is_kubernetes_service_link(name, value), "{name}={value}");
+            let errors = all_errors(&[(name, value)]).unwrap_err();
+            assert!(errors.to_string().contains("unknown setting"), "{errors}");
         }
     }
 

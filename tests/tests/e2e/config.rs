@@ -166,6 +166,26 @@ async fn an_unknown_gateway_variable_stops_the_start_with_the_closest_name() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_service_links_of_a_service_named_gateway_are_not_settings() {
+    let links = [
+        ("GATEWAY_SERVICE_HOST", "10.96.0.12"),
+        ("GATEWAY_SERVICE_PORT", "10006"),
+        ("GATEWAY_SERVICE_PORT_HTTP", "10006"),
+        ("GATEWAY_PORT", "tcp://10.96.0.12:10006"),
+        ("GATEWAY_PORT_10006_TCP", "tcp://10.96.0.12:10006"),
+        ("GATEWAY_PORT_10006_TCP_PROTO", "tcp"),
+        ("GATEWAY_PORT_10006_TCP_PORT", "10006"),
+        ("GATEWAY_PORT_10006_TCP_ADDR", "10.96.0.12"),
+    ];
+    let report = Gateway::run_args_expecting_exit(&["check-config"], &links).await;
+    assert_eq!(report.code, Some(0), "{report:?}");
+    // The same name with a value Kubernetes never writes is still a mistake.
+    let report = Gateway::run_expecting_exit(&[("GATEWAY_PORT", "10006")]).await;
+    assert_eq!(report.code, Some(2), "{report:?}");
+    assert!(report.stderr.contains("GATEWAY_PORT"), "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_setting_is_reported_at_once_one_line_each() {
     let report = Gateway::run_expecting_exit(&[
         ("GATEWAY_CALLBACK_TIMEOUT_MS", "0"),
