@@ -647,12 +647,19 @@ impl Config {
         // A bad value is recorded and replaced by its default, so that the checks after it
         // still run and report their own mistakes.
         let mut errors = Collected::default();
+        // One line per mistake of the file, each naming the file.
         let policy_file = lookup(GATEWAY_CONFIG).and_then(|path| {
-            errors.check(PolicyFile::read(&path).map_err(|rule| ConfigError {
-                variable: GATEWAY_CONFIG.to_owned(),
-                value: path.clone(),
-                rule,
-            }))
+            PolicyFile::read(&path)
+                .map_err(|rules| {
+                    for rule in rules {
+                        errors.fail(ConfigError {
+                            variable: GATEWAY_CONFIG.to_owned(),
+                            value: path.clone(),
+                            rule,
+                        });
+                    }
+                })
+                .ok()
         });
         let file_global = policy_file
             .as_ref()

@@ -207,8 +207,13 @@ async fn a_bad_policy_file_stops_the_start_naming_the_file_the_key_and_the_rule(
         ),
         (
             format!("[commands.{SET_MEMBER}]\nreject_err_code = \"5001\"\n"),
-            "line 2",
+            "reject_err_code = \"5001\": must be an integer in 5000..=9999",
         ),
+        (
+            format!("[commands.{SET_MEMBER}]\ntimeout_ms = 2.5\n"),
+            "timeout_ms = 2.5: must be an integer in 1..=15000",
+        ),
+        ("[global\n".to_owned(), "line 1"),
         (
             format!("[commands.{SET_MEMBER}]\nreject_err_code = 4000\n"),
             "5000..=9999",
@@ -239,6 +244,33 @@ async fn a_bad_policy_file_stops_the_start_naming_the_file_the_key_and_the_rule(
                 && lines[0].contains(shown),
             "{text}: {}",
             lines[0]
+        );
+    }
+
+    // Every mistake of one file at once, one line each, each naming the file and the key.
+    let text = format!(
+        "[global]\nmode = \"sideways\"\n\n[commands.{SET_MEMBER}]\nreject_err_code = 42\ntimeout_ms = 2.5\n\n[commands.callbackNoSuchCommand]\nmode = \"off\"\n"
+    );
+    let path = scratch.write("bad-all.toml", &text);
+    let report = Gateway::run_expecting_exit(&[("GATEWAY_CONFIG", &path)]).await;
+    assert_eq!(report.code, Some(2), "{report:?}");
+    let lines: Vec<&str> = report.stderr.lines().collect();
+    assert_eq!(lines.len(), 4, "{report:?}");
+    for key in [
+        "global.mode = \"sideways\"".to_owned(),
+        format!("commands.{SET_MEMBER}.reject_err_code = 42"),
+        format!("commands.{SET_MEMBER}.timeout_ms = 2.5"),
+        "commands.callbackNoSuchCommand".to_owned(),
+    ] {
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|line| line.contains("GATEWAY_CONFIG=")
+                    && line.contains(&path)
+                    && line.contains(&key))
+                .count(),
+            1,
+            "{key}: {report:?}"
         );
     }
 }
