@@ -559,6 +559,32 @@ impl Config {
             .fold(self.callback_timeout, Duration::max)
     }
 
+    /// What is valid but likely wrong, one line each, for the start (and a reload) to log as
+    /// warnings and `check-config` to print.
+    ///
+    /// Without `GATEWAY_OPENIM_WEBHOOKS` the gateway does not know OpenIM's timeout for each
+    /// command, only `GATEWAY_CALLBACK_TIMEOUT_MS`: a policy file's `timeout_ms` above it
+    /// cannot be checked, and is only right if OpenIM's `timeout` for that command is as long.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.openim_webhooks.is_some() {
+            return warnings;
+        }
+        let global_ms = self.callback_timeout.as_millis();
+        for (command, section) in self.policy_file.iter().flat_map(|file| &file.commands) {
+            let Some(timeout_ms) = section.timeout_ms else {
+                continue;
+            };
+            if u128::from(timeout_ms.unsigned_abs()) > global_ms {
+                warnings.push(format!(
+                    "{GATEWAY_CONFIG}: commands.{}.timeout_ms = {timeout_ms} is above {GATEWAY_CALLBACK_TIMEOUT_MS} ({global_ms}); without {GATEWAY_OPENIM_WEBHOOKS} the gateway cannot check it against OpenIM's own timeout for the command: if OpenIM gives up first, the answers arrive too late",
+                    command.name
+                ));
+            }
+        }
+        warnings
+    }
+
     /// Each command's budget: its own timeout from `webhooks.yml` when the file names it,
     /// else [`Self::budget`].
     pub fn budgets(&self) -> Budgets {
@@ -1375,6 +1401,36 @@ mod tests {
         let error =
             config(&[(GATEWAY_CONFIG, &path), (GATEWAY_CALLBACK_TIMEOUT_MS, "0")]).unwrap_err();
         assert_eq!(error.variable, GATEWAY_CALLBACK_TIMEOUT_MS);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_policy_timeout_above_the_global_one_is_a_warning_without_webhooks_yml() {
+        let path = std::env::temp_dir().join(format!(
+            "openim-gateway-timeout-warning-{}.toml",
+            std::process::id()
+        ));
+        std::fs::write(
+            &path,
+            "[commands.callbackBeforeAddFriendCommand]\ntimeout_ms = 12000\n\n[commands.callbackBeforeSendSingleMsgCommand]\ntimeout_ms = 5000\n",
+        )
+        .unwrap();
+        let path = path.to_str().unwrap().to_owned();
+        let warnings = config(&[(GATEWAY_CONFIG, &path)]).unwrap().warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("commands.callbackBeforeAddFriendCommand.timeout_ms = 12000")
+                && warnings[0].contains("GATEWAY_CALLBACK_TIMEOUT_MS (5000)")
+                && warnings[0].contains(GATEWAY_OPENIM_WEBHOOKS),
+            "{warnings:?}"
+        );
+        let raised = config(&[
+            (GATEWAY_CONFIG, &path),
+            (GATEWAY_CALLBACK_TIMEOUT_MS, "12000"),
+        ])
+        .unwrap()
+        .warnings();
+        assert!(raised.is_empty(), "{raised:?}");
         std::fs::remove_file(&path).unwrap();
     }
 

@@ -137,12 +137,20 @@ impl Gateway {
             });
         }
         if let Some(webhooks) = &config.openim_webhooks {
-            let enabled: Vec<&'static Command> = webhooks
+            // By the file's key: one key may drive two commands (an old and a new name), and
+            // a worker serving either serves the key.
+            let mut enabled: Vec<(&str, Vec<&'static Command>)> = Vec::new();
+            for callback in webhooks
                 .callbacks
                 .iter()
                 .filter(|callback| callback.enabled)
-                .map(|callback| callback.command)
-                .collect();
+            {
+                match enabled.iter_mut().find(|(key, _)| *key == callback.key) {
+                    Some((_, commands)) => commands.push(callback.command),
+                    None => enabled.push((&callback.key, vec![callback.command])),
+                }
+            }
+            let enabled = enabled.into_iter().map(|(_, commands)| commands).collect();
             tokio::spawn(warn_unserved(forwarder.clone(), enabled));
         }
         let limits = ServeLimits {
@@ -236,19 +244,36 @@ impl Gateway {
 /// Warns about each callback OpenIM's `webhooks.yml` enables but no worker serves: its
 /// before-callbacks will get the default decision, its after-callbacks reach nobody. Runs
 /// beside the start, so that probing (a few hundred milliseconds) delays nothing.
-async fn warn_unserved(forwarder: Forwarder, enabled: Vec<&'static Command>) {
-    for command in enabled {
-        match forwarder.is_served(command).await {
-            Some(false) => tracing::warn!(
+///
+/// `enabled` holds the commands of each enabled key: a key whose commands are an old and a
+/// new name (`beforeMemberJoinGroup`) is served when a worker serves either.
+async fn warn_unserved(forwarder: Forwarder, enabled: Vec<Vec<&'static Command>>) {
+    for commands in enabled {
+        let mut served = false;
+        for command in &commands {
+            match forwarder.is_served(command).await {
+                Some(true) => {
+                    served = true;
+                    break;
+                }
+                Some(false) => {}
+                None => {
+                    tracing::debug!(
+                        "nats not connected: the enabled callbacks were not checked for workers"
+                    );
+                    return;
+                }
+            }
+        }
+        if served {
+            continue;
+        }
+        for command in commands {
+            tracing::warn!(
                 command = command.name,
                 kind = command.kind.as_str(),
                 "enabled in OpenIM's webhooks.yml, but no worker serves it: its callbacks get the default decision (after-callbacks reach nobody)"
-            ),
-            Some(true) => {}
-            None => {
-                tracing::debug!("nats not connected: the enabled callbacks were not checked for workers");
-                return;
-            }
+            );
         }
     }
 }

@@ -280,7 +280,9 @@ async fn check_config_validates_the_files_and_exits() {
     let scratch = Scratch::new();
     let good = scratch.write(
         "policy.toml",
-        &format!("[commands.{SET_MEMBER}]\nmode = \"shadow\"\n"),
+        &format!(
+            "[global]\nmode = \"off\"\n\n[commands.{SET_MEMBER}]\nmode = \"shadow\"\ntimeout_ms = 12000\n"
+        ),
     );
     let report =
         Gateway::run_args_expecting_exit(&["check-config"], &[("GATEWAY_CONFIG", &good)]).await;
@@ -297,6 +299,39 @@ async fn check_config_validates_the_files_and_exits() {
             .any(|line| line.starts_with(SET_MEMBER) && line.contains("mode=Shadow")),
         "{report:?}"
     );
+    // The global policy, which every command the file does not name gets.
+    assert!(
+        report
+            .stdout
+            .lines()
+            .any(|line| line == "global: mode=Off default=Allow budget_ms=4750"),
+        "{report:?}"
+    );
+    // Without webhooks.yml, a timeout above GATEWAY_CALLBACK_TIMEOUT_MS cannot be checked
+    // against OpenIM's: a warning, here and in the log of a start.
+    let warned = |text: &str| {
+        text.lines().any(|line| {
+            line.contains(&format!("commands.{SET_MEMBER}.timeout_ms = 12000"))
+                && line.contains("GATEWAY_OPENIM_WEBHOOKS")
+        })
+    };
+    assert!(warned(&report.stdout), "{report:?}");
+    let nats = openim_gateway_tests::NatsServer::not_started();
+    let gateway = Gateway::start(
+        &nats.url(),
+        &[
+            ("GATEWAY_CONFIG", &good),
+            ("GATEWAY_SHUTDOWN_DELAY_MS", "0"),
+        ],
+    )
+    .await;
+    let log = gateway.stderr_log().all();
+    assert!(
+        log.lines()
+            .any(|line| line.contains("WARN") && warned(line)),
+        "{log}"
+    );
+    drop(gateway);
     let bad = scratch.write("bad.toml", "[commands]\nx = 1\n");
     let report =
         Gateway::run_args_expecting_exit(&["check-config"], &[("GATEWAY_CONFIG", &bad)]).await;
