@@ -122,6 +122,23 @@ async fn shadow_asks_the_worker_answers_the_default_and_counts_disagreements() {
         (disagreed - 2.0).abs() < f64::EPSILON,
         "{disagreed} disagreements counted, expected 2"
     );
+    // At the default log level (info), a summary per command every 10 s.
+    let log = stack.gateway.stderr_log();
+    let summary = || {
+        log.lines().into_iter().any(|line| {
+            line.contains("INFO")
+                && line.contains("shadow mode")
+                && line.contains(SET_MEMBER)
+                && line.contains("agree=0")
+                && line.contains("disagree=2")
+                && line.contains("no_decision=0")
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !summary() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(summary(), "{}", log.all());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
