@@ -5,9 +5,15 @@
 //! callback's own line stays at debug level.
 
 use std::{
-    sync::atomic::{AtomicU64, Ordering},
+    collections::BTreeMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Mutex, PoisonError,
+    },
     time::Duration,
 };
+
+use crate::metrics::{SHADOW_AGREE, SHADOW_DISAGREE, SHADOW_NO_DECISION};
 
 /// How often a condition's count is reported while it lasts.
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(10);
@@ -63,6 +69,58 @@ impl Condition {
     }
 }
 
+/// A shadowed command's outcomes in one interval.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ShadowCounts {
+    /// The worker decided as the default does.
+    pub agree: u64,
+    /// The worker decided otherwise.
+    pub disagree: u64,
+    /// No valid reply in time.
+    pub no_decision: u64,
+}
+
+/// Shadow mode's decisions, summed per command and logged at info once per interval: each
+/// callback's own line is at debug, and shadow mode must show at the default log level
+/// without a line per callback.
+#[derive(Debug, Default)]
+pub struct ShadowTally {
+    counts: Mutex<BTreeMap<&'static str, ShadowCounts>>,
+}
+
+impl ShadowTally {
+    /// Counts one shadowed callback of `command` with its `outcome` (the metric's label).
+    pub fn note(&self, command: &'static str, outcome: &'static str) {
+        let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let counts = counts.entry(command).or_default();
+        match outcome {
+            SHADOW_AGREE => counts.agree += 1,
+            SHADOW_DISAGREE => counts.disagree += 1,
+            SHADOW_NO_DECISION => counts.no_decision += 1,
+            _ => {}
+        }
+    }
+
+    /// The counts since the last call, per command, and a fresh start.
+    pub fn take(&self) -> BTreeMap<&'static str, ShadowCounts> {
+        std::mem::take(&mut *self.counts.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Logs one line per command shadowed in the last interval.
+    fn report(&self) {
+        for (command, counts) in self.take() {
+            tracing::info!(
+                command,
+                agree = counts.agree,
+                disagree = counts.disagree,
+                no_decision = counts.no_decision,
+                interval_s = REPORT_INTERVAL.as_secs(),
+                "shadow mode: the worker's decisions against the default answered, in the last interval"
+            );
+        }
+    }
+}
+
 /// Every condition the callback path reports.
 #[derive(Debug)]
 pub struct Conditions {
@@ -88,6 +146,8 @@ pub struct Conditions {
     pub unknown_command: Condition,
     /// A request refused with a 4xx answer for any other reason (path, method, body).
     pub bad_request: Condition,
+    /// Shadow mode's decisions (not a warning: a summary at info).
+    pub shadow: ShadowTally,
 }
 
 impl Default for Conditions {
@@ -114,6 +174,7 @@ impl Default for Conditions {
                 "callbacks for a command this gateway does not know (a newer OpenIM?): answering the default",
             ),
             bad_request: Condition::new("callback requests refused as malformed (4xx)"),
+            shadow: ShadowTally::default(),
         }
     }
 }
@@ -148,6 +209,7 @@ impl Conditions {
             for condition in self.all() {
                 condition.report();
             }
+            self.shadow.report();
         }
     }
 }
@@ -165,5 +227,36 @@ mod tests {
         assert_eq!(condition.unreported(), 5);
         condition.report();
         assert_eq!(condition.unreported(), 0);
+    }
+
+    #[test]
+    fn shadow_outcomes_are_summed_per_command_until_taken() {
+        let tally = ShadowTally::default();
+        for outcome in [
+            SHADOW_AGREE,
+            SHADOW_DISAGREE,
+            SHADOW_DISAGREE,
+            SHADOW_NO_DECISION,
+        ] {
+            tally.note("callbackX", outcome);
+        }
+        tally.note("callbackY", SHADOW_AGREE);
+        let counts = tally.take();
+        assert_eq!(
+            counts.get("callbackX"),
+            Some(&ShadowCounts {
+                agree: 1,
+                disagree: 2,
+                no_decision: 1
+            })
+        );
+        assert_eq!(
+            counts.get("callbackY"),
+            Some(&ShadowCounts {
+                agree: 1,
+                ..ShadowCounts::default()
+            })
+        );
+        assert!(tally.take().is_empty(), "a quiet interval logs nothing");
     }
 }

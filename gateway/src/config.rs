@@ -18,7 +18,7 @@ pub use crate::nats_settings::{
 use crate::{
     decision::DefaultDecision,
     nats_settings::{self, NatsAuth, NatsSettings},
-    policy::{CommandPolicy, Mode, Policies, PolicyFile},
+    policy::{CommandPolicy, Mode, Policies, PolicyFile, RejectFallback},
     webhooks::{Budgets, OpenImWebhooks},
 };
 
@@ -376,6 +376,75 @@ pub fn closest_setting(name: &str) -> Option<&'static str> {
         .map(|(_, known)| known)
 }
 
+/// Whether `name=value` is one of the variables Kubernetes puts in every pod for a Service
+/// whose name starts with `gateway` (service links: a Service `gateway` gives
+/// `GATEWAY_SERVICE_HOST`, `GATEWAY_PORT=tcp://10.0.0.1:10006`,
+/// `GATEWAY_PORT_10006_TCP_ADDR`, ...). Those are not settings, and a gateway deployed as
+/// `gateway` would otherwise refuse to start. Only the exact shapes are recognised, value
+/// included, so that a mistyped setting is still refused.
+pub fn is_kubernetes_service_link(name: &str, value: &str) -> bool {
+    let Some(rest) = name.strip_prefix("GATEWAY") else {
+        return false;
+    };
+    // The Service's name after `gateway` (upper case, `-` as `_`) ends at one of the `_`.
+    rest.match_indices('_').any(|(index, _)| {
+        let service = &rest[..index];
+        service
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            && is_service_link_suffix(&rest[index + 1..], value)
+    })
+}
+
+/// `suffix` (what follows `<SERVICE>_`) and `value` as Kubernetes writes them.
+fn is_service_link_suffix(suffix: &str, value: &str) -> bool {
+    let is_ip = |text: &str| text.parse::<std::net::IpAddr>().is_ok();
+    let is_port = |text: &str| text.parse::<u16>().is_ok_and(|port| port > 0);
+    // `tcp://10.0.0.1:10006`, the protocol in lower case.
+    let is_link_url = |text: &str, protocol: Option<&str>, port: Option<&str>| {
+        let Some((scheme, address)) = text.split_once("://") else {
+            return false;
+        };
+        let Ok(address) = address.parse::<SocketAddr>() else {
+            return false;
+        };
+        matches!(scheme, "tcp" | "udp" | "sctp")
+            && protocol.is_none_or(|protocol| protocol.eq_ignore_ascii_case(scheme))
+            && port.is_none_or(|port| port.parse() == Ok(address.port()))
+    };
+    match suffix {
+        "SERVICE_HOST" => is_ip(value),
+        "SERVICE_PORT" => is_port(value),
+        "PORT" => is_link_url(value, None, None),
+        _ => {
+            if let Some(port_name) = suffix.strip_prefix("SERVICE_PORT_") {
+                return !port_name.is_empty()
+                    && port_name
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                    && is_port(value);
+            }
+            let Some(link) = suffix.strip_prefix("PORT_") else {
+                return false;
+            };
+            let mut parts = link.split('_');
+            let (Some(port), Some(protocol)) = (parts.next(), parts.next()) else {
+                return false;
+            };
+            if !is_port(port) || !matches!(protocol, "TCP" | "UDP" | "SCTP") {
+                return false;
+            }
+            match (parts.next(), parts.next()) {
+                (None, _) => is_link_url(value, Some(protocol), Some(port)),
+                (Some("ADDR"), None) => is_ip(value),
+                (Some("PORT"), None) => value == port,
+                (Some("PROTO"), None) => value.eq_ignore_ascii_case(protocol),
+                _ => false,
+            }
+        }
+    }
+}
+
 /// Errors for the `GATEWAY_*` names among `names` that are no setting of the gateway. The
 /// value is not shown: a mistyped secret's name must not print the secret.
 pub fn unknown_settings<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<ConfigError> {
@@ -485,6 +554,9 @@ pub struct Config {
     pub policy_file: Option<PolicyFile>,
     /// The mode of the commands the policy file does not name.
     pub mode: Mode,
+    /// The global reject code and message, kept even when the default is allow: a policy
+    /// file's section that rejects without its own falls back to them.
+    pub reject: RejectFallback,
 }
 
 impl Config {
@@ -513,6 +585,32 @@ impl Config {
             .fold(self.callback_timeout, Duration::max)
     }
 
+    /// What is valid but likely wrong, one line each, for the start (and a reload) to log as
+    /// warnings and `check-config` to print.
+    ///
+    /// Without `GATEWAY_OPENIM_WEBHOOKS` the gateway does not know OpenIM's timeout for each
+    /// command, only `GATEWAY_CALLBACK_TIMEOUT_MS`: a policy file's `timeout_ms` above it
+    /// cannot be checked, and is only right if OpenIM's `timeout` for that command is as long.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.openim_webhooks.is_some() {
+            return warnings;
+        }
+        let global_ms = self.callback_timeout.as_millis();
+        for (command, section) in self.policy_file.iter().flat_map(|file| &file.commands) {
+            let Some(timeout_ms) = section.timeout_ms else {
+                continue;
+            };
+            if u128::from(timeout_ms.unsigned_abs()) > global_ms {
+                warnings.push(format!(
+                    "{GATEWAY_CONFIG}: commands.{}.timeout_ms = {timeout_ms} is above {GATEWAY_CALLBACK_TIMEOUT_MS} ({global_ms}); without {GATEWAY_OPENIM_WEBHOOKS} the gateway cannot check it against OpenIM's own timeout for the command: if OpenIM gives up first, the answers arrive too late",
+                    command.name
+                ));
+            }
+        }
+        warnings
+    }
+
     /// Each command's budget: its own timeout from `webhooks.yml` when the file names it,
     /// else [`Self::budget`].
     pub fn budgets(&self) -> Budgets {
@@ -537,7 +635,7 @@ impl Config {
             default: self.default_decision.clone(),
         };
         match &self.policy_file {
-            Some(file) => Policies::from_file(global, file),
+            Some(file) => Policies::from_file(global, &self.reject, file),
             None => Policies::uniform(global),
         }
     }
@@ -546,7 +644,12 @@ impl Config {
     /// refused, not taken for unset: the operator set something, and it is not what they
     /// meant. A `GATEWAY_*` variable the gateway does not know is refused too.
     pub fn from_env() -> Result<Self, ConfigErrors> {
+        // Kubernetes' service links are not settings: they are left out before the check.
         let names: Vec<String> = std::env::vars_os()
+            .filter(|(name, value)| match (name.to_str(), value.to_str()) {
+                (Some(name), Some(value)) => !is_kubernetes_service_link(name, value),
+                _ => true,
+            })
             .filter_map(|(name, _)| name.into_string().ok())
             .collect();
         let mut errors: Vec<ConfigError> = ALL_SETTINGS
@@ -574,7 +677,12 @@ impl Config {
     pub fn from_map(
         variables: &std::collections::HashMap<String, String>,
     ) -> Result<Self, ConfigErrors> {
-        let mut errors = unknown_settings(variables.keys().map(String::as_str));
+        let mut errors = unknown_settings(
+            variables
+                .iter()
+                .filter(|(name, value)| !is_kubernetes_service_link(name, value))
+                .map(|(name, _)| name.as_str()),
+        );
         match Self::from_lookup(|name| variables.get(name).cloned()) {
             Ok(config) if errors.is_empty() => Ok(config),
             Ok(_) => Err(ConfigErrors(errors)),
@@ -591,12 +699,19 @@ impl Config {
         // A bad value is recorded and replaced by its default, so that the checks after it
         // still run and report their own mistakes.
         let mut errors = Collected::default();
+        // One line per mistake of the file, each naming the file.
         let policy_file = lookup(GATEWAY_CONFIG).and_then(|path| {
-            errors.check(PolicyFile::read(&path).map_err(|rule| ConfigError {
-                variable: GATEWAY_CONFIG.to_owned(),
-                value: path.clone(),
-                rule,
-            }))
+            PolicyFile::read(&path)
+                .map_err(|rules| {
+                    for rule in rules {
+                        errors.fail(ConfigError {
+                            variable: GATEWAY_CONFIG.to_owned(),
+                            value: path.clone(),
+                            rule,
+                        });
+                    }
+                })
+                .ok()
         });
         let file_global = policy_file
             .as_ref()
@@ -664,12 +779,16 @@ impl Config {
         if reject_err_msg.value.trim().is_empty() {
             errors.fail(reject_err_msg.invalid("must not be empty"));
         }
+        let reject = RejectFallback {
+            // The range check above makes this conversion lossless.
+            err_code: reject_err_code.map_or(DEFAULT_REJECT_ERR_CODE, |code| code as i32),
+            err_msg: reject_err_msg.value,
+        };
         let default_decision = match setting(GATEWAY_DEFAULT_DECISION, "allow") {
             decision if decision.value == "allow" => Some(DefaultDecision::Allow),
             decision if decision.value == "reject" => Some(DefaultDecision::Reject {
-                // The range check above makes this conversion lossless.
-                err_code: reject_err_code.map_or(DEFAULT_REJECT_ERR_CODE, |code| code as i32),
-                err_msg: reject_err_msg.value,
+                err_code: reject.err_code,
+                err_msg: reject.err_msg.clone(),
             }),
             decision => {
                 errors.fail(decision.invalid("must be allow or reject"));
@@ -872,6 +991,7 @@ impl Config {
                 openim_webhooks,
                 policy_file,
                 mode,
+                reject,
             }),
             _ => Err(ConfigErrors(errors.0)),
         }
@@ -949,8 +1069,13 @@ impl Setting {
                 if url.is_empty() {
                     return Err(invalid(rule));
                 }
-                url.parse::<async_nats::ServerAddr>()
-                    .map_err(|error| invalid(&format!("{rule} ({error})")))
+                let server = url
+                    .parse::<async_nats::ServerAddr>()
+                    .map_err(|error| invalid(&format!("{rule} ({error})")))?;
+                if nats_settings::has_more_than_an_authority(&server) {
+                    return Err(invalid(nats_settings::UNENCODED_RULE));
+                }
+                Ok(server)
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(urls)
@@ -1172,6 +1297,58 @@ mod tests {
     }
 
     #[test]
+    fn kubernetes_service_links_are_not_taken_for_settings() {
+        // What a Service `gateway` with a port named `http` (and one UDP port) injects.
+        let links = [
+            ("GATEWAY_SERVICE_HOST", "10.96.0.12"),
+            ("GATEWAY_SERVICE_PORT", "10006"),
+            ("GATEWAY_SERVICE_PORT_HTTP", "10006"),
+            ("GATEWAY_PORT", "tcp://10.96.0.12:10006"),
+            ("GATEWAY_PORT_10006_TCP", "tcp://10.96.0.12:10006"),
+            ("GATEWAY_PORT_10006_TCP_PROTO", "tcp"),
+            ("GATEWAY_PORT_10006_TCP_PORT", "10006"),
+            ("GATEWAY_PORT_10006_TCP_ADDR", "10.96.0.12"),
+            ("GATEWAY_PORT_53_UDP", "udp://10.96.0.12:53"),
+            ("GATEWAY_PORT_53_UDP_PROTO", "udp"),
+            ("GATEWAY_PORT_9_SCTP_ADDR", "fd00::12"),
+            ("GATEWAY_SERVICE_HOST", "fd00::12"),
+            ("GATEWAY_PORT", "tcp://[fd00::12]:10006"),
+            // A Service `gateway-metrics`.
+            ("GATEWAY_METRICS_SERVICE_HOST", "10.96.0.13"),
+            ("GATEWAY_METRICS_PORT", "tcp://10.96.0.13:9090"),
+        ];
+        for (name, value) in links {
+            assert!(is_kubernetes_service_link(name, value), "{name}={value}");
+        }
+        let config = all_errors(&links);
+        assert!(config.is_ok(), "{:?}", config.err());
+        // The names with values Kubernetes never writes, or shapes it never makes, are still
+        // unknown settings.
+        for (name, value) in [
+            ("GATEWAY_SERVICE_HOST", "gateway.local"),
+            ("GATEWAY_SERVICE_PORT", "http"),
+            ("GATEWAY_SERVICE_PORT", "0"),
+            ("GATEWAY_PORT", "10006"),
+            ("GATEWAY_PORT", "http://10.96.0.12:10006"),
+            ("GATEWAY_PORT", "tcp://gateway:10006"),
+            ("GATEWAY_PORT_10006_TCP", "tcp://10.96.0.12:10007"),
+            ("GATEWAY_PORT_10006_TCP", "udp://10.96.0.12:10006"),
+            ("GATEWAY_PORT_10006_HTTP", "tcp://10.96.0.12:10006"),
+            ("GATEWAY_PORT_10006_TCP_PORT", "10007"),
+            ("GATEWAY_PORT_10006_TCP_HOST", "10.96.0.12"),
+            ("GATEWAY_PORT_X_TCP_ADDR", "10.96.0.12"),
+            ("GATEWAY_SERVICE_PORT_", "10006"),
+            ("GATEWAY_SERVICE_PORT_http", "10006"),
+            ("GATEWAY_LISTEN_PORT", "10006"),
+            ("GATEWAY_timeout_PORT", "tcp://10.96.0.12:10006"),
+        ] {
+            assert!(!is_kubernetes_service_link(name, value), "{name}={value}");
+            let errors = all_errors(&[(name, value)]).unwrap_err();
+            assert!(errors.to_string().contains("unknown setting"), "{errors}");
+        }
+    }
+
+    #[test]
     fn every_bad_setting_is_reported_at_once() {
         let errors = all_errors(&[
             ("GATEWAY_TIMEOUT_MS", "2000"),
@@ -1212,6 +1389,94 @@ mod tests {
         assert_eq!(config.max_connections, 10_000);
         assert!(config.handover);
         assert_eq!(config.nats.servers.len(), 1);
+    }
+
+    #[test]
+    fn the_environment_overrides_the_policy_files_global_section() {
+        let path = std::env::temp_dir().join(format!(
+            "openim-gateway-global-over-env-{}.toml",
+            std::process::id()
+        ));
+        std::fs::write(
+            &path,
+            "[global]\ndefault = \"reject\"\nreject_err_code = 5100\nreject_err_msg = \"file msg\"\ntimeout_ms = 3000\n",
+        )
+        .unwrap();
+        let path = path.to_str().unwrap().to_owned();
+        // The environment unset: [global] applies.
+        let from_file = config(&[(GATEWAY_CONFIG, &path)]).unwrap();
+        assert_eq!(from_file.callback_timeout, Duration::from_millis(3000));
+        assert_eq!(
+            from_file.default_decision,
+            DefaultDecision::Reject {
+                err_code: 5100,
+                err_msg: "file msg".to_owned()
+            }
+        );
+        // Each variable set wins over its key; the keys it does not name stay the file's.
+        let from_env = config(&[
+            (GATEWAY_CONFIG, &path),
+            (GATEWAY_CALLBACK_TIMEOUT_MS, "4000"),
+            (GATEWAY_REJECT_ERR_CODE, "5200"),
+        ])
+        .unwrap();
+        assert_eq!(from_env.callback_timeout, Duration::from_millis(4000));
+        assert_eq!(
+            from_env.default_decision,
+            DefaultDecision::Reject {
+                err_code: 5200,
+                err_msg: "file msg".to_owned()
+            }
+        );
+        let allow = config(&[
+            (GATEWAY_CONFIG, &path),
+            (GATEWAY_DEFAULT_DECISION, "allow"),
+            (GATEWAY_REJECT_ERR_MSG, "env msg"),
+        ])
+        .unwrap();
+        assert_eq!(allow.default_decision, DefaultDecision::Allow);
+        assert_eq!(
+            allow.reject,
+            RejectFallback {
+                err_code: 5100,
+                err_msg: "env msg".to_owned()
+            }
+        );
+        // A bad value from the environment is refused even though the file's is good.
+        let error =
+            config(&[(GATEWAY_CONFIG, &path), (GATEWAY_CALLBACK_TIMEOUT_MS, "0")]).unwrap_err();
+        assert_eq!(error.variable, GATEWAY_CALLBACK_TIMEOUT_MS);
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_policy_timeout_above_the_global_one_is_a_warning_without_webhooks_yml() {
+        let path = std::env::temp_dir().join(format!(
+            "openim-gateway-timeout-warning-{}.toml",
+            std::process::id()
+        ));
+        std::fs::write(
+            &path,
+            "[commands.callbackBeforeAddFriendCommand]\ntimeout_ms = 12000\n\n[commands.callbackBeforeSendSingleMsgCommand]\ntimeout_ms = 5000\n",
+        )
+        .unwrap();
+        let path = path.to_str().unwrap().to_owned();
+        let warnings = config(&[(GATEWAY_CONFIG, &path)]).unwrap().warnings();
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains("commands.callbackBeforeAddFriendCommand.timeout_ms = 12000")
+                && warnings[0].contains("GATEWAY_CALLBACK_TIMEOUT_MS (5000)")
+                && warnings[0].contains(GATEWAY_OPENIM_WEBHOOKS),
+            "{warnings:?}"
+        );
+        let raised = config(&[
+            (GATEWAY_CONFIG, &path),
+            (GATEWAY_CALLBACK_TIMEOUT_MS, "12000"),
+        ])
+        .unwrap()
+        .warnings();
+        assert!(raised.is_empty(), "{raised:?}");
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

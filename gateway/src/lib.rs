@@ -151,12 +151,20 @@ impl Gateway {
             });
         }
         if let Some(webhooks) = &config.openim_webhooks {
-            let enabled: Vec<&'static Command> = webhooks
+            // By the file's key: one key may drive two commands (an old and a new name), and
+            // a worker serving either serves the key.
+            let mut enabled: Vec<(&str, Vec<&'static Command>)> = Vec::new();
+            for callback in webhooks
                 .callbacks
                 .iter()
                 .filter(|callback| callback.enabled)
-                .map(|callback| callback.command)
-                .collect();
+            {
+                match enabled.iter_mut().find(|(key, _)| *key == callback.key) {
+                    Some((_, commands)) => commands.push(callback.command),
+                    None => enabled.push((&callback.key, vec![callback.command])),
+                }
+            }
+            let enabled = enabled.into_iter().map(|(_, commands)| commands).collect();
             tokio::spawn(warn_unserved(
                 forwarder.clone(),
                 enabled,
@@ -302,32 +310,55 @@ async fn check_max_payload_once_connected(forwarder: Forwarder, max_body_bytes: 
 /// after-callback stream (`after_stream`), an after-callback is served when a consumer of
 /// the stream takes it; it is not probed. Runs beside the start, so that probing (a few
 /// hundred milliseconds) delays nothing.
+///
+/// `enabled` holds the commands of each enabled key: a key whose commands are an old and a
+/// new name (`beforeMemberJoinGroup`) is served when a worker serves either.
 async fn warn_unserved(
     forwarder: Forwarder,
-    enabled: Vec<&'static Command>,
+    enabled: Vec<Vec<&'static Command>>,
     after_stream: Option<String>,
 ) {
-    for command in enabled {
-        let stored = command.kind == CallbackKind::After && after_stream.is_some();
-        match forwarder.is_served(command).await {
-            Some(false) if stored => tracing::warn!(
-                command = command.name,
-                kind = command.kind.as_str(),
-                stream = after_stream.as_deref().unwrap_or_default(),
-                "enabled in OpenIM's webhooks.yml, but no consumer of the after-callback stream takes it: its after-callbacks are stored and wait there, until the stream's limits drop them, for a worker to read them"
-            ),
-            Some(false) => tracing::warn!(
-                command = command.name,
-                kind = command.kind.as_str(),
-                "enabled in OpenIM's webhooks.yml, but no worker serves it: its callbacks get the default decision (after-callbacks reach nobody)"
-            ),
-            Some(true) => {}
-            None if forwarder.is_connected() => {
-                tracing::debug!(command = command.name, "not checked for workers");
+    for commands in enabled {
+        let mut served = false;
+        for command in &commands {
+            match forwarder.is_served(command).await {
+                Some(true) => {
+                    served = true;
+                    break;
+                }
+                Some(false) => {}
+                None if forwarder.is_connected() => {
+                    tracing::debug!(command = command.name, "not checked for workers");
+                    // Not known to be unserved: no warning for this key.
+                    served = true;
+                    break;
+                }
+                None => {
+                    tracing::debug!(
+                        "nats not connected: the enabled callbacks were not checked for workers"
+                    );
+                    return;
+                }
             }
-            None => {
-                tracing::debug!("nats not connected: the enabled callbacks were not checked for workers");
-                return;
+        }
+        if served {
+            continue;
+        }
+        for command in commands {
+            let stored = command.kind == CallbackKind::After && after_stream.is_some();
+            if stored {
+                tracing::warn!(
+                    command = command.name,
+                    kind = command.kind.as_str(),
+                    stream = after_stream.as_deref().unwrap_or_default(),
+                    "enabled in OpenIM's webhooks.yml, but no consumer of the after-callback stream takes it: its after-callbacks are stored and wait there, until the stream's limits drop them, for a worker to read them"
+                );
+            } else {
+                tracing::warn!(
+                    command = command.name,
+                    kind = command.kind.as_str(),
+                    "enabled in OpenIM's webhooks.yml, but no worker serves it: its callbacks get the default decision (after-callbacks reach nobody)"
+                );
             }
         }
     }

@@ -41,6 +41,16 @@ fn print_checked(config: &Config) {
         "openim-gateway: the configuration is valid (default budget {} ms)",
         config.budget().as_millis()
     );
+    // The commands no file names: the policy file's [global] section and the environment.
+    println!(
+        "global: mode={:?} default={:?} budget_ms={}",
+        config.mode,
+        config.default_decision,
+        config.budget().as_millis()
+    );
+    for warning in config.warnings() {
+        println!("warning: {warning}");
+    }
     for command in openim_gateway_proto::catalog::COMMANDS {
         let policy = policies.of(command);
         let budget = budgets.of(command);
@@ -133,6 +143,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     match runtime.block_on(serve(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
@@ -183,7 +196,12 @@ fn reload_on_hangup(reloader: openim_gateway::Reloader) {
         while hangups.recv().await.is_some() {
             // Reading files blocks: off the event loop.
             match tokio::task::spawn_blocking(Config::from_env).await {
-                Ok(Ok(config)) => reloader.reload(&config),
+                Ok(Ok(config)) => {
+                    for warning in config.warnings() {
+                        tracing::warn!("{warning}");
+                    }
+                    reloader.reload(&config);
+                }
                 Ok(Err(errors)) => {
                     for error in errors.iter() {
                         tracing::error!(%error, "configuration not reloaded: keeping the running policy");

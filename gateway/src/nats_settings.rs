@@ -116,32 +116,20 @@ impl NatsSettings {
 }
 
 /// `value` (one URL or a comma-separated list) with the password or token of each URL
-/// replaced by `***`: `nats://alice:***@host:4222`, `nats://***@host:4222`.
-pub fn redact_urls(value: &str) -> String {
-    value
-        .split(',')
-        .map(redact_url)
-        .collect::<Vec<_>>()
-        .join(",")
-}
+/// replaced by `***`: `nats://alice:***@host:4222`, `nats://***@host:4222`, also when a
+/// password holds an unencoded `/`, `?`, `#` or `,`.
+pub use openim_gateway_proto::nats_url::redact_urls;
 
-fn redact_url(url: &str) -> String {
-    let authority_start = url.find("://").map_or(0, |index| index + 3);
-    let rest = &url[authority_start..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    let Some(at) = authority.rfind('@') else {
-        return url.to_owned();
-    };
-    let userinfo = match authority[..at].split_once(':') {
-        Some((user, _password)) => format!("{user}:***"),
-        None => "***".to_owned(),
-    };
-    format!(
-        "{}{userinfo}{}",
-        &url[..authority_start],
-        &url[authority_start + at..]
-    )
+/// What must be percent-encoded in a password or token, for the rule of a URL that has a
+/// path, a query or a fragment.
+pub const UNENCODED_RULE: &str = "must not have a path, query or fragment: a / ? # or @ in a password or token must be percent-encoded (%2F %3F %23 %40)";
+
+/// Whether `server` has a path, a query or a fragment. A NATS URL has none, so one is most
+/// likely a password with an unencoded `/`, `?` or `#` that moved the host: refused, not
+/// connected to.
+pub fn has_more_than_an_authority(server: &ServerAddr) -> bool {
+    let url = server.clone().into_inner();
+    !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some()
 }
 
 /// A URL's user or password as the server knows it (`p%40ss` is `p@ss`).
@@ -215,21 +203,32 @@ mod tests {
 
     #[test]
     fn passwords_and_tokens_are_hidden() {
+        // The cases live with the function, in proto; these are the gateway's own uses.
         for (url, shown) in [
-            (
-                "nats://alice:s3cret@host:4222",
-                "nats://alice:***@host:4222",
-            ),
-            ("nats://t0ken@host:4222", "nats://***@host:4222"),
-            ("alice:s3cret@host:4222", "alice:***@host:4222"),
-            ("tls://a:b@c@host/x", "tls://a:***@host/x"),
-            ("nats://host:4222", "nats://host:4222"),
+            ("nats://bob:pa/ss@host:4222", "nats://bob:***@host:4222"),
             (
                 "nats://a:p@h:1, nats://t@h:2",
                 "nats://a:***@h:1, nats://***@h:2",
             ),
         ] {
             assert_eq!(redact_urls(url), shown, "{url}");
+        }
+    }
+
+    #[test]
+    fn a_url_with_a_path_query_or_fragment_is_more_than_an_authority() {
+        for url in [
+            "nats://bob:12/ss@host",
+            "nats://h:1?x",
+            "nats://h:1#x",
+            "h:1/p",
+        ] {
+            let server: ServerAddr = url.parse().unwrap();
+            assert!(has_more_than_an_authority(&server), "{url}");
+        }
+        for url in ["nats://h:1", "nats://h:1/", "tls://u:p%2Fq@h", "h"] {
+            let server: ServerAddr = url.parse().unwrap();
+            assert!(!has_more_than_an_authority(&server), "{url}");
         }
     }
 

@@ -23,10 +23,9 @@
 //! Every mistake (an unknown key or command, a wrong type, a code outside 5000..=9999, an
 //! unknown mode) stops the start naming the file, the key and the rule.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use openim_gateway_proto::{CallbackKind, Command};
-use serde::Deserialize;
 
 use crate::decision::DefaultDecision;
 
@@ -52,9 +51,8 @@ impl Mode {
     }
 }
 
-/// One section of the file, as written.
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One section of the file, checked.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Section {
     /// `enforce`, `shadow` or `off`.
     pub mode: Option<String>,
@@ -68,14 +66,22 @@ pub struct Section {
     pub timeout_ms: Option<i64>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct File {
-    #[serde(default)]
-    global: Section,
-    #[serde(default)]
-    commands: BTreeMap<String, Section>,
-}
+/// The keys of a section and the rule each value must follow. The types are checked here,
+/// key by key, rather than by serde, so that `timeout_ms = 2.5` names the key and says what
+/// it must be, and so that every mistake of the file is found in one pass.
+const SECTION_KEYS: &[(&str, &str)] = &[
+    ("mode", "must be enforce, shadow or off"),
+    ("default", "must be allow or reject"),
+    (
+        "reject_err_code",
+        "must be an integer in 5000..=9999, OpenIM's range for custom error codes",
+    ),
+    ("reject_err_msg", "must be a string that is not empty"),
+    (
+        "timeout_ms",
+        "must be an integer in 1..=15000: OpenIM caps every callback at 15 s",
+    ),
+];
 
 /// The file, parsed and checked key by key (not yet merged with the environment).
 #[derive(Debug, Clone, Default)]
@@ -93,43 +99,87 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
+/// A value as the operator wrote it, on one line: a string quoted, a table by its kind.
+fn shown(value: &toml::Value) -> String {
+    match value {
+        toml::Value::String(text) => format!("{text:?}"),
+        toml::Value::Integer(number) => number.to_string(),
+        toml::Value::Float(number) => number.to_string(),
+        toml::Value::Boolean(value) => value.to_string(),
+        toml::Value::Datetime(_) => "a date".to_owned(),
+        toml::Value::Array(_) => "an array".to_owned(),
+        toml::Value::Table(_) => "a table".to_owned(),
+    }
+}
+
 impl PolicyFile {
-    /// Reads and checks the file at `path`. The error is a rule (the key and what it must
-    /// be), on one line.
-    pub fn read(path: &str) -> Result<Self, String> {
+    /// Reads and checks the file at `path`. Each error is a rule (the key and what it must
+    /// be), on one line; every mistake of the file is reported, not just the first.
+    pub fn read(path: &str) -> Result<Self, Vec<String>> {
         let text = std::fs::read_to_string(path)
-            .map_err(|error| format!("must be a readable TOML file ({error})"))?;
+            .map_err(|error| vec![format!("must be a readable TOML file ({error})")])?;
         Self::parse(&text)
     }
 
     /// Checks `text`; see [`Self::read`].
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let file: File = toml::from_str(text).map_err(|error| {
+    pub fn parse(text: &str) -> Result<Self, Vec<String>> {
+        let table: toml::Table = toml::from_str(text).map_err(|error| {
+            // Not TOML at all: there is no key to name, only where the parser stopped.
             let at = error
                 .span()
                 .map(|span| format!("line {}: ", line_of(text, span.start)))
                 .unwrap_or_default();
-            format!("{at}{}", error.message().replace('\n', " "))
+            vec![format!("{at}{}", error.message().replace('\n', " "))]
         })?;
-        check_section("global", &file.global)?;
+        let mut errors = Vec::new();
+        let mut global = Section::default();
         let mut commands = Vec::new();
-        for (name, section) in file.commands {
-            let key = format!("commands.{name}");
-            let command = Command::lookup(&name).ok_or_else(|| {
-                format!("{key}: unknown command: must be one of OpenIM's callback commands")
-            })?;
-            if command.kind == CallbackKind::After && section.mode.as_deref() == Some("shadow") {
-                return Err(format!(
-                    "{key}.mode: must not be shadow: an after-callback is never decided by a worker"
-                ));
+        for (key, value) in &table {
+            match (key.as_str(), value) {
+                ("global", toml::Value::Table(section)) => {
+                    global = check_section("global", section, &mut errors);
+                }
+                ("commands", toml::Value::Table(sections)) => {
+                    for (name, value) in sections {
+                        let key = format!("commands.{name}");
+                        let Some(command) = Command::lookup(name) else {
+                            errors.push(format!(
+                                "{key}: unknown command: must be one of OpenIM's callback commands"
+                            ));
+                            continue;
+                        };
+                        let toml::Value::Table(section) = value else {
+                            errors.push(format!(
+                                "{key} = {}: must be a section, [{key}]",
+                                shown(value)
+                            ));
+                            continue;
+                        };
+                        let section = check_section(&key, section, &mut errors);
+                        if command.kind == CallbackKind::After
+                            && section.mode.as_deref() == Some("shadow")
+                        {
+                            errors.push(format!(
+                                "{key}.mode = \"shadow\": must not be shadow: an after-callback is never decided by a worker"
+                            ));
+                        }
+                        commands.push((command, section));
+                    }
+                }
+                ("global" | "commands", value) => errors.push(format!(
+                    "{key} = {}: must be a section, [{key}]",
+                    shown(value)
+                )),
+                (key, _) => errors.push(format!(
+                    "{key}: unknown key: the file has a [global] section and [commands.<command>] sections"
+                )),
             }
-            check_section(&key, &section)?;
-            commands.push((command, section));
         }
-        Ok(Self {
-            global: file.global,
-            commands,
-        })
+        if errors.is_empty() {
+            Ok(Self { global, commands })
+        } else {
+            Err(errors)
+        }
     }
 
     /// The section of `command`, if the file has one.
@@ -141,41 +191,67 @@ impl PolicyFile {
     }
 }
 
-fn check_section(key: &str, section: &Section) -> Result<(), String> {
-    if let Some(mode) = &section.mode {
-        if Mode::parse(mode).is_none() {
-            return Err(format!(
-                "{key}.mode = {mode:?}: must be enforce, shadow or off"
+/// The section named `key`, each of its keys checked; a key in error is left unset and its
+/// mistake added to `errors`.
+fn check_section(key: &str, table: &toml::Table, errors: &mut Vec<String>) -> Section {
+    let mut section = Section::default();
+    for (name, value) in table {
+        let Some((_, rule)) = SECTION_KEYS.iter().find(|(known, _)| known == name) else {
+            let known: Vec<&str> = SECTION_KEYS.iter().map(|(known, _)| *known).collect();
+            errors.push(format!(
+                "{key}.{name}: unknown key: must be one of {}",
+                known.join(", ")
             ));
+            continue;
+        };
+        let valid = match (name.as_str(), value) {
+            ("mode", toml::Value::String(mode)) if Mode::parse(mode).is_some() => {
+                section.mode = Some(mode.clone());
+                true
+            }
+            ("default", toml::Value::String(default))
+                if default == "allow" || default == "reject" =>
+            {
+                section.default = Some(default.clone());
+                true
+            }
+            ("reject_err_code", toml::Value::Integer(code)) if (5000..=9999).contains(code) => {
+                section.reject_err_code = Some(*code);
+                true
+            }
+            ("reject_err_msg", toml::Value::String(message)) if !message.trim().is_empty() => {
+                section.reject_err_msg = Some(message.clone());
+                true
+            }
+            ("timeout_ms", toml::Value::Integer(timeout)) if (1..=15_000).contains(timeout) => {
+                section.timeout_ms = Some(*timeout);
+                true
+            }
+            _ => false,
+        };
+        if !valid {
+            errors.push(format!("{key}.{name} = {}: {rule}", shown(value)));
         }
     }
-    if let Some(default) = &section.default {
-        if default != "allow" && default != "reject" {
-            return Err(format!(
-                "{key}.default = {default:?}: must be allow or reject"
-            ));
+    section
+}
+
+/// The global reject code and message, validated, whatever the global default is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectFallback {
+    /// `errCode` of a default reject.
+    pub err_code: i32,
+    /// `errMsg` of a default reject.
+    pub err_msg: String,
+}
+
+impl Default for RejectFallback {
+    fn default() -> Self {
+        Self {
+            err_code: crate::config::DEFAULT_REJECT_ERR_CODE,
+            err_msg: crate::config::DEFAULT_REJECT_ERR_MSG.to_owned(),
         }
     }
-    if let Some(code) = section.reject_err_code {
-        if !(5000..=9999).contains(&code) {
-            return Err(format!(
-                "{key}.reject_err_code = {code}: must be in 5000..=9999, OpenIM's range for custom error codes"
-            ));
-        }
-    }
-    if let Some(message) = &section.reject_err_msg {
-        if message.trim().is_empty() {
-            return Err(format!("{key}.reject_err_msg: must not be empty"));
-        }
-    }
-    if let Some(timeout) = section.timeout_ms {
-        if !(1..=15_000).contains(&timeout) {
-            return Err(format!(
-                "{key}.timeout_ms = {timeout}: must be in 1..=15000: OpenIM caps every callback at 15 s"
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// What one command's callbacks get: its mode and its default decision.
@@ -205,8 +281,10 @@ impl Policies {
     }
 
     /// `global` for every command the file does not name; the others with their section's
-    /// values over `global`'s.
-    pub fn from_file(global: CommandPolicy, file: &PolicyFile) -> Self {
+    /// values over `global`'s. `reject` is the global reject code and message (`[global]`'s
+    /// or the environment's), which a section that rejects without its own falls back to,
+    /// even when the global default is allow.
+    pub fn from_file(global: CommandPolicy, reject: &RejectFallback, file: &PolicyFile) -> Self {
         let by_command = file
             .commands
             .iter()
@@ -216,13 +294,7 @@ impl Policies {
                     .as_deref()
                     .and_then(Mode::parse)
                     .unwrap_or(global.mode);
-                let (global_code, global_msg) = match &global.default {
-                    DefaultDecision::Reject { err_code, err_msg } => (*err_code, err_msg.clone()),
-                    DefaultDecision::Allow => (
-                        crate::config::DEFAULT_REJECT_ERR_CODE,
-                        crate::config::DEFAULT_REJECT_ERR_MSG.to_owned(),
-                    ),
-                };
+                let (global_code, global_msg) = (reject.err_code, reject.err_msg.clone());
                 let rejects = match section.default.as_deref() {
                     Some(default) => default == "reject",
                     None => global.default != DefaultDecision::Allow,
@@ -266,7 +338,7 @@ mod tests {
             mode: Mode::Enforce,
             default: DefaultDecision::Allow,
         };
-        let policies = Policies::from_file(global.clone(), &file);
+        let policies = Policies::from_file(global.clone(), &RejectFallback::default(), &file);
         let member = policies.of(Command::lookup(MEMBER).unwrap());
         assert_eq!(member.mode, Mode::Shadow);
         assert_eq!(
@@ -281,28 +353,76 @@ mod tests {
     }
 
     #[test]
+    fn a_rejecting_section_falls_back_to_the_global_code_and_message_when_the_global_default_allows(
+    ) {
+        let file = PolicyFile::parse(&format!(
+            "[commands.{MEMBER}]\ndefault = \"reject\"\n\n[commands.callbackBeforeAddFriendCommand]\ndefault = \"reject\"\nreject_err_msg = \"own msg\"\n"
+        ))
+        .unwrap();
+        let global = CommandPolicy {
+            mode: Mode::Enforce,
+            default: DefaultDecision::Allow,
+        };
+        let reject = RejectFallback {
+            err_code: 5100,
+            err_msg: "global msg".to_owned(),
+        };
+        let policies = Policies::from_file(global, &reject, &file);
+        assert_eq!(
+            policies.of(Command::lookup(MEMBER).unwrap()).default,
+            DefaultDecision::Reject {
+                err_code: 5100,
+                err_msg: "global msg".to_owned()
+            }
+        );
+        assert_eq!(
+            policies
+                .of(Command::lookup("callbackBeforeAddFriendCommand").unwrap())
+                .default,
+            DefaultDecision::Reject {
+                err_code: 5100,
+                err_msg: "own msg".to_owned()
+            }
+        );
+    }
+
+    #[test]
     fn every_mistake_names_the_key_and_the_rule() {
         let cases = [
-            ("[global]\nmodee = \"off\"\n", "modee"),
+            ("[global]\nmodee = \"off\"\n", "global.modee: unknown key"),
             (
                 "[commands.callbackNopeCommand]\nmode = \"off\"\n",
-                "commands.callbackNopeCommand",
+                "commands.callbackNopeCommand: unknown command",
             ),
             (
                 &format!("[commands.{MEMBER}]\nmode = \"loud\"\n") as &str,
-                "mode",
+                "mode = \"loud\": must be enforce, shadow or off",
             ),
             (
                 &format!("[commands.{MEMBER}]\nreject_err_code = 42\n"),
-                "5000..=9999",
+                "reject_err_code = 42: must be an integer in 5000..=9999",
             ),
             (
                 &format!("[commands.{MEMBER}]\nreject_err_code = \"5001\"\n"),
-                "line 2",
+                &format!(
+                    "commands.{MEMBER}.reject_err_code = \"5001\": must be an integer in 5000..=9999"
+                ),
+            ),
+            (
+                &format!("[commands.{MEMBER}]\ntimeout_ms = 2.5\n"),
+                &format!("commands.{MEMBER}.timeout_ms = 2.5: must be an integer in 1..=15000"),
+            ),
+            (
+                &format!("[commands.{MEMBER}]\nmode = 1\n"),
+                "mode = 1: must be enforce, shadow or off",
+            ),
+            (
+                &format!("[commands.{MEMBER}]\nreject_err_msg = \" \"\n"),
+                "reject_err_msg = \" \": must be a string that is not empty",
             ),
             (
                 &format!("[commands.{MEMBER}]\ndefault = \"maybe\"\n"),
-                "allow or reject",
+                "default = \"maybe\": must be allow or reject",
             ),
             (
                 &format!("[commands.{MEMBER}]\ntimeout_ms = 20000\n"),
@@ -312,12 +432,44 @@ mod tests {
                 "[commands.callbackAfterSendSingleMsgCommand]\nmode = \"shadow\"\n",
                 "after-callback",
             ),
-            ("[other]\n", "other"),
+            ("[other]\n", "other: unknown key"),
+            ("mode = \"off\"\n", "mode: unknown key"),
+            ("global = 1\n", "global = 1: must be a section"),
+            (
+                &format!("[commands]\n{MEMBER} = \"off\"\n"),
+                "must be a section",
+            ),
+            ("[global\n", "line 1"),
         ];
         for (text, shown) in cases {
-            let error = PolicyFile::parse(text).unwrap_err();
-            assert!(error.contains(shown), "{text:?}: {error}");
-            assert!(!error.contains('\n'), "{error}");
+            let errors = PolicyFile::parse(text).unwrap_err();
+            assert_eq!(errors.len(), 1, "{text:?}: {errors:?}");
+            assert!(errors[0].contains(shown), "{text:?}: {errors:?}");
+            assert!(!errors[0].contains('\n'), "{errors:?}");
         }
+    }
+
+    #[test]
+    fn every_mistake_of_the_file_is_reported_at_once() {
+        let errors = PolicyFile::parse(&format!(
+            "[global]\nmode = \"sideways\"\ntimeout_ms = 0\n\n[commands.{MEMBER}]\nreject_err_code = 42\ntimeout_ms = 2.5\nloud = true\n\n[commands.callbackNopeCommand]\nmode = \"off\"\n"
+        ))
+        .unwrap_err();
+        let keys: Vec<&str> = errors
+            .iter()
+            .map(|error| error.split([' ', ':']).next().unwrap_or_default())
+            .collect();
+        let mut expected = vec![
+            "global.mode".to_owned(),
+            "global.timeout_ms".to_owned(),
+            "commands.callbackNopeCommand".to_owned(),
+            format!("commands.{MEMBER}.loud"),
+            format!("commands.{MEMBER}.reject_err_code"),
+            format!("commands.{MEMBER}.timeout_ms"),
+        ];
+        let mut found: Vec<String> = keys.iter().map(|key| (*key).to_owned()).collect();
+        expected.sort();
+        found.sort();
+        assert_eq!(found, expected, "{errors:#?}");
     }
 }

@@ -4,13 +4,15 @@
 //! callback commands and their kind, the common answer OpenIM parses, a mirror of OpenIM's
 //! answer structs with a decoder that reads JSON as Go does, the typed request and
 //! answer of `callbackBeforeSetGroupMemberInfoCommand`, the NATS subject naming and every
-//! header name, and the values of `X-Decision-Source`. It depends on serde only and does no
+//! header name, and the values of `X-Decision-Source`; also `NATS_URL` with its credentials
+//! hidden, which the gateway and workers both print. It depends on serde only and does no
 //! I/O.
 
 pub mod answer;
 pub mod catalog;
 pub mod group_member;
 pub mod headers;
+pub mod nats_url;
 pub mod openim;
 pub mod source;
 pub mod subject;

@@ -112,10 +112,46 @@ export function isValidSubject(subject) {
   );
 }
 
-/** `nats://h:p`, `tls://h:p` or a bare `host:port`; one or a comma-separated list. */
+/**
+ * `value` with the user information of each URL hidden, as the gateway hides it: everything
+ * between the scheme and the last `@` (a password may hold an unencoded `/`, `?`, `#` or `,`),
+ * the user name kept when it is plainly one.
+ */
+export function redactNatsUrls(value) {
+  const entries = value.split(",");
+  const shown = [];
+  let index = 0;
+  while (index < entries.length) {
+    // Entries without a scheme after a comma belong to the password before them when one of
+    // them holds an `@`.
+    let continuation = 0;
+    for (let next = index + 1; next < entries.length && !entries[next].includes("://"); next++) {
+      if (entries[next].includes("@")) continuation = next - index;
+    }
+    let url = entries.slice(index, index + continuation + 1).join(",");
+    const start = url.includes("://") ? url.indexOf("://") + 3 : 0;
+    const at = url.lastIndexOf("@");
+    if (at >= start) {
+      const userinfo = url.slice(start, at);
+      const colon = userinfo.indexOf(":");
+      const user = colon >= 0 ? userinfo.slice(0, colon) : "";
+      const kept = colon >= 0 && !/[/?#]/.test(user) ? `${user}:***` : "***";
+      url = url.slice(0, start) + kept + url.slice(at);
+    }
+    shown.push(url);
+    index += continuation + 1;
+  }
+  return shown.join(",");
+}
+
+/**
+ * `nats://h:p`, `tls://h:p` or a bare `host:port`; one or a comma-separated list. An error
+ * shows the value with its passwords and tokens hidden.
+ */
 export function parseNatsUrls(value) {
   const rule =
     "must be a NATS URL such as nats://127.0.0.1:4222 (nats:// or tls://), or a comma-separated list of them";
+  const shown = redactNatsUrls(value);
   return value.split(",").map((raw) => {
     const entry = raw.trim();
     const url = entry.includes("://") ? entry : `nats://${entry}`;
@@ -123,10 +159,18 @@ export function parseNatsUrls(value) {
     try {
       parsed = new URL(url);
     } catch {
-      throw new SettingsError(NATS_URL, value, rule);
+      throw new SettingsError(NATS_URL, shown, rule);
     }
     if (entry === "" || !NATS_SCHEMES.includes(parsed.protocol) || parsed.hostname === "") {
-      throw new SettingsError(NATS_URL, value, rule);
+      throw new SettingsError(NATS_URL, shown, rule);
+    }
+    if (!["", "/"].includes(parsed.pathname) || parsed.search !== "" || parsed.hash !== "") {
+      // Most likely a password with an unencoded / ? or # that moved the host.
+      throw new SettingsError(
+        NATS_URL,
+        shown,
+        "must not have a path, query or fragment: a / ? # or @ in a password or token must be percent-encoded (%2F %3F %23 %40)",
+      );
     }
     return url;
   });

@@ -126,9 +126,40 @@ def is_valid_subject(subject: str) -> bool:
     )
 
 
+def redact_nats_urls(value: str) -> str:
+    """`value` with the user information of each URL hidden, as the gateway hides it:
+    everything between the scheme and the last `@` (a password may hold an unencoded `/`,
+    `?`, `#` or `,`), the user name kept when it is plainly one."""
+    entries = value.split(",")
+    shown = []
+    index = 0
+    while index < len(entries):
+        # Entries without a scheme after a comma belong to the password before them when one
+        # of them holds an `@`.
+        following = []
+        for entry in entries[index + 1:]:
+            if "://" in entry:
+                break
+            following.append(entry)
+        continuation = max((i + 1 for i, entry in enumerate(following) if "@" in entry),
+                           default=0)
+        url = ",".join(entries[index:index + continuation + 1])
+        start = url.index("://") + 3 if "://" in url else 0
+        at = url.rfind("@", start)
+        if at >= 0:
+            user, colon, _password = url[start:at].partition(":")
+            userinfo = f"{user}:***" if colon and not any(c in user for c in "/?#") else "***"
+            url = url[:start] + userinfo + url[at:]
+        shown.append(url)
+        index += continuation + 1
+    return ",".join(shown)
+
+
 def parse_nats_urls(value: str) -> list:
-    """`nats://h:p`, `tls://`, `ws://`, `wss://` or a bare `host:port`; one or a comma list."""
+    """`nats://h:p`, `tls://`, `ws://`, `wss://` or a bare `host:port`; one or a comma list.
+    An error shows the value with its passwords and tokens hidden."""
     rule = "must be a NATS URL such as nats://127.0.0.1:4222, or a comma-separated list of them"
+    shown = redact_nats_urls(value)
     servers = []
     for entry in value.split(","):
         entry = entry.strip()
@@ -137,9 +168,14 @@ def parse_nats_urls(value: str) -> list:
             parts = urllib.parse.urlsplit(url)
             parts.port  # raises ValueError for a port that is not a number in range
         except ValueError:
-            raise SettingsError(NATS_URL, value, rule) from None
+            raise SettingsError(NATS_URL, shown, rule) from None
         if not entry or parts.scheme not in NATS_SCHEMES or not parts.hostname:
-            raise SettingsError(NATS_URL, value, rule)
+            raise SettingsError(NATS_URL, shown, rule)
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            # Most likely a password with an unencoded / ? or # that moved the host.
+            raise SettingsError(NATS_URL, shown, "must not have a path, query or fragment: a / ?"
+                                " # or @ in a password or token must be percent-encoded"
+                                " (%2F %3F %23 %40)")
         servers.append(url)
     return servers
 

@@ -6,6 +6,7 @@
 //! line naming the variable, the value and the rule, and `main` turns it into exit code 2.
 
 use async_nats::ServerAddr;
+use openim_gateway_proto::nats_url::redact_urls;
 use openim_gateway_proto::subject;
 
 use crate::rules::{
@@ -310,35 +311,31 @@ fn parse_nats_servers(value: &str) -> Result<Vec<ServerAddr>, SettingsError> {
             if entry.is_empty() {
                 return Err(SettingsError::invalid(NATS_URL, &shown, RULE));
             }
-            entry.parse::<ServerAddr>().map_err(|error| {
+            let server = entry.parse::<ServerAddr>().map_err(|error| {
+                // The entry is named only as it appears in the hidden value: a comma in a
+                // password splits it, and a piece alone would show part of the password.
                 let entry = redact_urls(entry);
-                SettingsError::invalid(NATS_URL, &shown, format!("{RULE} ({entry:?}: {error})"))
-            })
+                let rule = if shown.contains(&entry) {
+                    format!("{RULE} ({entry:?}: {error})")
+                } else {
+                    format!("{RULE} ({error})")
+                };
+                SettingsError::invalid(NATS_URL, &shown, rule)
+            })?;
+            // A NATS URL has no path, query or fragment: one is most likely a password with
+            // an unencoded / ? or # that moved the host, so it is refused, not connected to.
+            let url = server.clone().into_inner();
+            if !matches!(url.path(), "" | "/") || url.query().is_some() || url.fragment().is_some()
+            {
+                return Err(SettingsError::invalid(
+                    NATS_URL,
+                    &shown,
+                    "must not have a path, query or fragment: a / ? # or @ in a password or token must be percent-encoded (%2F %3F %23 %40)",
+                ));
+            }
+            Ok(server)
         })
         .collect()
-}
-
-/// `value` with each URL's password or token replaced by `***`.
-fn redact_urls(value: &str) -> String {
-    value
-        .split(',')
-        .map(|url| {
-            let start = url.find("://").map_or(0, |index| index + 3);
-            let rest = &url[start..];
-            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-            match rest[..end].rfind('@') {
-                None => url.to_owned(),
-                Some(at) => {
-                    let userinfo = match rest[..at].split_once(':') {
-                        Some((user, _)) => format!("{user}:***"),
-                        None => "***".to_owned(),
-                    };
-                    format!("{}{userinfo}{}", &url[..start], &rest[at..])
-                }
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(",")
 }
 
 /// The prefix goes in front of the command in a subject the worker subscribes to, so it must
@@ -552,6 +549,21 @@ mod tests {
             "{line}"
         );
         assert!(line.contains("bob:***@"), "{line}");
+        // Unencoded / ? # and , in a password.
+        for value in [
+            "nats://bob:Hun/ter2x@h:1",
+            "nats://bob:Hun?ter2x@h:1",
+            "nats://bob:Hun#ter2x@h:1",
+            "nats://bob:Hun,ter2x@h:1",
+            "nats://bob:4222/ter2x@h:1",
+        ] {
+            let line = error_line(&[(NATS_URL, value)]);
+            assert!(
+                !line.contains("Hun") && !line.contains("ter2x"),
+                "{value}: {line}"
+            );
+            assert!(line.contains("bob:***@"), "{line}");
+        }
     }
 
     #[test]

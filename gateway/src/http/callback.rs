@@ -211,6 +211,8 @@ async fn decide(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Res
     if policy.mode == Mode::Shadow {
         let shadow = shadow_outcome(&verdict, &policy.default);
         state.metrics.shadow(command, shadow);
+        // A summary per command at info every interval, so that shadow mode shows in the log.
+        state.conditions.shadow.note(command.name, shadow);
         // One line per callback, at debug like every per-callback line: the metric counts.
         tracing::debug!(
             command = command.name,

@@ -166,6 +166,26 @@ async fn an_unknown_gateway_variable_stops_the_start_with_the_closest_name() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubernetes_service_links_of_a_service_named_gateway_are_not_settings() {
+    let links = [
+        ("GATEWAY_SERVICE_HOST", "10.96.0.12"),
+        ("GATEWAY_SERVICE_PORT", "10006"),
+        ("GATEWAY_SERVICE_PORT_HTTP", "10006"),
+        ("GATEWAY_PORT", "tcp://10.96.0.12:10006"),
+        ("GATEWAY_PORT_10006_TCP", "tcp://10.96.0.12:10006"),
+        ("GATEWAY_PORT_10006_TCP_PROTO", "tcp"),
+        ("GATEWAY_PORT_10006_TCP_PORT", "10006"),
+        ("GATEWAY_PORT_10006_TCP_ADDR", "10.96.0.12"),
+    ];
+    let report = Gateway::run_args_expecting_exit(&["check-config"], &links).await;
+    assert_eq!(report.code, Some(0), "{report:?}");
+    // The same name with a value Kubernetes never writes is still a mistake.
+    let report = Gateway::run_expecting_exit(&[("GATEWAY_PORT", "10006")]).await;
+    assert_eq!(report.code, Some(2), "{report:?}");
+    assert!(report.stderr.contains("GATEWAY_PORT"), "{report:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_setting_is_reported_at_once_one_line_each() {
     let report = Gateway::run_expecting_exit(&[
         ("GATEWAY_CALLBACK_TIMEOUT_MS", "0"),
@@ -201,19 +221,32 @@ async fn settings_of_other_gateway_parts_are_known() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_nats_url_never_shows_its_password() {
-    let report = Gateway::run_expecting_exit(&[(
-        "NATS_URL",
-        "nats://alice:Sup3rS3cret@127.0.0.1:notaport,t0kenValue@host:4222",
-    )])
-    .await;
-    assert_eq!(report.code, Some(2), "{report:?}");
-    assert!(report.stderr.contains("NATS_URL="), "{report:?}");
-    assert!(report.stderr.contains("alice:***@"), "{report:?}");
-    for secret in ["Sup3rS3cret", "t0kenValue"] {
-        assert!(
-            !report.stderr.contains(secret),
-            "{secret} shown: {report:?}"
-        );
+    // Each password is cut into the pieces an unencoded / ? # , or @ would make of it: none
+    // may appear.
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "nats://alice:Sup3rS3cret@127.0.0.1:notaport,t0kenValue@host:4222",
+            &["Sup3rS3cret", "t0kenValue"],
+        ),
+        // A port-like start keeps the URL parsable: the host is then "alice" and the rest of
+        // the password a path, which is refused rather than connected to.
+        ("nats://alice:4222/Pa55Tail@127.0.0.1:4222", &["Pa55Tail"]),
+        ("nats://alice:Pa55/W0rdX@127.0.0.1:4222", &["Pa55", "W0rdX"]),
+        ("nats://alice:Pa55?W0rdX@127.0.0.1:4222", &["Pa55", "W0rdX"]),
+        ("nats://alice:Pa55#W0rdX@127.0.0.1:4222", &["Pa55", "W0rdX"]),
+        ("nats://alice:Pa55,W0rdX@127.0.0.1:4222", &["Pa55", "W0rdX"]),
+    ];
+    for (value, secrets) in cases {
+        let report = Gateway::run_expecting_exit(&[("NATS_URL", value)]).await;
+        assert_eq!(report.code, Some(2), "{value}: {report:?}");
+        assert!(report.stderr.contains("NATS_URL="), "{report:?}");
+        assert!(report.stderr.contains("alice:***@"), "{report:?}");
+        for secret in *secrets {
+            assert!(
+                !report.stderr.contains(secret),
+                "{secret} shown: {report:?}"
+            );
+        }
     }
 }
 

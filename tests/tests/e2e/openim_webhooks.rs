@@ -316,3 +316,53 @@ afterSendSingleMsg:
     );
     assert_eq!(stored().await, 0, "the start wrote into the stream");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_of_two_commands_is_unserved_only_when_neither_is_and_a_key_openim_never_sends_is_silent(
+) {
+    // beforeMemberJoinGroup drives the v3.8 and the v3.7 command; a worker serves the v3.8
+    // one. afterGroupMsgRevoke is in OpenIM's stock file, but OpenIM never sends it.
+    // beforeSendSingleMsg is probed last (commands are probed in name order) and unserved:
+    // its warning says the probing is over.
+    let scratch = Scratch::new();
+    let path = scratch.write(
+        "webhooks.yml",
+        "\
+url: http://127.0.0.1:10006/callbackExample
+beforeMemberJoinGroup:
+  enable: true
+  timeout: 5
+afterGroupMsgRevoke:
+  enable: true
+  timeout: 5
+beforeSendSingleMsg:
+  enable: true
+  timeout: 5
+",
+    );
+    let nats = openim_gateway_tests::NatsServer::start().await;
+    let _worker = ScriptedWorker::start(
+        &nats.url(),
+        "openim.callback.callbackBeforeMembersJoinGroupCommand",
+        Behaviour::Hang,
+    )
+    .await;
+    let gateway = Gateway::start(&nats.url(), &[("GATEWAY_OPENIM_WEBHOOKS", &path)]).await;
+    let unserved = |command: &str| {
+        gateway.stderr_log().lines().into_iter().any(|line| {
+            line.contains("WARN") && line.contains("no worker serves it") && line.contains(command)
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !unserved("callbackBeforeSendSingleMsgCommand") && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let log = gateway.stderr_log().all();
+    assert!(unserved("callbackBeforeSendSingleMsgCommand"), "{log}");
+    assert!(!unserved("JoinGroupCommand"), "{log}");
+    assert!(
+        !log.lines()
+            .any(|line| line.contains("WARN") && line.contains("afterGroupMsgRevoke")),
+        "{log}"
+    );
+}

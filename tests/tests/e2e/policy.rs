@@ -49,6 +49,40 @@ async fn off_answers_the_commands_own_default_without_asking() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rejecting_section_falls_back_to_the_global_reject_code_and_message() {
+    // The global default stays allow; only the section rejects, without its own code or
+    // message: [global]'s apply, and the environment's over them.
+    let scratch = Scratch::new();
+    let policy = scratch.write(
+        "policy.toml",
+        &format!(
+            "[global]\nreject_err_code = 5100\nreject_err_msg = \"global msg\"\n\n[commands.{SET_MEMBER}]\nmode = \"off\"\ndefault = \"reject\"\n"
+        ),
+    );
+    let from_env = [
+        ("GATEWAY_REJECT_ERR_CODE", "5200"),
+        ("GATEWAY_REJECT_ERR_MSG", "env msg"),
+    ];
+    for (env, code, message) in [
+        (&[][..], 5100, "global msg"),
+        (&from_env[..], 5200, "env msg"),
+    ] {
+        let mut settings = vec![("GATEWAY_CONFIG", policy.as_str())];
+        settings.extend_from_slice(env);
+        let stack = Stack::start(&settings).await;
+        let response = stack.send(&member_request()).await;
+        assert_eq!(
+            response.source(),
+            Some(DecisionSource::Off.as_str()),
+            "{response:?}"
+        );
+        let answer = body(&response);
+        assert_eq!(answer["errCode"], code, "{env:?}: {answer}");
+        assert_eq!(answer["errMsg"], message, "{env:?}: {answer}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shadow_asks_the_worker_answers_the_default_and_counts_disagreements() {
     let scratch = Scratch::new();
     let policy = scratch.write(
@@ -88,6 +122,23 @@ async fn shadow_asks_the_worker_answers_the_default_and_counts_disagreements() {
         (disagreed - 2.0).abs() < f64::EPSILON,
         "{disagreed} disagreements counted, expected 2"
     );
+    // At the default log level (info), a summary per command every 10 s.
+    let log = stack.gateway.stderr_log();
+    let summary = || {
+        log.lines().into_iter().any(|line| {
+            line.contains("INFO")
+                && line.contains("shadow mode")
+                && line.contains(SET_MEMBER)
+                && line.contains("agree=0")
+                && line.contains("disagree=2")
+                && line.contains("no_decision=0")
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !summary() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(summary(), "{}", log.all());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,6 +171,45 @@ async fn the_files_timeout_wins_over_webhooks_yml() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_environment_overrides_the_files_global_section() {
+    let scratch = Scratch::new();
+    let policy = scratch.write(
+        "policy.toml",
+        "[global]\ndefault = \"reject\"\nreject_err_code = 5100\ntimeout_ms = 1000\n",
+    );
+    // (environment, errCode, expected wait): the file's [global] without the environment,
+    // the environment's values over it.
+    let from_env = [
+        ("GATEWAY_CALLBACK_TIMEOUT_MS", "500"),
+        ("GATEWAY_REJECT_ERR_CODE", "5200"),
+    ];
+    for (env, code, wait_ms) in [(&[][..], 5100, 900), (&from_env[..], 5200, 400)] {
+        let mut settings = vec![
+            ("GATEWAY_CONFIG", policy.as_str()),
+            ("GATEWAY_SAFETY_MARGIN_MS", "100"),
+        ];
+        settings.extend_from_slice(env);
+        let stack = Stack::start(&settings).await;
+        let _hung =
+            ScriptedWorker::start(&stack.nats.url(), "openim.callback.>", Behaviour::Hang).await;
+        let start = Instant::now();
+        let response = stack.send(&member_request()).await;
+        let took = start.elapsed();
+        assert_eq!(
+            response.source(),
+            Some(DecisionSource::Timeout.as_str()),
+            "{response:?}"
+        );
+        assert_eq!(body(&response)["errCode"], code, "{env:?}: {response:?}");
+        let wait = Duration::from_millis(wait_ms);
+        assert!(
+            took >= wait - Duration::from_millis(50) && took < wait + LATE_SLACK,
+            "{env:?}: answered after {took:?}, expected about {wait:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_policy_file_stops_the_start_naming_the_file_the_key_and_the_rule() {
     let scratch = Scratch::new();
     let webhooks = scratch.write(
@@ -134,8 +224,13 @@ async fn a_bad_policy_file_stops_the_start_naming_the_file_the_key_and_the_rule(
         ),
         (
             format!("[commands.{SET_MEMBER}]\nreject_err_code = \"5001\"\n"),
-            "line 2",
+            "reject_err_code = \"5001\": must be an integer in 5000..=9999",
         ),
+        (
+            format!("[commands.{SET_MEMBER}]\ntimeout_ms = 2.5\n"),
+            "timeout_ms = 2.5: must be an integer in 1..=15000",
+        ),
+        ("[global\n".to_owned(), "line 1"),
         (
             format!("[commands.{SET_MEMBER}]\nreject_err_code = 4000\n"),
             "5000..=9999",
@@ -168,6 +263,33 @@ async fn a_bad_policy_file_stops_the_start_naming_the_file_the_key_and_the_rule(
             lines[0]
         );
     }
+
+    // Every mistake of one file at once, one line each, each naming the file and the key.
+    let text = format!(
+        "[global]\nmode = \"sideways\"\n\n[commands.{SET_MEMBER}]\nreject_err_code = 42\ntimeout_ms = 2.5\n\n[commands.callbackNoSuchCommand]\nmode = \"off\"\n"
+    );
+    let path = scratch.write("bad-all.toml", &text);
+    let report = Gateway::run_expecting_exit(&[("GATEWAY_CONFIG", &path)]).await;
+    assert_eq!(report.code, Some(2), "{report:?}");
+    let lines: Vec<&str> = report.stderr.lines().collect();
+    assert_eq!(lines.len(), 4, "{report:?}");
+    for key in [
+        "global.mode = \"sideways\"".to_owned(),
+        format!("commands.{SET_MEMBER}.reject_err_code = 42"),
+        format!("commands.{SET_MEMBER}.timeout_ms = 2.5"),
+        "commands.callbackNoSuchCommand".to_owned(),
+    ] {
+        assert_eq!(
+            lines
+                .iter()
+                .filter(|line| line.contains("GATEWAY_CONFIG=")
+                    && line.contains(&path)
+                    && line.contains(&key))
+                .count(),
+            1,
+            "{key}: {report:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,7 +297,9 @@ async fn check_config_validates_the_files_and_exits() {
     let scratch = Scratch::new();
     let good = scratch.write(
         "policy.toml",
-        &format!("[commands.{SET_MEMBER}]\nmode = \"shadow\"\n"),
+        &format!(
+            "[global]\nmode = \"off\"\n\n[commands.{SET_MEMBER}]\nmode = \"shadow\"\ntimeout_ms = 12000\n"
+        ),
     );
     let report =
         Gateway::run_args_expecting_exit(&["check-config"], &[("GATEWAY_CONFIG", &good)]).await;
@@ -192,6 +316,39 @@ async fn check_config_validates_the_files_and_exits() {
             .any(|line| line.starts_with(SET_MEMBER) && line.contains("mode=Shadow")),
         "{report:?}"
     );
+    // The global policy, which every command the file does not name gets.
+    assert!(
+        report
+            .stdout
+            .lines()
+            .any(|line| line == "global: mode=Off default=Allow budget_ms=4750"),
+        "{report:?}"
+    );
+    // Without webhooks.yml, a timeout above GATEWAY_CALLBACK_TIMEOUT_MS cannot be checked
+    // against OpenIM's: a warning, here and in the log of a start.
+    let warned = |text: &str| {
+        text.lines().any(|line| {
+            line.contains(&format!("commands.{SET_MEMBER}.timeout_ms = 12000"))
+                && line.contains("GATEWAY_OPENIM_WEBHOOKS")
+        })
+    };
+    assert!(warned(&report.stdout), "{report:?}");
+    let nats = openim_gateway_tests::NatsServer::not_started();
+    let gateway = Gateway::start(
+        &nats.url(),
+        &[
+            ("GATEWAY_CONFIG", &good),
+            ("GATEWAY_SHUTDOWN_DELAY_MS", "0"),
+        ],
+    )
+    .await;
+    let log = gateway.stderr_log().all();
+    assert!(
+        log.lines()
+            .any(|line| line.contains("WARN") && warned(line)),
+        "{log}"
+    );
+    drop(gateway);
     let bad = scratch.write("bad.toml", "[commands]\nx = 1\n");
     let report =
         Gateway::run_args_expecting_exit(&["check-config"], &[("GATEWAY_CONFIG", &bad)]).await;
@@ -264,4 +421,79 @@ async fn sighup_reloads_the_policy_and_a_bad_file_keeps_the_running_one() {
         "{text}"
     );
     assert_eq!(source(&stack.send(&member_request()).await), worker);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_in_flight_is_dropped_by_a_reload() {
+    const IN_FLIGHT: usize = 20;
+    let scratch = Scratch::new();
+    let policy = scratch.write(
+        "policy.toml",
+        &format!("[commands.{SET_MEMBER}]\nmode = \"enforce\"\n"),
+    );
+    let stack = Stack::start(&[("GATEWAY_CONFIG", &policy)]).await;
+    let worker = ScriptedWorker::start(
+        &stack.nats.url(),
+        &format!("openim.callback.{SET_MEMBER}"),
+        Behaviour::reply_after(
+            Duration::from_millis(1500),
+            r#"{"actionCode":0,"errCode":0,"errMsg":"","errDlt":"","nextCode":0}"#,
+        ),
+    )
+    .await;
+    let address = stack.gateway.address();
+    let request = member_request();
+    let answers = tokio::spawn(async move {
+        futures::future::join_all(
+            (0..IN_FLIGHT).map(|_| openim_gateway_tests::http::send(address, &request)),
+        )
+        .await
+    });
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while worker.received().len() < IN_FLIGHT && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(worker.received().len(), IN_FLIGHT, "not all in flight");
+
+    // A bad file, then a good one, while every callback waits for the worker.
+    let log = stack.gateway.stderr_log();
+    let wait_for = |text: &'static str| async move {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while !log.all().contains(text) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(log.all().contains(text), "{}", log.all());
+    };
+    scratch.write(
+        "policy.toml",
+        &format!("[commands.{SET_MEMBER}]\nmode = \"sideways\"\n"),
+    );
+    hang_up(&stack.gateway);
+    wait_for("configuration not reloaded").await;
+    scratch.write(
+        "policy.toml",
+        &format!("[commands.{SET_MEMBER}]\nmode = \"off\"\n"),
+    );
+    hang_up(&stack.gateway);
+    wait_for("policy reloaded").await;
+    assert!(
+        !answers.is_finished(),
+        "the reloads were not done while the callbacks were in flight"
+    );
+
+    let answers = answers.await.expect("the senders ran");
+    for answer in &answers {
+        let answer = answer.as_ref().expect("an answer");
+        assert_eq!(
+            answer.source(),
+            Some(DecisionSource::Worker.as_str()),
+            "{answer:?}"
+        );
+    }
+    assert_eq!(answers.len(), IN_FLIGHT);
+    // The reload took effect for what came after.
+    assert_eq!(
+        stack.send(&member_request()).await.source(),
+        Some(DecisionSource::Off.as_str())
+    );
 }

@@ -165,6 +165,29 @@ test("settings: defaults and every variable", () => {
   assert.equal(parsed.concurrency, 8);
 });
 
+test("settings: a bad NATS_URL never shows its password", () => {
+  for (const value of [
+    "nats://bob:Hun/ter2x@h:1",
+    "nats://bob:Hun?ter2x@h:1",
+    "nats://bob:Hun#ter2x@h:1",
+    "nats://bob:Hun,ter2x@h:1",
+    "nats://bob:4222/ter2x@h:1",
+    "nats://bob:Hunter2x@h:nope",
+    "nats://a:1,tls://bob:Hun@ter2x@h:x",
+  ]) {
+    assert.throws(
+      () => ow.readSettings({ NATS_URL: value }),
+      (error) =>
+        error instanceof ow.SettingsError &&
+        !error.message.includes("Hun") &&
+        !error.message.includes("ter2x") &&
+        error.message.includes("bob:***@"),
+      value,
+    );
+  }
+  assert.equal(ow.redactNatsUrls("nats://t0k/en@h:1, nats://h:2"), "nats://***@h:1, nats://h:2");
+});
+
 test("settings: a bad value is one line naming the variable", () => {
   for (const [variable, value] of [
     ["NATS_URL", ""],

@@ -134,6 +134,21 @@ class SettingsFromEnv(unittest.TestCase):
         self.assertEqual((parsed.subject_prefix, parsed.concurrency, parsed.log_level),
                          ("tenant42.callbacks", 8, logging.DEBUG))
 
+    def test_a_bad_nats_url_never_shows_its_password(self):
+        for value in ["nats://bob:Hun/ter2x@h:1", "nats://bob:Hun?ter2x@h:1",
+                      "nats://bob:Hun#ter2x@h:1", "nats://bob:Hun,ter2x@h:1",
+                      "nats://bob:4222/ter2x@h:1", "nats://bob:Hunter2x@h:nope",
+                      "nats://a:1,tls://bob:Hun@ter2x@h:x"]:
+            with self.subTest(value=value):
+                with self.assertRaises(ow.SettingsError) as raised:
+                    ow.Settings.from_env({"NATS_URL": value})
+                line = str(raised.exception)
+                self.assertNotIn("Hun", line)
+                self.assertNotIn("ter2x", line)
+                self.assertIn("bob:***@", line)
+        self.assertEqual(ow.redact_nats_urls("nats://t0k/en@h:1, nats://h:2"),
+                         "nats://***@h:1, nats://h:2")
+
     def test_bad_values_are_one_line_naming_the_variable(self):
         for variable, value in [("NATS_URL", ""), ("NATS_URL", "http://a:4222"),
                                 ("NATS_URL", "nats://a:notaport"), ("NATS_URL", "a,,b"),
