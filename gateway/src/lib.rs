@@ -102,8 +102,6 @@ pub struct Gateway {
     state: Arc<AppState>,
     /// From SIGTERM to no longer accepting (`GATEWAY_SHUTDOWN_DELAY_MS`).
     shutdown_delay: Duration,
-    /// After the delay, the bound on finishing what was accepted.
-    drain_bound: Duration,
     /// What the accept loop enforces.
     limits: ServeLimits,
     /// Counters the accept loop updates.
@@ -188,7 +186,6 @@ impl Gateway {
             handover,
             state,
             shutdown_delay: config.shutdown_delay,
-            drain_bound: config.longest_timeout() + DRAIN_SLACK,
             limits,
             metrics,
         })
@@ -257,17 +254,20 @@ impl Gateway {
             &self.state.conditions().accept_failed,
             stop_accepting,
         );
-        let drain_bound = self.drain_bound;
+        // Read now, not at start: a reload may have raised a command's timeout.
+        let state = Arc::clone(&self.state);
         let bounded_drain = async move {
             if stop_accepted.await.is_ok() {
-                tokio::time::sleep(drain_bound).await;
+                let bound = state.longest_timeout() + DRAIN_SLACK;
+                tokio::time::sleep(bound).await;
+                bound
             } else {
-                std::future::pending::<()>().await;
+                std::future::pending().await
             }
         };
         tokio::select! {
             () = serving => {}
-            () = bounded_drain => tracing::warn!(
+            drain_bound = bounded_drain => tracing::warn!(
                 bound_ms = drain_bound.as_millis() as u64,
                 "connections still open after the drain bound: closing them"
             ),

@@ -18,7 +18,7 @@ use tokio::{task::JoinHandle, time::Instant};
 
 use super::{
     accept::{self, Accepted, RejectReason, Rejection},
-    answer::{self, json_response},
+    answer::{self, json_response, Prebuilt},
     off_loop::{finished, off_loop, start_off_loop},
     AppState,
 };
@@ -41,6 +41,8 @@ struct Callback<'a> {
     request_id: uuid::Uuid,
     /// The command's mode and default, as they were when it arrived.
     policy: &'a CommandPolicy,
+    /// The answers serialised once, as they were when it arrived.
+    prebuilt: &'a Prebuilt,
 }
 
 impl Callback<'_> {
@@ -148,6 +150,7 @@ pub(super) async fn callback(State(state): State<Arc<AppState>>, request: Reques
                 deadline,
                 request_id,
                 policy: live.policies.of(command),
+                prebuilt: &live.prebuilt,
             };
             // The body goes to NATS byte for byte.
             match command.kind {
@@ -159,8 +162,8 @@ pub(super) async fn callback(State(state): State<Arc<AppState>>, request: Reques
             state.metrics.bad_request(rejection.reason);
             log_rejection(&state, &rejection, request_id);
             answer::refused(
-                &state.prebuilt,
-                &state.default_decision,
+                &live.prebuilt,
+                &live.default_decision,
                 rejection,
                 request_id,
             )
@@ -172,7 +175,7 @@ pub(super) async fn callback(State(state): State<Arc<AppState>>, request: Reques
 async fn decide(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Response {
     let command = callback.command;
     let policy = callback.policy;
-    let default = PreparedDefault::start(state, &callback, payload.len());
+    let default = PreparedDefault::start(&callback, payload.len());
     if policy.mode == Mode::Off {
         // Switched off in the policy file: nobody is asked.
         return answer_default(state, &callback, default, DecisionSource::Off).await;
@@ -188,7 +191,7 @@ async fn decide(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Res
         Outcome::Reply(reply) => {
             state.metrics.worker_replied(command, reply.waited);
             let request = Arc::clone(&callback.request);
-            let prebuilt = state.prebuilt.clone();
+            let prebuilt = callback.prebuilt.clone();
             off_loop(reply.payload.len(), callback.deadline.at, move || {
                 decision::judge_reply(
                     command,
@@ -252,7 +255,7 @@ async fn answer_default(
     default: PreparedDefault,
     source: DecisionSource,
 ) -> Response {
-    let body = default.resolve(state, callback).await;
+    let body = default.resolve(callback).await;
     answered(state, callback, source);
     json_response(StatusCode::OK, source, Some(callback.request_id), body)
 }
@@ -269,7 +272,7 @@ enum PreparedDefault {
 }
 
 impl PreparedDefault {
-    fn start(state: &AppState, callback: &Callback<'_>, body_len: usize) -> Self {
+    fn start(callback: &Callback<'_>, body_len: usize) -> Self {
         let default = &callback.policy.default;
         let echoes = callback.command.echoes_request() && *default == DefaultDecision::Allow;
         if !echoes {
@@ -278,7 +281,7 @@ impl PreparedDefault {
         let command = callback.command;
         let request = Arc::clone(&callback.request);
         let decision = default.clone();
-        let prebuilt = state.prebuilt.clone();
+        let prebuilt = callback.prebuilt.clone();
         start_off_loop(body_len, move || {
             prebuilt.encode(&decision::default_answer(
                 &decision,
@@ -289,7 +292,7 @@ impl PreparedDefault {
         .map_or(Self::Inline, Self::Building)
     }
 
-    async fn resolve(self, state: &AppState, callback: &Callback<'_>) -> Bytes {
+    async fn resolve(self, callback: &Callback<'_>) -> Bytes {
         if let Self::Building(building) = self {
             // Started at arrival, and cheaper than the parse of the same body that already
             // finished inside the deadline: waiting for it is waiting for work nearly done.
@@ -297,7 +300,7 @@ impl PreparedDefault {
                 return answer;
             }
         }
-        state.prebuilt.encode(&decision::default_answer(
+        callback.prebuilt.encode(&decision::default_answer(
             &callback.policy.default,
             Some(callback.command),
             Some(&callback.request),
@@ -372,7 +375,7 @@ async fn notify(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Res
         StatusCode::OK,
         source,
         Some(callback.request_id),
-        state.prebuilt.allow.clone(),
+        callback.prebuilt.allow.clone(),
     )
 }
 

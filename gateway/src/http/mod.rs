@@ -50,16 +50,10 @@ pub struct AppState {
     /// The budgets and policies, replaced as a whole when the policy file is reloaded; a
     /// callback keeps the ones it started with.
     live: RwLock<Arc<Live>>,
-    /// The answer when no valid worker decision arrives (requests refused before their
-    /// command is known, and caught panics).
-    default_decision: DefaultDecision,
-
     /// The path segment required before the command, when configured.
     webhook_secret: Option<WebhookSecret>,
     /// Larger bodies get 413.
     max_body_bytes: usize,
-    /// Answers serialised once.
-    prebuilt: Prebuilt,
     /// Set once shutdown starts: `/readyz` answers 503 and every answer closes its
     /// connection after it is written.
     draining: AtomicBool,
@@ -76,10 +70,8 @@ impl AppState {
             forwarder,
             metrics,
             live: RwLock::new(Arc::new(Live::new(config))),
-            default_decision: config.default_decision.clone(),
             webhook_secret: config.webhook_secret.clone(),
             max_body_bytes: config.max_body_bytes,
-            prebuilt: Prebuilt::new(&config.default_decision),
             draining: AtomicBool::new(false),
             max_inflight: config.max_inflight,
             conditions: Conditions::default(),
@@ -112,6 +104,12 @@ impl AppState {
     /// The forwarder (the gateway drains it on shutdown).
     pub fn forwarder(&self) -> &Forwarder {
         &self.forwarder
+    }
+
+    /// The longest timeout any command has now (reloads included): the drain waits this
+    /// long, plus a little, for the callbacks in flight.
+    pub fn longest_timeout(&self) -> std::time::Duration {
+        self.live().longest_timeout
     }
 
     /// The budgets and policies in force now.
@@ -150,7 +148,8 @@ pub fn protocol_error_answer(state: &Arc<AppState>) -> crate::serve::ProtocolErr
             "",
             &format_args!("{status} {reason}: the request could not be read"),
         );
-        answer::protocol_error(&state.prebuilt, &state.default_decision, status, request_id)
+        let live = state.live();
+        answer::protocol_error(&live.prebuilt, &live.default_decision, status, request_id)
     })
 }
 
@@ -162,6 +161,13 @@ pub(crate) struct Live {
     answer_within: Budgets,
     /// Each command's mode and default decision (the policy file).
     policies: Policies,
+    /// The global default decision: requests refused before their command is known, and
+    /// caught panics.
+    default_decision: DefaultDecision,
+    /// Answers serialised once per policy.
+    prebuilt: Prebuilt,
+    /// The longest timeout any command has (the drain bound's base).
+    longest_timeout: std::time::Duration,
 }
 
 impl Live {
@@ -169,6 +175,9 @@ impl Live {
         Self {
             answer_within: budgets(config),
             policies: config.policies(),
+            default_decision: config.default_decision.clone(),
+            prebuilt: Prebuilt::new(&config.default_decision),
+            longest_timeout: config.longest_timeout(),
         }
     }
 }
@@ -206,7 +215,7 @@ fn budgets(config: &Config) -> Budgets {
 /// The gateway's routes. Callbacks are the fallback: any path not listed here is a callback
 /// path, parsed by hand so that doubled slashes and any base before the command work.
 pub fn router(state: Arc<AppState>) -> Router {
-    let prebuilt = state.prebuilt.clone();
+    let panicked = Arc::clone(&state);
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -220,7 +229,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         // Outermost: a bug in a handler still gives OpenIM a valid answer (the default).
         .layer(CatchPanicLayer::custom(move |_panic| {
             tracing::error!("a handler panicked: answering the default decision");
-            answer::internal_error(&prebuilt)
+            answer::internal_error(&panicked.live().prebuilt)
         }))
 }
 

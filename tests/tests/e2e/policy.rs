@@ -497,3 +497,37 @@ async fn nothing_in_flight_is_dropped_by_a_reload() {
         Some(DecisionSource::Off.as_str())
     );
 }
+
+/// A reload that changes the global default also changes the answer to requests refused
+/// before their command is known (an unknown command gets the global default as its body).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reloaded_global_default_answers_requests_refused_before_their_command_is_known() {
+    let scratch = Scratch::new();
+    let policy = scratch.write("policy.toml", "[global]\ndefault = \"allow\"\n");
+    let stack = Stack::start(&[("GATEWAY_CONFIG", &policy)]).await;
+    let unknown = || {
+        HttpRequest::openim(
+            "/callbackExample",
+            "callbackBeforeSomethingNewCommand",
+            r#"{"callbackCommand":"callbackBeforeSomethingNewCommand"}"#,
+        )
+    };
+    let before = stack.send(&unknown()).await;
+    assert_eq!(body(&before)["errCode"], 0, "{before:?}");
+
+    scratch.write(
+        "policy.toml",
+        "[global]\ndefault = \"reject\"\nreject_err_code = 5123\n",
+    );
+    hang_up(&stack.gateway);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut code = Value::Null;
+    while Instant::now() < deadline {
+        code = body(&stack.send(&unknown()).await)["errCode"].clone();
+        if code == 5123 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(code, 5123, "the reloaded global default was not used");
+}
