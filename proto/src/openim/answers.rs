@@ -397,7 +397,7 @@ pub const CREATE_CONVERSATIONS: &[AnswerField] = &[
 ];
 
 /// The index of the answer field `key` names for Go: the exact tag, else one equal
-/// ignoring ASCII case.
+/// ignoring case as Go folds it.
 pub fn find(fields: &[AnswerField], key: &str) -> Option<usize> {
     super::go::position_by_tag(fields, key, |field| field.name)
 }
