@@ -9,10 +9,11 @@
 //! refuse, make the reply invalid.
 
 use openim_gateway_proto::{
+    answer::{MIN_REJECT_ERR_CODE, NEXT_CODE_STOP},
     catalog::IDENTITY_FIELDS,
     openim::{
-        answers::{self, AnswerField, Applied, Guard},
-        go::{self, DecodeError},
+        answers::{self, AnswerField, Applied, Guard, COMMON},
+        go::{self, DecodeError, GoType, Layout, ObjectError},
     },
     Command,
 };
@@ -24,53 +25,120 @@ use crate::decision::{Body, InvalidReply};
 /// struct and its canonical value.
 pub(crate) type Decoded = Vec<(usize, Value)>;
 
-/// Decodes every command field of `reply` (common fields skipped). A key the answer struct
-/// does not have is ignored by OpenIM, so it is dropped, unless it changes an identity
-/// field: the worker then means a redirect that would not happen, and is told so.
+/// A worker's reply as OpenIM decodes it: the common fields and the command's own.
+pub(crate) struct Reply {
+    pub(crate) err_code: i32,
+    pub(crate) err_msg: String,
+    pub(crate) err_dlt: String,
+    pub(crate) next_code: i32,
+    /// The command fields that hold a value.
+    pub(crate) fields: Decoded,
+}
+
+impl Reply {
+    /// Whether OpenIM reads the reply as a refusal; one with `nextCode` 1 and any
+    /// `actionCode` counts (the worker's intent is plain).
+    pub(crate) fn refuses(&self) -> bool {
+        self.next_code == NEXT_CODE_STOP
+    }
+
+    /// Whether the refusal's `errCode` is one OpenIM shows as a refusal.
+    pub(crate) fn err_code_refuses(&self) -> bool {
+        self.err_code >= MIN_REJECT_ERR_CODE
+    }
+}
+
+/// The struct OpenIM decodes a command's reply into: `CommonCallbackResp`'s fields first,
+/// then the command's answer fields. A key naming an identity field the struct lacks is
+/// kept for [`check_unknown_identity`].
+struct ReplyStruct<'a> {
+    answer: &'a [AnswerField],
+}
+
+impl Layout for ReplyStruct<'_> {
+    fn len(&self) -> usize {
+        COMMON.len() + self.answer.len()
+    }
+
+    fn ty(&self, index: usize) -> GoType {
+        match index.checked_sub(COMMON.len()) {
+            None => COMMON[index].ty,
+            Some(index) => self.answer[index].ty,
+        }
+    }
+
+    fn find(&self, key: &str) -> Option<usize> {
+        // No tag of the answer structs equals a common one, even ignoring case.
+        go::find_field(COMMON, key)
+            .or_else(|| answers::find(self.answer, key).map(|index| index + COMMON.len()))
+    }
+
+    fn keep_unknown(&self, key: &str) -> bool {
+        IDENTITY_FIELDS
+            .iter()
+            .any(|field| go::go_key_matches(field, key))
+    }
+}
+
+/// Decodes a worker's reply as OpenIM decodes it into the command's answer struct: every
+/// key in the order written, repeated keys included. A key the answer struct does not have
+/// is ignored by OpenIM, so it is dropped, unless it changes an identity field: the worker
+/// then means a redirect that would not happen, and is told so.
 pub(crate) fn decode(
     command: &Command,
     request: &Body,
-    reply: &Body,
-    is_common: impl Fn(&str) -> bool,
-) -> Result<Decoded, InvalidReply> {
-    let mut decoded = Vec::with_capacity(reply.len().min(command.answer.len()));
-    for (key, value) in reply {
-        if is_common(key) {
-            continue;
-        }
-        match answers::find(command.answer, key) {
-            Some(index) => {
-                let canonical = go::decode(command.answer[index].ty, value)
-                    .map_err(|error| decode_error(key, error))?;
-                decoded.push((index, canonical));
-            }
-            None => check_unknown_identity(request, key, value)?,
-        }
-    }
-    Ok(decoded)
-}
-
-fn decode_error(key: &str, error: DecodeError) -> InvalidReply {
-    let within = |path: &str| {
-        if path.is_empty() {
-            key.to_owned()
-        } else if path.starts_with('[') {
-            format!("{key}{path}")
-        } else {
-            format!("{key}.{path}")
-        }
-    };
-    match error {
-        DecodeError::WrongType { path, expected } => InvalidReply::WrongType {
-            field: within(&path),
+    reply: &[u8],
+) -> Result<Reply, InvalidReply> {
+    let decoded = go::decode_object(
+        reply,
+        &ReplyStruct {
+            answer: command.answer,
+        },
+    )
+    .map_err(|error| match error {
+        ObjectError::NotJson(error) => InvalidReply::NotJson(error.to_string()),
+        ObjectError::NotObject => InvalidReply::NotObject,
+        ObjectError::Type(DecodeError::WrongType { path, expected }) => InvalidReply::WrongType {
+            field: path,
             expected,
         },
-        DecodeError::DuplicateKey { path } => InvalidReply::DuplicateKey(within(&path)),
+    })?;
+    for (key, value) in &decoded.unknown {
+        check_unknown_identity(request, key, value)?;
     }
+    let mut values = decoded.values;
+    let fields = values
+        .split_off(COMMON.len())
+        .into_iter()
+        .enumerate()
+        .filter(|(_, value)| !value.is_null())
+        .collect();
+    // In `COMMON`'s order. The decoder checked the types; `null` is Go's zero value.
+    let [_action_code, err_code, err_msg, err_dlt, next_code]: [Value; 5] =
+        values.try_into().unwrap_or_default();
+    let int = |value: Value| {
+        value
+            .as_i64()
+            .and_then(|number| i32::try_from(number).ok())
+            .unwrap_or(0)
+    };
+    let text = |value: Value| match value {
+        Value::String(text) => text,
+        _ => String::new(),
+    };
+    let (err_code, err_msg, err_dlt, next_code) =
+        (int(err_code), text(err_msg), text(err_dlt), int(next_code));
+    Ok(Reply {
+        err_code,
+        err_msg,
+        err_dlt,
+        next_code,
+        fields,
+    })
 }
 
 fn check_unknown_identity(request: &Body, key: &str, value: &Value) -> Result<(), InvalidReply> {
-    if value.is_null() || !IDENTITY_FIELDS.iter().any(|f| key.eq_ignore_ascii_case(f)) {
+    if value.is_null() {
         return Ok(());
     }
     match get_field(request, key) {
@@ -79,12 +147,12 @@ fn check_unknown_identity(request: &Body, key: &str, value: &Value) -> Result<()
     }
 }
 
-/// Looks a request field up the way Go matches keys: exactly, else ignoring ASCII case.
-pub(crate) fn get_field<'a>(object: &'a Body, field: &str) -> Option<&'a Value> {
+/// Looks a request field up the way Go matches keys: exactly, else ignoring case.
+fn get_field<'a>(object: &'a Body, field: &str) -> Option<&'a Value> {
     object.get(field).or_else(|| {
         object
             .iter()
-            .find(|(key, _)| key.eq_ignore_ascii_case(field))
+            .find(|(key, _)| go::go_key_matches(key, field))
             .map(|(_, value)| value)
     })
 }
@@ -161,6 +229,14 @@ fn guard(field: &AnswerField, request: &Body, value: Value) -> Result<Option<Val
             Value::String(text) if unmarshals_into_struct(text) => Ok(Some(value)),
             _ => Err(InvalidReply::ContentNotJsonObject),
         },
+        Guard::NotBlank => {
+            let blank = |value: &Value| value.as_str().is_some_and(|text| text.trim().is_empty());
+            if blank(&value) && !original().is_some_and(blank) {
+                Err(InvalidReply::BlankGroupName(name.to_owned()))
+            } else {
+                Ok(Some(value))
+            }
+        }
         Guard::RegisteredUsers => registered_users(request, value).map(Some),
         Guard::JoiningMembers => joining_members(request, value),
     }
@@ -346,6 +422,8 @@ mod tests {
     const SET_FRIEND_REMARK: &[u8] =
         include_bytes!("../../fixtures/openim/before_set_friend_remark.json");
     const INVITE: &[u8] = include_bytes!("../../fixtures/openim/before_invite_join_group.json");
+    const SET_GROUP_INFO_EX: &[u8] =
+        include_bytes!("../../fixtures/openim/before_set_group_info_ex.json");
 
     #[test]
     fn hazard_1_an_echo_of_the_requests_unset_values_is_dropped() {
@@ -454,6 +532,25 @@ mod tests {
         for content in ["{\"content\":\"hi\"}", " {} ", "null"] {
             assert!(normalise(MSG_MODIFY, &json!({ "content": content })).is_ok());
         }
+        // A blank group name makes OpenIM drop the whole SetGroupInfoEx update silently.
+        // Trimmed as Go's `strings.TrimSpace` trims: Unicode white space.
+        for name in ["", "   ", "\t\n", "\u{3000}\u{a0}"] {
+            assert_eq!(
+                normalise(SET_GROUP_INFO_EX, &json!({ "groupName": name })),
+                Err(InvalidReply::BlankGroupName("groupName".to_owned())),
+                "{name:?}"
+            );
+        }
+        let renamed = normalise(SET_GROUP_INFO_EX, &json!({"groupName":" Rust "})).unwrap();
+        assert_eq!(renamed["groupName"], json!(" Rust "));
+        // `null` keeps the request's name; a request whose name is already blank is dropped
+        // by OpenIM whatever the answer says.
+        let kept = normalise(SET_GROUP_INFO_EX, &json!({"groupName":null})).unwrap();
+        assert_eq!(kept["groupName"], json!("Rust <fans> & friends"));
+        let mut blank = request(SET_GROUP_INFO_EX);
+        blank.insert("groupName".to_owned(), json!(" "));
+        let command = Command::lookup("callbackBeforeSetGroupInfoExCommand").unwrap();
+        assert!(normalise_reply(command, &blank, br#"{"groupName":""}"#).is_ok());
     }
 
     #[test]
@@ -473,10 +570,9 @@ mod tests {
             identity(CREATE_GROUP, json!({"ownerUserID":"x"})),
             "ownerUserID"
         );
-        assert_eq!(
-            identity(CREATE_GROUP, json!({"creatorUserID":"x"})),
-            "creatorUserID"
-        );
+        // The creator is the client's own unchecked value: a worker may set it.
+        let creator = normalise(CREATE_GROUP, &json!({"creatorUserID":"x"})).unwrap();
+        assert_eq!(creator["creatorUserID"], json!("x"));
         assert_eq!(identity(CREATE_GROUP, json!({"groupType":0})), "groupType");
         // Lists applied after OpenIM's checks may only shrink.
         assert_eq!(

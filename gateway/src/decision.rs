@@ -1,19 +1,15 @@
 //! Decisions: default answers, worker-reply validation and normalisation. No I/O.
 //!
-//! One rule for every command, whatever OpenIM's handlers do: a field that is absent or
-//! `null` keeps the request's value, a value OpenIM applies replaces it. This module reads
-//! the common fields of a worker's reply and decides allow or refuse; `command_fields`
-//! decodes the command's own fields as OpenIM would and applies the catalog's rule for each.
-//! It never invents a modification: every field it writes comes from the worker or from the
-//! request.
+//! This module builds the default answer, reads the common fields of a worker's reply and
+//! decides allow or refuse; `command_fields` decodes the reply as OpenIM's Go code would and
+//! applies each command field's rule from the mirror (`proto/src/openim/answers.rs`): how
+//! OpenIM applies it (when not `null`, always, when not empty, never) and what the gateway
+//! checks before a value may reach OpenIM. It never invents a modification: every field it
+//! writes comes from the worker or from the request.
 
-use openim_gateway_proto::{
-    answer::{fields, CommonAnswer, MIN_REJECT_ERR_CODE, NEXT_CODE_STOP},
-    openim::go::{as_int32, GoType},
-    Command,
-};
+use openim_gateway_proto::{answer::CommonAnswer, Command};
 
-use crate::command_fields::{self, get_field};
+use crate::command_fields;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
@@ -57,9 +53,6 @@ pub enum InvalidReply {
     /// JSON, but not an object.
     #[error("reply is not a JSON object")]
     NotObject,
-    /// Two keys that Go's case-insensitive decoder would both apply to one field.
-    #[error("reply has the key {0:?} twice (keys are matched case-insensitively)")]
-    DuplicateKey(String),
     /// A field of the wrong JSON type, or an integer outside int32 (OpenIM: 90007).
     #[error("reply field {field:?} must be {expected}")]
     WrongType {
@@ -86,6 +79,10 @@ pub enum InvalidReply {
     /// Message content OpenIM refuses: it must be a JSON object (or `null`) as text.
     #[error("reply content is not the text of a JSON object: OpenIM would refuse the message")]
     ContentNotJsonObject,
+    /// A group name that is blank after trimming, which makes OpenIM drop the whole update
+    /// without an error.
+    #[error("reply sets a blank {0:?}: OpenIM would drop the whole update without an error")]
+    BlankGroupName(String),
 }
 
 impl InvalidReply {
@@ -94,7 +91,6 @@ impl InvalidReply {
         "service_error",
         "not_json",
         "not_object",
-        "duplicate_key",
         "wrong_type",
         "reject_code_too_small",
         "identity_changed",
@@ -102,6 +98,7 @@ impl InvalidReply {
         "null_entry",
         "duplicate_entry",
         "content_not_json_object",
+        "blank_group_name",
     ];
 
     /// The reason label of `openim_gateway_invalid_replies_total`.
@@ -110,7 +107,6 @@ impl InvalidReply {
             Self::ServiceError(_) => "service_error",
             Self::NotJson(_) => "not_json",
             Self::NotObject => "not_object",
-            Self::DuplicateKey(_) => "duplicate_key",
             Self::WrongType { .. } => "wrong_type",
             Self::RejectCodeTooSmall(_) => "reject_code_too_small",
             Self::IdentityChanged(_) => "identity_changed",
@@ -118,12 +114,9 @@ impl InvalidReply {
             Self::NullEntry(_) => "null_entry",
             Self::DuplicateEntry(_) => "duplicate_entry",
             Self::ContentNotJsonObject => "content_not_json_object",
+            Self::BlankGroupName(_) => "blank_group_name",
         }
     }
-}
-
-fn non_null(value: Option<&Value>) -> Option<&Value> {
-    value.filter(|value| !value.is_null())
 }
 
 /// The default answer for `command`: the configured decision, plus, for the commands whose
@@ -170,85 +163,26 @@ pub fn normalise_reply(
     request: &Body,
     reply: &[u8],
 ) -> Result<Body, InvalidReply> {
-    let reply: Value =
-        serde_json::from_slice(reply).map_err(|error| InvalidReply::NotJson(error.to_string()))?;
-    let Value::Object(reply) = reply else {
-        return Err(InvalidReply::NotObject);
-    };
-    check_no_case_duplicates(&reply)?;
+    let reply = command_fields::decode(command, request, reply)?;
 
-    let int_field = |field: &'static str| -> Result<i64, InvalidReply> {
-        match non_null(get_field(&reply, field)) {
-            None => Ok(0),
-            Some(value) => as_int32(value)
-                .map(i64::from)
-                .ok_or(InvalidReply::WrongType {
-                    field: field.to_owned(),
-                    expected: GoType::Int32.describe(),
-                }),
+    if reply.refuses() {
+        if !reply.err_code_refuses() {
+            return Err(InvalidReply::RejectCodeTooSmall(i64::from(reply.err_code)));
         }
-    };
-    let string_field = |field: &'static str| -> Result<String, InvalidReply> {
-        match non_null(get_field(&reply, field)) {
-            None => Ok(String::new()),
-            Some(Value::String(text)) => Ok(text.clone()),
-            Some(_) => Err(InvalidReply::WrongType {
-                field: field.to_owned(),
-                expected: GoType::Str.describe(),
-            }),
-        }
-    };
-    let _action_code = int_field(fields::ACTION_CODE)?;
-    let err_code = int_field(fields::ERR_CODE)?;
-    let next_code = int_field(fields::NEXT_CODE)?;
-    let err_msg = string_field(fields::ERR_MSG)?;
-    let err_dlt = string_field(fields::ERR_DLT)?;
-
-    let decoded = command_fields::decode(command, request, &reply, fields::is_common)?;
-
-    if next_code == i64::from(NEXT_CODE_STOP) {
-        if err_code < i64::from(MIN_REJECT_ERR_CODE) {
-            return Err(InvalidReply::RejectCodeTooSmall(err_code));
-        }
-        let mut refusal = CommonAnswer::reject(err_code as i32, err_msg);
-        refusal.err_dlt = err_dlt;
+        let mut refusal = CommonAnswer::reject(reply.err_code, reply.err_msg);
+        refusal.err_dlt = reply.err_dlt;
         return Ok(refusal.into_object());
     }
 
     let allow = CommonAnswer {
-        // The int_field check above makes these conversions lossless.
-        err_code: err_code as i32,
-        err_msg,
-        err_dlt,
+        err_code: reply.err_code,
+        err_msg: reply.err_msg,
+        err_dlt: reply.err_dlt,
         ..CommonAnswer::allow()
     };
     let mut answer = allow.into_object();
-    command_fields::apply(command, request, decoded, &mut answer)?;
+    command_fields::apply(command, request, reply.fields, &mut answer)?;
     Ok(answer)
-}
-
-fn check_no_case_duplicates(reply: &Body) -> Result<(), InvalidReply> {
-    /// Up to this many keys, comparing pairs costs less than building a set of lowercase keys.
-    const PAIRWISE_UP_TO: usize = 32;
-    if reply.len() <= PAIRWISE_UP_TO {
-        let keys: Vec<&String> = reply.keys().collect();
-        for (index, key) in keys.iter().enumerate() {
-            if keys[index + 1..]
-                .iter()
-                .any(|other| other.eq_ignore_ascii_case(key))
-            {
-                return Err(InvalidReply::DuplicateKey((*key).clone()));
-            }
-        }
-        return Ok(());
-    }
-    let mut seen = std::collections::HashSet::with_capacity(reply.len());
-    for key in reply.keys() {
-        if !seen.insert(key.to_ascii_lowercase()) {
-            return Err(InvalidReply::DuplicateKey(key.clone()));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -394,12 +328,6 @@ mod tests {
         assert_eq!(mistaken["nextCode"], json!(1));
     }
 
-    fn many_keys_with_a_case_duplicate() -> &'static str {
-        let mut keys: Vec<String> = (0..40).map(|n| format!("\"k{n}\":1")).collect();
-        keys.push("\"K7\":2".to_owned());
-        Box::leak(format!("{{{}}}", keys.join(",")).into_boxed_str())
-    }
-
     #[test]
     fn invalid_replies_are_named() {
         let request = member_request();
@@ -472,12 +400,11 @@ mod tests {
                 InvalidReply::IdentityChanged("sendID".to_owned()),
             ),
             (
-                br#"{"nickName":"a","NICKNAME":"b"}"#,
-                InvalidReply::DuplicateKey(String::new()),
-            ),
-            (
-                many_keys_with_a_case_duplicate().as_bytes(),
-                InvalidReply::DuplicateKey(String::new()),
+                br#"{"nickName":5,"nickName":"a"}"#,
+                InvalidReply::WrongType {
+                    field: "nickName".to_owned(),
+                    expected: "",
+                },
             ),
         ];
         for (reply, expected) in cases {
@@ -488,6 +415,84 @@ mod tests {
                 "{}: {error}",
                 String::from_utf8_lossy(reply)
             );
+        }
+    }
+
+    #[test]
+    fn a_repeated_key_is_read_as_go_reads_it() {
+        let request = member_request();
+        let normalise = |reply: &str| normalise_reply(command(SEED), &request, reply.as_bytes());
+        // Go keeps the first type error and fails the decode, whatever comes after it, at
+        // every depth and for the common fields too.
+        for (reply, field) in [
+            (r#"{"nickName":5,"nickName":"Alice"}"#, "nickName"),
+            (r#"{"NickName":5,"nickName":"Alice"}"#, "NickName"),
+            (r#"{"nickName":"Alice","NICKNAME":[]}"#, "NICKNAME"),
+            (r#"{"errCode":"1","errCode":0}"#, "errCode"),
+            (
+                r#"{"nextCode":1.0,"NextCode":1,"errCode":5000}"#,
+                "nextCode",
+            ),
+        ] {
+            match normalise(reply) {
+                Err(InvalidReply::WrongType { field: named, .. }) => assert_eq!(named, field),
+                other => panic!("{reply}: {other:?}"),
+            }
+        }
+        let modify = "callbackBeforeMsgModifyCommand";
+        let modify_request = object(
+            json!({"callbackCommand":modify,"sendID":"s","content":"{}","offlinePushInfo":null}),
+        );
+        for reply in [
+            r#"{"options":{"history":1},"options":{"history":true}}"#,
+            r#"{"options":{"history":1,"history":true}}"#,
+            r#"{"atUserIDList":[5],"atUserIDList":["u"]}"#,
+        ] {
+            assert!(
+                matches!(
+                    normalise_reply(command(modify), &modify_request, reply.as_bytes()),
+                    Err(InvalidReply::WrongType { .. })
+                ),
+                "{reply}"
+            );
+        }
+        // Values that all decode: the last one in the text wins, whatever its spelling.
+        for (reply, nickname) in [
+            (r#"{"nickName":"a","nickName":"b"}"#, "b"),
+            (r#"{"NickName":"a","nickName":"b","NickName":"c"}"#, "c"),
+            (r#"{"nickName":"a","NICKNAME":"b"}"#, "b"),
+        ] {
+            assert_eq!(
+                normalise(reply).unwrap()["nickName"],
+                json!(nickname),
+                "{reply}"
+            );
+        }
+        assert!(!normalise(r#"{"nickName":"a","nickName":null}"#)
+            .unwrap()
+            .contains_key("nickName"));
+        // `errCode` is a plain int32: a later `null` leaves it as it was.
+        let refusal = normalise(r#"{"nextCode":1,"errCode":5001,"errCode":null}"#).unwrap();
+        assert_eq!(refusal["errCode"], json!(5001));
+        // An identity key the answer struct lacks is checked at each occurrence.
+        assert_eq!(
+            normalise(r#"{"groupID":"g2","groupID":"g1"}"#).unwrap_err(),
+            InvalidReply::IdentityChanged("groupID".to_owned())
+        );
+    }
+
+    #[test]
+    fn minus_zero_is_an_integer_zero_as_for_go() {
+        let request = member_request();
+        let answer =
+            normalise_reply(command(SEED), &request, br#"{"roleLevel":-0,"errCode":-0}"#).unwrap();
+        assert_eq!(answer["roleLevel"], json!(0));
+        assert_eq!(answer["errCode"], json!(0));
+        for reply in [&br#"{"roleLevel":-0.0}"#[..], br#"{"roleLevel":0e0}"#] {
+            assert!(matches!(
+                normalise_reply(command(SEED), &request, reply),
+                Err(InvalidReply::WrongType { .. })
+            ));
         }
     }
 

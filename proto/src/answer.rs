@@ -1,7 +1,7 @@
 //! The common answer OpenIM parses from every callback (`CommonCallbackResp`).
 //!
 //! OpenIM refuses an operation only when `actionCode == 0 && nextCode == 1`; any other valid
-//! JSON lets it through. A refusal's `errCode` reaches the end user, so it must be at least
+//! JSON lets it through (`CommonCallbackResp.Parse`, `pkg/callbackstruct/common.go`). A refusal's `errCode` reaches the end user, so it must be at least
 //! 100 (OpenIM turns 0 into an internal error or a silent success; its docs suggest
 //! 5000..=9999).
 
@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 /// The JSON names of the common answer's fields, as OpenIM's Go struct tags spell them.
 pub mod fields {
-    /// 0: OpenIM reads the answer.
+    /// Not 0: OpenIM ignores a refusal (`nextCode` 1); the command fields still apply.
     pub const ACTION_CODE: &str = "actionCode";
     /// The code of a refusal.
     pub const ERR_CODE: &str = "errCode";
@@ -20,17 +20,18 @@ pub mod fields {
     pub const ERR_DLT: &str = "errDlt";
     /// 1 (with `actionCode` 0): refuse the operation.
     pub const NEXT_CODE: &str = "nextCode";
-    /// The integer fields (Go `int`, decoded by OpenIM into an int32 on 32-bit builds too).
+    /// The integer fields (Go `int32` in `CommonCallbackResp`, `pkg/callbackstruct/common.go`,
+    /// in every version).
     pub const INTEGERS: [&str; 3] = [ACTION_CODE, ERR_CODE, NEXT_CODE];
     /// The string fields.
     pub const STRINGS: [&str; 2] = [ERR_MSG, ERR_DLT];
 
-    /// Whether `key` names a common field the way Go matches keys (ignoring ASCII case).
+    /// Whether `key` names a common field the way Go matches keys (ignoring case).
     pub fn is_common(key: &str) -> bool {
         INTEGERS
             .iter()
             .chain(STRINGS.iter())
-            .any(|field| key.eq_ignore_ascii_case(field))
+            .any(|field| crate::openim::go::go_key_matches(field, key))
     }
 }
 

@@ -205,6 +205,9 @@ fn describe_answer_field(field: &AnswerField) -> String {
             " Must be absent, null or empty: the request has nothing to check it against.".to_owned()
         }
         Guard::JsonObjectText => " Must be the text of a JSON object (or \"null\").".to_owned(),
+        Guard::NotBlank => {
+            " Must not be blank after trimming spaces, unless the request's already is.".to_owned()
+        }
         Guard::RegisteredUsers => {
             " No null entry; each entry's userID one of the request's users, each once.".to_owned()
         }

@@ -2,11 +2,12 @@
 //! field by field: its JSON tag and Go type, how OpenIM applies it, and what the gateway must
 //! check before it lets a worker's value through.
 //!
-//! The five common fields (`CommonCallbackResp`) come first in every answer and are not
-//! repeated here (`crate::answer`). Paths are in openimsdk/open-im-server on main unless a
+//! The five common fields (`CommonCallbackResp`, [`COMMON`]) come first in every answer and
+//! are not repeated in each command's list. Paths are in openimsdk/open-im-server on main unless a
 //! version is named; `sdkws.*` is openimsdk/protocol's `sdkws/sdkws.pb.go`.
 
 use super::go::{field, GoField, GoType};
+use crate::answer::fields;
 
 /// How OpenIM applies an answer field to its own request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +48,10 @@ pub enum Guard {
     Unverifiable,
     /// Message content: OpenIM refuses the send unless it unmarshals into a Go struct.
     JsonObjectText,
+    /// A name OpenIM refuses when it is blank after `strings.TrimSpace`, in a way that drops
+    /// the whole update without an error: refused unless the request's own value is already
+    /// blank (then OpenIM drops the update whatever the answer says).
+    NotBlank,
     /// `users` of UserRegister: entries are dereferenced, ids must be the request's, each
     /// once, and an entry's missing fields would be stored as zero values.
     RegisteredUsers,
@@ -86,9 +91,19 @@ const STRINGS: GoType = GoType::Slice(&GoType::Str);
 
 use Applied::{Always, IfNotEmpty, IfNotNull, Ignored};
 use Guard::{
-    ChosenWhenUnset, DropUnsetEcho, Free, JoiningMembers, JsonObjectText, RegisteredUsers,
-    RequestPointerSet, SameAsRequest, SubsetOf, Unverifiable,
+    ChosenWhenUnset, DropUnsetEcho, Free, JoiningMembers, JsonObjectText, NotBlank,
+    RegisteredUsers, RequestPointerSet, SameAsRequest, SubsetOf, Unverifiable,
 };
+
+/// `CommonCallbackResp` (`pkg/callbackstruct/common.go`), embedded first in every answer
+/// struct: `int32` and `string` fields, so `null` leaves them at 0 and `""`.
+pub const COMMON: &[GoField] = &[
+    field(fields::ACTION_CODE, GoType::Int32),
+    field(fields::ERR_CODE, GoType::Int32),
+    field(fields::ERR_MSG, GoType::Str),
+    field(fields::ERR_DLT, GoType::Str),
+    field(fields::NEXT_CODE, GoType::Int32),
+];
 
 /// `sdkws.OfflinePushInfo`: plain fields.
 pub const OFFLINE_PUSH_INFO: &[GoField] = &[
@@ -252,8 +267,10 @@ pub const CREATE_GROUP: &[AnswerField] = &[
     answer("ownerUserID", P_STR, IfNotNull, SameAsRequest),
     answer("ex", P_STR, IfNotNull, Free),
     answer("status", P_INT32, IfNotNull, Free),
-    // Who created the group, stored as given: the caller OpenIM authenticated.
-    answer("creatorUserID", P_STR, IfNotNull, SameAsRequest),
+    // Stored as given (`Pb2DBGroupInfo`), and never set or checked by OpenIM: it is
+    // whatever the client sent, and nothing reads it for permissions, so a worker's value
+    // bypasses no check.
+    answer("creatorUserID", P_STR, IfNotNull, Free),
     // Checked (must be 2) before the callback and not again (`group.go` `CreateGroup`).
     answer("groupType", P_INT32, IfNotNull, SameAsRequest),
     answer("needVerification", P_INT32, IfNotNull, Free),
@@ -313,7 +330,11 @@ pub const SET_GROUP_INFO: &[AnswerField] = &[
 /// eight fields always overwritten; `null` there is the client's "not changed".
 pub const SET_GROUP_INFO_EX: &[AnswerField] = &[
     answer("groupID", STR, Always, SameAsRequest),
-    answer("groupName", P_STR, Always, Free),
+    // A non-null name that is blank after trimming makes `UpdateGroupInfoExMap`
+    // (`internal/rpc/group/db_map.go`) return an error with an empty map, and
+    // `SetGroupInfoEx` (`group.go`) then answers success without updating anything: every
+    // other change of the request is lost silently.
+    answer("groupName", P_STR, Always, NotBlank),
     answer("notification", P_STR, Ignored, Free),
     answer("introduction", P_STR, Always, Free),
     answer("faceURL", P_STR, Always, Free),
@@ -376,7 +397,7 @@ pub const CREATE_CONVERSATIONS: &[AnswerField] = &[
 ];
 
 /// The index of the answer field `key` names for Go: the exact tag, else one equal
-/// ignoring ASCII case.
+/// ignoring case as Go folds it.
 pub fn find(fields: &[AnswerField], key: &str) -> Option<usize> {
     super::go::position_by_tag(fields, key, |field| field.name)
 }

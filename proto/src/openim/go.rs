@@ -2,16 +2,28 @@
 //! OpenIM's answer structs, and a decoder that accepts exactly what `json.Unmarshal` accepts
 //! into them and returns the value in a canonical form.
 //!
+//! The decoder reads the JSON text itself, key by key in the order written, as Go does: a
+//! key written twice (or two spellings Go takes for one field, `nickName` and `NickName`)
+//! is decoded twice into the same field, so the last one wins, an object or a list is merged
+//! into what the field already holds as Go merges it, and a value of the wrong type fails
+//! the whole decode even when a later key replaces it. A map of the parsed text would keep
+//! one value per key and lose that.
+//!
 //! Canonical means: struct keys spelled as the Go tag spells them, unknown keys gone, `null`
 //! where Go leaves a zero value or a nil pointer. A JSON text built from the canonical form
 //! decodes in Go to the same struct as the original, and nothing in it depends on how Go
-//! folds the case of keys, so OpenIM reads what the gateway read.
+//! folds the case of keys or applies repeated ones, so OpenIM reads what the gateway read.
 //!
-//! Where Go and this decoder differ, this decoder is stricter: it matches keys ignoring ASCII
-//! case only (Go also folds a few non-ASCII letters; such a key is dropped here, so OpenIM
-//! never sees it), and it refuses two keys that differ only in case inside one object (Go
-//! keeps the last; the gateway treats the reply as ambiguous).
+//! Where Go and this decoder differ, this decoder is stricter: strings must be valid UTF-8
+//! (Go replaces bad bytes), numbers must fit an `f64` even where nothing reads them, and
+//! values nest at most 128 deep (Go: 10000). The top-level `null` Go decodes as "nothing
+//! set" is left to the caller ([`decode_object`] refuses it as not an object).
 
+use std::{borrow::Cow, fmt};
+
+use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 /// A Go type of an OpenIM answer field.
@@ -63,11 +75,6 @@ pub enum DecodeError {
         /// What Go accepts there.
         expected: &'static str,
     },
-    /// Two keys of one object that Go would both apply to one field.
-    DuplicateKey {
-        /// Where the second key is.
-        path: String,
-    },
 }
 
 impl DecodeError {
@@ -82,20 +89,17 @@ impl DecodeError {
                 format!("{segment}.{path}")
             }
         };
-        match self {
-            Self::WrongType { path, expected } => Self::WrongType {
-                path: join(path),
-                expected,
-            },
-            Self::DuplicateKey { path } => Self::DuplicateKey { path: join(path) },
+        let Self::WrongType { path, expected } = self;
+        Self::WrongType {
+            path: join(path),
+            expected,
         }
     }
 
     /// Where the offending value is.
     pub fn path(&self) -> &str {
-        match self {
-            Self::WrongType { path, .. } | Self::DuplicateKey { path } => path,
-        }
+        let Self::WrongType { path, .. } = self;
+        path
     }
 }
 
@@ -134,112 +138,144 @@ impl GoType {
 }
 
 /// Decodes `value` into `ty` as `json.Unmarshal` would, returning the canonical form
-/// (`null` for a zero or nil field).
+/// (`null` for a zero or nil value).
 pub fn decode(ty: GoType, value: &Value) -> Result<Value, DecodeError> {
-    if value.is_null() {
-        return Ok(Value::Null);
+    let text = value.to_string();
+    let mut slot = Slot::Zero;
+    let mut ctx = Ctx::default();
+    let mut reader = serde_json::Deserializer::from_str(&text);
+    let parsed = ValueSeed {
+        ty,
+        slot: &mut slot,
+        ctx: &mut ctx,
     }
-    let wrong = || DecodeError::WrongType {
+    .deserialize(&mut reader);
+    if let Some(error) = ctx.error {
+        return Err(error);
+    }
+    // Only nesting deeper than the parser's limit fails here; Go refuses it too, past its own.
+    parsed.map_err(|_| DecodeError::WrongType {
         path: String::new(),
         expected: ty.describe(),
-    };
-    match ty {
-        GoType::Str => value.is_string().then(|| value.clone()).ok_or_else(wrong),
-        GoType::Int32 => as_int32(value).map(Value::from).ok_or_else(wrong),
-        GoType::Int64 => value.as_i64().map(Value::from).ok_or_else(wrong),
-        GoType::Bool => value.is_boolean().then(|| value.clone()).ok_or_else(wrong),
-        GoType::Bytes => match value {
-            Value::String(text) if is_std_base64(text) => Ok(value.clone()),
-            // `[]byte` is a slice too: Go also takes an array of bytes, `null` as 0.
-            Value::Array(items) => items
-                .iter()
-                .map(|item| match item {
-                    Value::Null => Some(Value::from(0)),
-                    _ => item.as_u64().filter(|byte| *byte <= 255).map(Value::from),
-                })
-                .collect::<Option<Vec<Value>>>()
-                .map(Value::Array)
-                .ok_or_else(wrong),
-            _ => Err(wrong()),
-        },
-        GoType::Ptr(inner) => decode(*inner, value),
-        GoType::Slice(element) => {
-            let Value::Array(items) = value else {
-                return Err(wrong());
-            };
-            let mut out = Vec::with_capacity(items.len());
-            for (index, item) in items.iter().enumerate() {
-                let decoded =
-                    decode(*element, item).map_err(|error| error.under(&format!("[{index}]")))?;
-                out.push(if decoded.is_null() && !element.keeps_null() {
-                    element.zero()
-                } else {
-                    decoded
-                });
-            }
-            Ok(Value::Array(out))
-        }
-        GoType::BoolMap => {
-            let Value::Object(entries) = value else {
-                return Err(wrong());
-            };
-            let mut out = Map::with_capacity(entries.len());
-            for (key, item) in entries {
-                let decoded = decode(GoType::Bool, item).map_err(|error| error.under(key))?;
-                out.insert(key.clone(), decoded_or(decoded, Value::Bool(false)));
-            }
-            Ok(Value::Object(out))
-        }
-        GoType::Struct(fields) => {
-            let Value::Object(entries) = value else {
-                return Err(wrong());
-            };
-            decode_struct(fields, entries).map(Value::Object)
-        }
-    }
+    })?;
+    Ok(slot.canonical(ty))
 }
 
-fn decoded_or(decoded: Value, zero: Value) -> Value {
-    if decoded.is_null() {
-        zero
-    } else {
-        decoded
-    }
-}
-
-/// Decodes an object into a struct's fields: each key goes to the field with that tag,
-/// else to one whose tag matches ignoring ASCII case; unknown keys are dropped.
+/// Decodes an object into a struct's fields, as [`decode_object`] does, and returns the
+/// fields that hold a value, spelled as their tags.
 pub fn decode_struct(
     fields: &[GoField],
     entries: &Map<String, Value>,
 ) -> Result<Map<String, Value>, DecodeError> {
-    let mut decoded: Vec<Option<Value>> = vec![None; fields.len()];
-    for (key, item) in entries {
-        let Some(index) = find_field(fields, key) else {
-            continue;
-        };
-        if decoded[index].is_some() {
-            return Err(DecodeError::DuplicateKey { path: key.clone() });
-        }
-        decoded[index] = Some(decode(fields[index].ty, item).map_err(|error| error.under(key))?);
-    }
-    let mut out = Map::with_capacity(fields.len());
-    for (field, value) in fields.iter().zip(decoded) {
-        if let Some(value) = value.filter(|value| !value.is_null()) {
-            out.insert(field.name.to_owned(), value);
-        }
-    }
-    Ok(out)
+    let text = serde_json::to_vec(entries).unwrap_or_default();
+    let decoded = decode_object(&text, &fields).map_err(|error| match error {
+        ObjectError::Type(error) => error,
+        ObjectError::NotJson(_) | ObjectError::NotObject => DecodeError::WrongType {
+            path: String::new(),
+            expected: "an object",
+        },
+    })?;
+    Ok(fields
+        .iter()
+        .zip(decoded.values)
+        .filter(|(_, value)| !value.is_null())
+        .map(|(field, value)| (field.name.to_owned(), value))
+        .collect())
 }
 
-/// The index of the field `key` names for Go: the exact tag, else a tag equal ignoring
-/// ASCII case.
+/// The fields of the struct a JSON object is decoded into, for [`decode_object`].
+pub trait Layout {
+    /// How many fields the struct has.
+    fn len(&self) -> usize;
+    /// Whether it has none.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The Go type of field `index`.
+    fn ty(&self, index: usize) -> GoType;
+    /// The field `key` names for Go (see [`go_key_matches`]), if any.
+    fn find(&self, key: &str) -> Option<usize>;
+    /// Whether the value of a key that names no field should be handed back
+    /// ([`Decoded::unknown`]) rather than skipped, as Go skips it.
+    fn keep_unknown(&self, _key: &str) -> bool {
+        false
+    }
+}
+
+impl Layout for &[GoField] {
+    fn len(&self) -> usize {
+        <[GoField]>::len(self)
+    }
+    fn ty(&self, index: usize) -> GoType {
+        self[index].ty
+    }
+    fn find(&self, key: &str) -> Option<usize> {
+        find_field(self, key)
+    }
+}
+
+/// A JSON object decoded into a struct by [`decode_object`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// Each field's canonical value, by index: `null` when Go leaves it zero or nil.
+    pub values: Vec<Value>,
+    /// The keys that name no field and that the layout asked for, with their values, in
+    /// the order they came.
+    pub unknown: Vec<(String, Value)>,
+}
+
+/// Why [`decode_object`] failed.
+#[derive(Debug)]
+pub enum ObjectError {
+    /// Not JSON text (Go: a syntax error).
+    NotJson(serde_json::Error),
+    /// JSON, but not an object.
+    NotObject,
+    /// A value Go cannot decode into its field: the first one in the text.
+    Type(DecodeError),
+}
+
+/// Decodes the JSON text `text`, which must be an object, into the struct `layout`
+/// describes, as `json.Unmarshal` does: keys in the order written, each applied to the
+/// field it names (so the last of two keys naming one field wins, and an object or a list
+/// decoded twice into one field is merged as Go merges it), and the whole decode failing
+/// when any value, at any depth and in any repetition, has a type Go refuses.
+pub fn decode_object(text: &[u8], layout: &impl Layout) -> Result<Decoded, ObjectError> {
+    let mut slots = vec![Slot::Zero; layout.len()];
+    let mut ctx = Ctx::default();
+    let mut reader = serde_json::Deserializer::from_slice(text);
+    let is_object = reader
+        .deserialize_any(RootVisitor {
+            layout,
+            slots: &mut slots,
+            ctx: &mut ctx,
+        })
+        .and_then(|is_object| reader.end().map(|()| is_object))
+        .map_err(ObjectError::NotJson)?;
+    if !is_object {
+        return Err(ObjectError::NotObject);
+    }
+    if let Some(error) = ctx.error {
+        return Err(ObjectError::Type(error));
+    }
+    Ok(Decoded {
+        values: slots
+            .into_iter()
+            .enumerate()
+            .map(|(index, slot)| slot.canonical(layout.ty(index)))
+            .collect(),
+        unknown: ctx.unknown,
+    })
+}
+
+/// The index of the field `key` names for Go: the exact tag, else a tag equal ignoring case
+/// as Go folds it ([`go_key_matches`]).
 pub fn find_field(fields: &[GoField], key: &str) -> Option<usize> {
     position_by_tag(fields, key, |field| field.name)
 }
 
 /// The index of the item whose tag (`tag_of`) `key` names, matched as Go's `encoding/json`
-/// matches a key to a struct field: the exact tag first, else one equal ignoring ASCII case.
+/// matches a key to a struct field: the exact tag first, else one [`go_key_matches`].
 pub fn position_by_tag<T>(items: &[T], key: &str, tag_of: impl Fn(&T) -> &str) -> Option<usize> {
     items
         .iter()
@@ -247,13 +283,522 @@ pub fn position_by_tag<T>(items: &[T], key: &str, tag_of: impl Fn(&T) -> &str) -
         .or_else(|| {
             items
                 .iter()
-                .position(|item| tag_of(item).eq_ignore_ascii_case(key))
+                .position(|item| go_key_matches(tag_of(item), key))
         })
 }
 
-/// `value` as an int32, when it is an integer literal in range (Go refuses `1.0` for an int).
-pub fn as_int32(value: &Value) -> Option<i32> {
-    value.as_i64().and_then(|number| i32::try_from(number).ok())
+/// Whether Go's `encoding/json` applies the key `key` to a field tagged `tag` (an ASCII
+/// tag, as all of OpenIM's are): equal ignoring case, where Go's case folding also equates
+/// the Kelvin sign `K` (U+212A) with `k` and the long s `ſ` (U+017F) with `s`.
+pub fn go_key_matches(tag: &str, key: &str) -> bool {
+    if key.is_ascii() {
+        return key.eq_ignore_ascii_case(tag);
+    }
+    let mut letters = key.chars();
+    for expected in tag.chars() {
+        let matched = match letters.next() {
+            Some('\u{212A}') => expected.eq_ignore_ascii_case(&'k'),
+            Some('\u{017F}') => expected.eq_ignore_ascii_case(&'s'),
+            Some(letter) => letter.eq_ignore_ascii_case(&expected),
+            None => false,
+        };
+        if !matched {
+            return false;
+        }
+    }
+    letters.next().is_none()
+}
+
+/// What `json.Unmarshal` has stored in one Go value so far. Decoding into a value that
+/// already holds something is how Go applies a repeated key: a scalar is replaced, a struct
+/// or a map gets the new keys, and a slice is decoded element by element into the elements
+/// it already has (including ones a shorter list cut off), then cut to the new length.
+#[derive(Debug, Clone, Default)]
+enum Slot {
+    /// The zero value, or a nil pointer, slice or map.
+    #[default]
+    Zero,
+    Str(String),
+    Int(i64),
+    Bool(bool),
+    /// A `[]byte` set from a base64 string.
+    Base64(String),
+    /// A slice: its elements up to `len`, and beyond it the ones it still holds in its
+    /// capacity.
+    Seq {
+        items: Vec<Self>,
+        len: usize,
+    },
+    /// A `map[string]bool`.
+    Map(Map<String, Value>),
+    /// A struct, by field index.
+    Struct(Vec<Self>),
+}
+
+impl Slot {
+    fn canonical(self, ty: GoType) -> Value {
+        match (self, ty) {
+            (Self::Zero, _) => Value::Null,
+            (slot, GoType::Ptr(inner)) => slot.canonical(*inner),
+            (Self::Str(text) | Self::Base64(text), _) => Value::String(text),
+            (Self::Int(number), _) => Value::from(number),
+            (Self::Bool(flag), _) => Value::Bool(flag),
+            (Self::Map(map), _) => Value::Object(map),
+            (Self::Seq { mut items, len }, _) => {
+                let element = match ty {
+                    GoType::Slice(element) => *element,
+                    // `[]byte` from a list: bytes.
+                    _ => GoType::Int32,
+                };
+                items.truncate(len);
+                Value::Array(
+                    items
+                        .into_iter()
+                        .map(|item| match item {
+                            Self::Zero if !element.keeps_null() => element.zero(),
+                            item => item.canonical(element),
+                        })
+                        .collect(),
+                )
+            }
+            (Self::Struct(slots), GoType::Struct(fields)) => Value::Object(
+                fields
+                    .iter()
+                    .zip(slots)
+                    .filter(|(_, slot)| !matches!(slot, Self::Zero))
+                    .map(|(field, slot)| (field.name.to_owned(), slot.canonical(field.ty)))
+                    .collect(),
+            ),
+            (Self::Struct(_), _) => Value::Null,
+        }
+    }
+
+    /// The bytes of a base64 `[]byte`, as elements a list decoded into it will find.
+    fn into_items(self) -> Vec<Self> {
+        match self {
+            Self::Seq { items, .. } => items,
+            Self::Base64(text) => base64_bytes(&text)
+                .into_iter()
+                .map(|byte| Self::Int(i64::from(byte)))
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The decode's side results: the first error (Go keeps going after a type error and
+/// returns the first one at the end), and the unknown keys the layout keeps.
+#[derive(Default)]
+struct Ctx {
+    error: Option<DecodeError>,
+    unknown: Vec<(String, Value)>,
+}
+
+impl Ctx {
+    fn wrong(&mut self, ty: GoType) {
+        if self.error.is_none() {
+            self.error = Some(DecodeError::WrongType {
+                path: String::new(),
+                expected: ty.describe(),
+            });
+        }
+    }
+
+    /// Decodes one nested value with `decode`; an error that appeared inside it gets
+    /// `segment` in front of its path.
+    fn within<T>(&mut self, segment: &str, decode: impl FnOnce(&mut Self) -> T) -> T {
+        let clean = self.error.is_none();
+        let result = decode(self);
+        if clean {
+            if let Some(error) = self.error.take() {
+                self.error = Some(error.under(segment));
+            }
+        }
+        result
+    }
+}
+
+/// The reply's top level: an object decoded into `layout`, anything else drained and
+/// reported as not an object.
+struct RootVisitor<'a, L> {
+    layout: &'a L,
+    slots: &'a mut [Slot],
+    ctx: &'a mut Ctx,
+}
+
+impl<'de, L: Layout> Visitor<'de> for RootVisitor<'_, L> {
+    type Value = bool;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<bool, A::Error> {
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            match self.layout.find(&key) {
+                Some(index) => {
+                    let ty = self.layout.ty(index);
+                    let slot = &mut self.slots[index];
+                    self.ctx
+                        .within(&key, |ctx| map.next_value_seed(ValueSeed { ty, slot, ctx }))?;
+                }
+                None if self.layout.keep_unknown(&key) => {
+                    let value: Value = map.next_value()?;
+                    self.ctx.unknown.push((key.into_owned(), value));
+                }
+                None => map.next_value_seed(Skip)?,
+            }
+        }
+        Ok(true)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<bool, A::Error> {
+        drain_seq(seq).map(|()| false)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<bool, E> {
+        Ok(false)
+    }
+    fn visit_unit<E>(self) -> Result<bool, E> {
+        Ok(false)
+    }
+}
+
+/// An object key, borrowed from the text unless it has escapes.
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(Self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a key")
+    }
+    fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(key))
+    }
+    fn visit_str<E>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(key.to_owned()))
+    }
+    fn visit_string<E>(self, key: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(key))
+    }
+}
+
+/// Any JSON value, checked and dropped (nested as deep as the parser allows, like every
+/// other value).
+struct Skip;
+
+impl<'de> DeserializeSeed<'de> for Skip {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(Self)
+    }
+}
+
+impl<'de> Visitor<'de> for Skip {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        drain_seq(seq)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        drain_map(map)
+    }
+}
+
+fn drain_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element_seed(Skip)?.is_some() {}
+    Ok(())
+}
+
+fn drain_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+    while map.next_key_seed(Skip)?.is_some() {
+        map.next_value_seed(Skip)?;
+    }
+    Ok(())
+}
+
+/// One value decoded into `slot`, a Go value of type `ty`.
+struct ValueSeed<'a> {
+    ty: GoType,
+    slot: &'a mut Slot,
+    ctx: &'a mut Ctx,
+}
+
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        let (ty, pointer) = match self.ty {
+            GoType::Ptr(inner) => (*inner, true),
+            ty => (ty, false),
+        };
+        let int = match ty {
+            GoType::Int32 => Some(Int::I32),
+            GoType::Int64 => Some(Int::I64),
+            _ => None,
+        };
+        match int {
+            Some(int) => int_into(deserializer, int, pointer, self.slot, self.ctx),
+            None => deserializer.deserialize_any(GoVisitor {
+                ty,
+                pointer,
+                slot: self.slot,
+                ctx: self.ctx,
+            }),
+        }
+    }
+}
+
+/// The integer kinds of OpenIM's structs: `int32`, `int64`, and `uint8` (a `[]byte`
+/// element).
+#[derive(Clone, Copy)]
+enum Int {
+    I32,
+    I64,
+    U8,
+}
+
+/// An integer as Go reads it: the literal's own text through `strconv.ParseInt` (or
+/// `ParseUint` for a byte), then a range check. So `-0` is 0, and `1.0`, `1e2` and
+/// `"1"` are refused.
+fn int_into<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    int: Int,
+    pointer: bool,
+    slot: &mut Slot,
+    ctx: &mut Ctx,
+) -> Result<(), D::Error> {
+    let raw = <&RawValue>::deserialize(deserializer)?;
+    let text = raw.get();
+    if text == "null" {
+        // A nil pointer; a plain integer keeps what it holds.
+        if pointer {
+            *slot = Slot::Zero;
+        }
+        return Ok(());
+    }
+    let number = match int {
+        Int::I32 => text
+            .parse::<i64>()
+            .ok()
+            .filter(|n| i32::try_from(*n).is_ok()),
+        Int::I64 => text.parse::<i64>().ok(),
+        Int::U8 => text.parse::<u8>().ok().map(i64::from),
+    };
+    match number {
+        Some(number) => *slot = Slot::Int(number),
+        None => ctx.wrong(match int {
+            Int::I32 => GoType::Int32,
+            Int::I64 => GoType::Int64,
+            Int::U8 => GoType::Bytes,
+        }),
+    }
+    Ok(())
+}
+
+/// One non-integer value of type `ty` (behind a pointer when `pointer`) into `slot`.
+struct GoVisitor<'a> {
+    ty: GoType,
+    pointer: bool,
+    slot: &'a mut Slot,
+    ctx: &'a mut Ctx,
+}
+
+impl GoVisitor<'_> {
+    fn wrong<E>(self) -> Result<(), E> {
+        self.ctx.wrong(self.ty);
+        Ok(())
+    }
+}
+
+impl<'de> Visitor<'de> for GoVisitor<'_> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.ty.describe())
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        // `null` sets a pointer, slice or map to nil, and leaves anything else as it was.
+        if self.pointer || matches!(self.ty, GoType::Slice(_) | GoType::BoolMap | GoType::Bytes) {
+            *self.slot = Slot::Zero;
+        }
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, flag: bool) -> Result<(), E> {
+        match self.ty {
+            GoType::Bool => {
+                *self.slot = Slot::Bool(flag);
+                Ok(())
+            }
+            _ => self.wrong(),
+        }
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        self.wrong()
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        self.wrong()
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        self.wrong()
+    }
+
+    fn visit_str<E>(self, text: &str) -> Result<(), E> {
+        match self.ty {
+            GoType::Str => *self.slot = Slot::Str(text.to_owned()),
+            GoType::Bytes if is_std_base64(text) => *self.slot = Slot::Base64(text.to_owned()),
+            _ => return self.wrong(),
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let element = match self.ty {
+            GoType::Slice(element) => Some(*element),
+            GoType::Bytes => None,
+            _ => {
+                self.ctx.wrong(self.ty);
+                return drain_seq(seq);
+            }
+        };
+        let mut items = std::mem::take(self.slot).into_items();
+        let mut len = 0;
+        loop {
+            let fresh = len == items.len();
+            if fresh {
+                items.push(Slot::Zero);
+            }
+            let slot = &mut items[len];
+            let segment = format!("[{len}]");
+            let more = self.ctx.within(&segment, |ctx| match element {
+                Some(ty) => seq.next_element_seed(ValueSeed { ty, slot, ctx }),
+                None => seq.next_element_seed(ByteSeed { slot, ctx }),
+            })?;
+            if more.is_none() {
+                if fresh {
+                    items.pop();
+                }
+                break;
+            }
+            len += 1;
+        }
+        if len == 0 {
+            // Go makes a new empty slice: what the old one held is gone.
+            items.clear();
+        }
+        *self.slot = Slot::Seq { items, len };
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        match self.ty {
+            GoType::Struct(fields) => {
+                let mut slots = match std::mem::take(self.slot) {
+                    Slot::Struct(slots) => slots,
+                    _ => vec![Slot::Zero; fields.len()],
+                };
+                while let Some(key) = map.next_key_seed(KeySeed)? {
+                    match find_field(fields, &key) {
+                        Some(index) => {
+                            let ty = fields[index].ty;
+                            let slot = &mut slots[index];
+                            self.ctx.within(&key, |ctx| {
+                                map.next_value_seed(ValueSeed { ty, slot, ctx })
+                            })?;
+                        }
+                        None => map.next_value_seed(Skip)?,
+                    }
+                }
+                *self.slot = Slot::Struct(slots);
+            }
+            GoType::BoolMap => {
+                let mut entries = match std::mem::take(self.slot) {
+                    Slot::Map(entries) => entries,
+                    _ => Map::new(),
+                };
+                while let Some(key) = map.next_key_seed(KeySeed)? {
+                    // Each value is decoded into a fresh `bool`: `null` leaves it false.
+                    let mut flag = Slot::Zero;
+                    self.ctx.within(&key, |ctx| {
+                        map.next_value_seed(ValueSeed {
+                            ty: GoType::Bool,
+                            slot: &mut flag,
+                            ctx,
+                        })
+                    })?;
+                    entries.insert(
+                        key.into_owned(),
+                        Value::Bool(matches!(flag, Slot::Bool(true))),
+                    );
+                }
+                *self.slot = Slot::Map(entries);
+            }
+            _ => {
+                self.ctx.wrong(self.ty);
+                return drain_map(map);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One element of a `[]byte` decoded from a list.
+struct ByteSeed<'a> {
+    slot: &'a mut Slot,
+    ctx: &'a mut Ctx,
+}
+
+impl<'de> DeserializeSeed<'de> for ByteSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        int_into(deserializer, Int::U8, false, self.slot, self.ctx)
+    }
 }
 
 /// Whether Go's `base64.StdEncoding` decodes `text` (it skips `\r` and `\n`).
@@ -272,6 +817,35 @@ fn is_std_base64(text: &str) -> bool {
     symbols[..symbols.len() - padding]
         .iter()
         .all(|b| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/')
+}
+
+/// The bytes of a string [`is_std_base64`] accepts.
+fn base64_bytes(text: &str) -> Vec<u8> {
+    let sextet = |symbol: u8| -> u32 {
+        match symbol {
+            b'A'..=b'Z' => u32::from(symbol - b'A'),
+            b'a'..=b'z' => u32::from(symbol - b'a') + 26,
+            b'0'..=b'9' => u32::from(symbol - b'0') + 52,
+            b'+' => 62,
+            _ => 63,
+        }
+    };
+    let symbols: Vec<u8> = text
+        .bytes()
+        .filter(|b| !matches!(b, b'\r' | b'\n' | b'='))
+        .collect();
+    let mut bytes = Vec::with_capacity(symbols.len() * 3 / 4);
+    for chunk in symbols.chunks(4) {
+        let bits = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |bits, (index, symbol)| {
+                bits | sextet(*symbol) << (18 - 6 * index)
+            });
+        let [_, first, second, third] = bits.to_be_bytes();
+        bytes.extend_from_slice(&[first, second, third][..chunk.len().saturating_sub(1)]);
+    }
+    bytes
 }
 
 #[cfg(test)]
@@ -328,8 +902,178 @@ mod tests {
         assert_eq!(decoded, Ok(json!([{"userID":"u1"}])));
         let error = decode(LIST, &json!([{"userID":"u1","roleLevel":"60"}])).unwrap_err();
         assert_eq!(error.path(), "[0].roleLevel");
-        let twice = decode(LIST, &json!([{"userID":"u1","UserID":"u2"}])).unwrap_err();
-        assert!(matches!(twice, DecodeError::DuplicateKey { .. }));
+        // Two spellings of one tag are two writes to one field: the last wins.
+        assert_eq!(
+            decode(LIST, &json!([{"userID":"u1","UserID":"u2"}])),
+            Ok(json!([{"userID":"u2"}]))
+        );
+    }
+
+    const P_STR: GoType = GoType::Ptr(&GoType::Str);
+    const PUSH: &[GoField] = &[field("title", GoType::Str), field("desc", GoType::Str)];
+    const REPLY: &[GoField] = &[
+        field("nickName", P_STR),
+        field("groupName", GoType::Str),
+        field("count", GoType::Int32),
+        field("push", GoType::Ptr(&GoType::Struct(PUSH))),
+        field("list", LIST),
+        field("ids", GoType::Slice(&GoType::Str)),
+        field("options", GoType::BoolMap),
+        field("data", GoType::Bytes),
+    ];
+
+    /// `text` decoded into `REPLY`: the fields that hold a value, or the failing path.
+    fn decode_text(text: &str) -> Result<Value, String> {
+        match decode_object(text.as_bytes(), &REPLY) {
+            Ok(decoded) => Ok(Value::Object(
+                REPLY
+                    .iter()
+                    .zip(decoded.values)
+                    .filter(|(_, value)| !value.is_null())
+                    .map(|(field, value)| (field.name.to_owned(), value))
+                    .collect(),
+            )),
+            Err(ObjectError::Type(error)) => Err(error.path().to_owned()),
+            Err(other) => Err(format!("{other:?}")),
+        }
+    }
+
+    #[test]
+    fn a_repeated_key_fails_the_decode_when_any_of_its_values_has_the_wrong_type() {
+        // Go saves the first type error, goes on applying the later values, and returns it.
+        for (text, path) in [
+            (r#"{"nickName":5,"nickName":"x"}"#, "nickName"),
+            (r#"{"nickName":"x","nickName":5}"#, "nickName"),
+            (r#"{"nickName":5,"NICKNAME":"x"}"#, "nickName"),
+            (r#"{"count":"1","Count":1}"#, "count"),
+            (r#"{"push":{"title":1,"title":"t"}}"#, "push.title"),
+            (r#"{"push":{"title":1},"push":{"title":"t"}}"#, "push.title"),
+            (r#"{"list":[{"userID":5,"userID":"u"}]}"#, "list[0].userID"),
+            (
+                r#"{"list":[{"roleLevel":"1"}],"list":[{"roleLevel":1}]}"#,
+                "list[0].roleLevel",
+            ),
+            (r#"{"ids":[1],"ids":["a"]}"#, "ids[0]"),
+            (r#"{"options":{"a":1,"a":true}}"#, "options.a"),
+        ] {
+            assert_eq!(decode_text(text), Err(path.to_owned()), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_repeated_key_is_applied_again_in_the_order_written() {
+        for (text, expected) in [
+            // Scalars: the last value wins, whatever the spelling.
+            (
+                r#"{"nickName":"a","nickName":"b"}"#,
+                json!({"nickName":"b"}),
+            ),
+            (
+                r#"{"NickName":"a","nickName":"b","NickName":"c"}"#,
+                json!({"nickName":"c"}),
+            ),
+            (
+                r#"{"nickName":"a","NickName":"b","nickName":"c","NickName":"d"}"#,
+                json!({"nickName":"d"}),
+            ),
+            // `null` sets a pointer to nil and leaves a plain value alone.
+            (r#"{"nickName":"a","nickName":null}"#, json!({})),
+            (
+                r#"{"groupName":"a","groupName":null,"count":7,"count":null}"#,
+                json!({"groupName":"a","count":7}),
+            ),
+            // An object is decoded into the struct the pointer already holds.
+            (
+                r#"{"push":{"title":"t"},"push":{"desc":"d"}}"#,
+                json!({"push":{"title":"t","desc":"d"}}),
+            ),
+            (
+                r#"{"push":{"title":"t"},"push":null,"push":{"desc":"d"}}"#,
+                json!({"push":{"desc":"d"}}),
+            ),
+            // A list is decoded into the elements already there, then cut to its length;
+            // elements a shorter list cut off are still there for a longer one.
+            (
+                r#"{"list":[{"userID":"a","roleLevel":1},{"userID":"b"}],"list":[{"roleLevel":2}]}"#,
+                json!({"list":[{"userID":"a","roleLevel":2}]}),
+            ),
+            (
+                r#"{"ids":["a","b","c"],"ids":["x"],"ids":["y",null,null]}"#,
+                json!({"ids":["y","b","c"]}),
+            ),
+            // An empty list is a new slice.
+            (
+                r#"{"ids":["a","b"],"ids":[],"ids":["y",null]}"#,
+                json!({"ids":["y",""]}),
+            ),
+            (
+                r#"{"data":"aGk=","data":[1,null]}"#,
+                json!({"data":[1,105]}),
+            ),
+            // A map gets the new keys.
+            (
+                r#"{"options":{"a":true},"options":{"b":true,"a":null}}"#,
+                json!({"options":{"a":false,"b":true}}),
+            ),
+        ] {
+            assert_eq!(decode_text(text), Ok(expected), "{text}");
+        }
+    }
+
+    #[test]
+    fn integers_are_read_from_their_literal_as_strconv_parses_it() {
+        assert_eq!(decode_text(r#"{"count":-0}"#), Ok(json!({"count":0})));
+        assert_eq!(decode_text(r#"{"count":-7}"#), Ok(json!({"count":-7})));
+        for literal in [
+            "-0.0",
+            "0e0",
+            "1.0",
+            "2147483648",
+            "-2147483649",
+            "true",
+            "\"1\"",
+        ] {
+            let text = format!(r#"{{"count":{literal}}}"#);
+            assert_eq!(decode_text(&text), Err("count".to_owned()), "{text}");
+        }
+        // A byte of a `[]byte` list is a `uint8`: no sign.
+        assert_eq!(decode_text(r#"{"data":[-0]}"#), Err("data[0]".to_owned()));
+    }
+
+    #[test]
+    fn keys_fold_as_go_folds_them() {
+        assert!(go_key_matches("nickName", "NICKNAME"));
+        // The Kelvin sign folds to k, the long s to s.
+        assert!(go_key_matches("nickName", "nic\u{212A}Name"));
+        assert!(go_key_matches("ids", "id\u{17F}"));
+        assert!(!go_key_matches("ids", "idß"));
+        assert!(!go_key_matches("nickName", "nickNam"));
+        assert_eq!(
+            decode_text("{\"nic\u{212A}name\":\"k\"}"),
+            Ok(json!({"nickName":"k"}))
+        );
+    }
+
+    #[test]
+    fn only_a_well_formed_object_decodes() {
+        let kind = |text: &str| match decode_object(text.as_bytes(), &REPLY) {
+            Ok(_) => "ok",
+            Err(ObjectError::NotJson(_)) => "not json",
+            Err(ObjectError::NotObject) => "not an object",
+            Err(ObjectError::Type(_)) => "wrong type",
+        };
+        assert_eq!(kind("{}"), "ok");
+        assert_eq!(kind(" {\"other\":[{\"x\":[1e3]}]} "), "ok");
+        assert_eq!(kind("null"), "not an object");
+        assert_eq!(kind("[{}]"), "not an object");
+        assert_eq!(kind("\"x\""), "not an object");
+        assert_eq!(kind(""), "not json");
+        assert_eq!(kind("{} {}"), "not json");
+        // Go checks the whole text before it decodes: a syntax error anywhere wins.
+        assert_eq!(kind(r#"{"count":"x","other":[}"#), "not json");
+        assert_eq!(kind(r#"{"count":"x","other":"\xff"}"#), "not json");
+        let deep = format!("{{\"other\":{}{}}}", "[".repeat(200), "]".repeat(200));
+        assert_eq!(kind(&deep), "not json");
     }
 
     #[test]

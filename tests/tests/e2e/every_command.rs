@@ -8,9 +8,15 @@
 //!   answer the rules give, (b) the request sent back as the reply (the shape that wipes
 //!   data where OpenIM reads "unset" values as changes) comes back as the exact answer
 //!   written below, (c) a wrongly typed value in any answer field, however deep, is an
-//!   invalid reply, and (d) a `null` where OpenIM dereferences is an invalid reply.
+//!   invalid reply, (d) a `null` where OpenIM dereferences is an invalid reply, (e) a changed
+//!   value in a field that names who or what the operation is about is an invalid reply
+//!   (unless OpenIM lets the webhook choose it, and the request left it unset), as is a
+//!   changed identity key the answer struct does not even have, (f) a value of a field
+//!   OpenIM never reads, and an empty value of one it reads only when not empty, is dropped,
+//!   and (g) a value OpenIM would refuse in a way that loses the whole update is an invalid
+//!   reply.
 //!
-//! The fields of (c) and (d) come from the proto mirror, so a field added there is tested
+//! The fields of (c) to (g) come from the proto mirror, so a field added there is tested
 //! here; the outcomes are written down as facts about OpenIM, never computed by the
 //! gateway's code. The default decision is "reject", so a fallback can never pass for the
 //! worker's allow, and every fallback is matched to its reason in the metrics.
@@ -20,8 +26,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use openim_gateway_proto::catalog::COMMANDS;
-use openim_gateway_proto::openim::answers::{AnswerField, Guard};
+use openim_gateway_proto::catalog::{COMMANDS, IDENTITY_FIELDS};
+use openim_gateway_proto::openim::answers::{AnswerField, Applied, Guard};
 use openim_gateway_proto::openim::go::{decode_struct, field, GoField, GoType};
 use openim_gateway_proto::{CallbackKind, Command, DecisionSource};
 use openim_gateway_tests::check::differences;
@@ -216,7 +222,6 @@ const IDENTITY_KEYS: &[&str] = &[
     "serverMsgID",
     "sessionType",
     "ownerUserID",
-    "creatorUserID",
     "groupType",
 ];
 
@@ -419,8 +424,14 @@ fn decodes_into_mirror(fixture: &Fixture, answer: &Value) -> Result<(), String> 
     decode_struct(&fields, answer)
         .map_err(|error| format!("the answer does not decode: {error:?}"))?;
     for key in IDENTITY_KEYS {
+        // OpenIM generates a group id only when the request's is "": the webhook may choose.
+        let chosen = fixture
+            .command
+            .answer
+            .iter()
+            .any(|f| f.name == *key && f.guard == Guard::ChosenWhenUnset);
         if let (Some(sent), Some(original)) = (answer.get(*key), fixture.body.get(*key)) {
-            if sent != original {
+            if sent != original && !(chosen && original == &json!("")) {
                 return Err(format!("identity {key} changed from {original} to {sent}"));
             }
         }
@@ -487,13 +498,134 @@ fn wrong_values(ty: GoType) -> Vec<(String, Value)> {
     cases
 }
 
-/// A value of the right type for `ty`, for the pointer fields of (d).
+/// A value of the right type for `ty`, for the pointer fields of (d) and the fields of (f).
 fn some_value(ty: GoType) -> Value {
     match ty {
         GoType::Str => json!("x"),
-        GoType::Struct(_) => json!({"title": "t"}),
+        GoType::Int32 | GoType::Int64 => json!(1),
+        GoType::Bool => json!(true),
+        GoType::Bytes => json!("aGk="),
+        GoType::Slice(element) => json!([some_value(*element)]),
+        GoType::BoolMap => json!({"key": true}),
+        GoType::Struct(fields) => {
+            let mut object = Map::new();
+            if let Some(first) = fields.first() {
+                object.insert(first.name.to_owned(), some_value(first.ty));
+            }
+            Value::Object(object)
+        }
         GoType::Ptr(inner) => some_value(*inner),
-        other => panic!("no sample value for {other:?}"),
+    }
+}
+
+/// A value of the type `ty` that differs from the request's `original`.
+fn changed_value(ty: GoType, original: Option<&Value>) -> Value {
+    match ty {
+        GoType::Ptr(inner) => changed_value(*inner, original),
+        GoType::Int32 | GoType::Int64 => {
+            json!(original.and_then(Value::as_i64).unwrap_or(0) + 1)
+        }
+        GoType::Slice(_) => json!(["intruder"]),
+        _ => json!(format!(
+            "{}-changed",
+            original.and_then(Value::as_str).unwrap_or("")
+        )),
+    }
+}
+
+/// The empty value of a field OpenIM reads only when not empty.
+fn empty_value(ty: GoType) -> Value {
+    match ty {
+        GoType::Ptr(inner) => empty_value(*inner),
+        GoType::Str => json!(""),
+        GoType::Slice(_) => json!([]),
+        other => panic!("no empty value for {other:?}"),
+    }
+}
+
+/// (e) for one answer field: a changed identity is refused, a chosen one accepted where
+/// OpenIM lets the webhook choose it.
+async fn identity_changes(run: &mut Run, fixture: &Fixture, answer_field: &AnswerField) {
+    let name = answer_field.name;
+    let original = fixture.body.get(name).filter(|value| !value.is_null());
+    let changed = match answer_field.guard {
+        Guard::SameAsRequest | Guard::ChosenWhenUnset => changed_value(answer_field.ty, original),
+        // A list of the request's ids plus one it did not name.
+        Guard::SubsetOf(key) => {
+            let mut list = fixture
+                .body
+                .get(key)
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            list.push(json!("intruder"));
+            Value::Array(list)
+        }
+        Guard::Unverifiable => json!(["intruder"]),
+        _ => return,
+    };
+    let outcome = if answer_field.guard == Guard::ChosenWhenUnset && original == Some(&json!("")) {
+        let mut answer = allow_keeping(fixture, empty_allow_keeps(&fixture.file));
+        answer[name] = changed.clone();
+        Outcome::Worker(answer)
+    } else {
+        Outcome::Invalid("identity_changed")
+    };
+    run.exchange(
+        &format!("{name} changed to {changed}"),
+        fixture,
+        reply(&json!({ name: changed })),
+        outcome,
+    )
+    .await;
+}
+
+/// (f) and (g) for one answer field: what OpenIM never reads, or reads only when not empty,
+/// is dropped; a value OpenIM would refuse by dropping the whole update is invalid.
+async fn drops_and_refusals(run: &mut Run, fixture: &Fixture, answer_field: &AnswerField) {
+    let name = answer_field.name;
+    let dropped = match answer_field.applied {
+        Applied::Ignored => Some(some_value(answer_field.ty)),
+        Applied::IfNotEmpty => Some(empty_value(answer_field.ty)),
+        Applied::IfNotNull | Applied::Always => None,
+    };
+    if let Some(value) = dropped {
+        run.exchange(
+            &format!("{name} {value}, which OpenIM does not read, dropped"),
+            fixture,
+            reply(&json!({ name: value })),
+            Outcome::Worker(allow_keeping(fixture, empty_allow_keeps(&fixture.file))),
+        )
+        .await;
+    }
+    if answer_field.guard == Guard::NotBlank {
+        run.exchange(
+            &format!("a blank {name}"),
+            fixture,
+            reply(&json!({ name: " " })),
+            Outcome::Invalid("blank_group_name"),
+        )
+        .await;
+    }
+}
+
+/// (e) for the identity keys the answer struct does not have: OpenIM ignores them, so a
+/// changed one is a redirect the worker means and that would not happen.
+async fn unknown_identity_changes(run: &mut Run, fixture: &Fixture) {
+    for key in IDENTITY_FIELDS {
+        let Some(Value::String(original)) = fixture.body.get(*key) else {
+            continue;
+        };
+        if fixture.command.answer.iter().any(|f| f.name == *key) {
+            continue;
+        }
+        run.exchange(
+            &format!("{key}, not an answer field, changed"),
+            fixture,
+            reply(&json!({ *key: format!("{original}-changed") })),
+            Outcome::Invalid("identity_changed"),
+        )
+        .await;
     }
 }
 
@@ -591,6 +723,12 @@ async fn every_command_with_every_hazard_through_the_real_gateway() {
         for answer_field in fixture.command.answer {
             null_dereferences(&mut run, fixture, answer_field).await;
         }
+        // (e) Identity, (f) what OpenIM does not read, (g) what it refuses.
+        for answer_field in fixture.command.answer {
+            identity_changes(&mut run, fixture, answer_field).await;
+            drops_and_refusals(&mut run, fixture, answer_field).await;
+        }
+        unknown_identity_changes(&mut run, fixture).await;
         // (c) Wrong types: they do not depend on the request, so once per command.
         if !typed.insert(fixture.command.name) {
             continue;

@@ -18,6 +18,7 @@ macro_rules! fixture {
 }
 
 const SET_GROUP_INFO: &[u8] = fixture!("before_set_group_info.json");
+const SET_GROUP_INFO_EX: &[u8] = fixture!("before_set_group_info_ex.json");
 const IMPORT_FRIENDS: &[u8] = fixture!("before_import_friends.json");
 const MSG_MODIFY: &[u8] = fixture!("before_msg_modify.json");
 const MEMBERS_JOIN: &[u8] = fixture!("before_members_join_group.json");
@@ -238,9 +239,34 @@ async fn hazard_4_content_openim_refuses_is_invalid() {
                 json!({"content":"{\"content\":\"hi\"}"}),
                 Expect::worker(allow_with(&json!({"content":"{\"content\":\"hi\"}"}))),
             ),
+            row(
+                "SetGroupInfoEx: a blank groupName would drop the whole update",
+                SET_GROUP_INFO_EX,
+                json!({"groupName":"   "}),
+                invalid(),
+            ),
+            row(
+                "SetGroupInfoEx: a new groupName is fine",
+                SET_GROUP_INFO_EX,
+                json!({"groupName":"Rustaceans"}),
+                Expect::worker_fields(json!({"groupName":"Rustaceans"})),
+            ),
         ],
     )
     .await;
+    let samples = stack.metrics().await;
+    let blank = metrics::sum(
+        &samples,
+        "openim_gateway_invalid_replies_total",
+        &[
+            ("command", "callbackBeforeSetGroupInfoExCommand"),
+            ("reason", "blank_group_name"),
+        ],
+    );
+    assert!(
+        (blank - 1.0).abs() < f64::EPSILON,
+        "blank_group_name counted {blank}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -262,10 +288,10 @@ async fn hazard_5_identity_rules_follow_openims_code() {
                 invalid(),
             ),
             row(
-                "CreateGroup: creatorUserID is not the worker's to change",
+                "CreateGroup: creatorUserID is the client's unchecked value, the worker's to set",
                 CREATE_GROUP,
-                json!({"creatorUserID":"mallory"}),
-                invalid(),
+                json!({"creatorUserID":"7702315586"}),
+                Expect::worker(allow_with(&json!({"creatorUserID":"7702315586"}))),
             ),
             row(
                 "ImportFriends: a friend the request did not name",

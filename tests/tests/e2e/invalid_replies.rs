@@ -221,6 +221,33 @@ fn rows() -> Vec<Row> {
             body(r#"{"actionCode":0,"nextCode":0,"nickName":5}"#),
             invalid(),
         ),
+        // Go decodes every occurrence of a key: one of the wrong type fails the decode
+        // even when a later one replaces it; when all decode, the last one wins.
+        seed_row(
+            "the same key twice, the first as a number",
+            "case-repeated-wrong",
+            body(r#"{"actionCode":0,"nextCode":0,"nickName":5,"nickName":"Alice"}"#),
+            invalid(),
+        ),
+        seed_row(
+            "errCode twice in two spellings, the first as a string",
+            "case-repeated-common",
+            body(r#"{"actionCode":0,"nextCode":0,"errCode":"0","ErrCode":0}"#),
+            invalid(),
+        ),
+        seed_row(
+            "the same key in two spellings: the last one wins",
+            "case-repeated-fine",
+            body(r#"{"actionCode":0,"nextCode":0,"nickName":"Bob","NickName":"Alice"}"#),
+            Expect::worker_fields(json!({"nickName": "Alice"})),
+        ),
+        // Go's strconv.ParseInt reads -0 as 0.
+        seed_row(
+            "roleLevel -0 is 0",
+            "case-role-minus-zero",
+            body(r#"{"actionCode":0,"nextCode":0,"roleLevel":-0}"#),
+            Expect::worker_fields(json!({"roleLevel": 0})),
+        ),
     ];
     rows.push(Row {
         name: "changes sendID",
