@@ -180,7 +180,7 @@ impl Default for Conditions {
 }
 
 impl Conditions {
-    fn all(&self) -> [&Condition; 11] {
+    fn all(&self) -> impl Iterator<Item = &Condition> {
         [
             &self.timeout,
             &self.no_responders,
@@ -194,6 +194,7 @@ impl Conditions {
             &self.unknown_command,
             &self.bad_request,
         ]
+        .into_iter()
     }
 
     /// Reports every condition once per [`REPORT_INTERVAL`], for as long as it runs.

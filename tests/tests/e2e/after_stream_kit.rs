@@ -120,6 +120,26 @@ async fn receive(seen: &mut mpsc::UnboundedReceiver<Seen>, count: usize) -> Vec<
     received
 }
 
+/// Every one of `count` after-callbacks was handled and acknowledged, and the durable
+/// consumer `durable` holds none unacknowledged.
+async fn assert_all_acked(
+    report: AfterStreamReport,
+    nats: &NatsServer,
+    durable: &str,
+    count: usize,
+) {
+    assert_eq!(
+        report,
+        AfterStreamReport {
+            acked: count as u64,
+            ..AfterStreamReport::default()
+        }
+    );
+    let info = consumer_info(nats, durable).await;
+    assert_eq!(info.num_ack_pending, 0, "unacknowledged: {info:?}");
+    assert_eq!(info.ack_floor.stream_sequence, count as u64, "{info:?}");
+}
+
 async fn consumer_info(nats: &NatsServer, durable: &str) -> jetstream::consumer::Info {
     let mut consumer: jetstream::consumer::PullConsumer = jetstream::new(client(nats).await)
         .get_stream(STREAM)
@@ -160,17 +180,9 @@ async fn kit_consumer_reads_what_was_stored_while_no_worker_ran_once_each_in_ord
         assert_eq!(got.delivered, 1, "delivered once: {got:?}");
     }
     assert!(seen.try_recv().is_err(), "a message arrived twice");
-    assert_eq!(
-        report,
-        AfterStreamReport {
-            acked: CALLBACKS as u64,
-            ..AfterStreamReport::default()
-        }
-    );
+    assert_all_acked(report, &nats, DURABLE, CALLBACKS).await;
     let info = consumer_info(&nats, DURABLE).await;
-    assert_eq!(info.num_ack_pending, 0, "unacknowledged: {info:?}");
     assert_eq!(info.num_pending, 0, "left in the stream: {info:?}");
-    assert_eq!(info.ack_floor.stream_sequence, CALLBACKS as u64, "{info:?}");
 
     // Again with the same durable, past the ack wait: nothing old comes back, and a new
     // callback (proof that this run does consume) is the only one it gets.
@@ -294,14 +306,5 @@ async fn kit_consumer_stop_lets_running_handlers_finish_and_acknowledges_them() 
     receive(&mut starts, CALLBACKS).await;
     // All three are running: stop now, while none has finished.
     let report = running.stop().await;
-    assert_eq!(
-        report,
-        AfterStreamReport {
-            acked: CALLBACKS as u64,
-            ..AfterStreamReport::default()
-        }
-    );
-    let info = consumer_info(&nats, DURABLE).await;
-    assert_eq!(info.num_ack_pending, 0, "unacknowledged: {info:?}");
-    assert_eq!(info.ack_floor.stream_sequence, CALLBACKS as u64, "{info:?}");
+    assert_all_acked(report, &nats, DURABLE, CALLBACKS).await;
 }

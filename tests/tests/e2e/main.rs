@@ -55,6 +55,24 @@ const LATE_SLACK: Duration = Duration::from_millis(500);
 /// How long recovery (reconnecting to a restarted nats-server) may take.
 const RECOVERY_BOUND: Duration = Duration::from_secs(15);
 
+/// Sends `request` while every worker hangs, so that the command's budget decides: the answer
+/// (checked to be the default, `fallback:timeout`) and how long it took.
+async fn answered_by_the_budget(
+    stack: &openim_gateway_tests::Stack,
+    request: &openim_gateway_tests::HttpRequest,
+) -> (openim_gateway_tests::HttpResponse, Duration) {
+    let start = std::time::Instant::now();
+    let response = stack.send(request).await;
+    let took = start.elapsed();
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(
+        response.source(),
+        Some(openim_gateway_proto::DecisionSource::Timeout.as_str()),
+        "{response:?}"
+    );
+    (response, took)
+}
+
 /// The gateway's default decision for a plain command with `GATEWAY_DEFAULT_DECISION=allow`.
 fn default_allow() -> serde_json::Value {
     openim_gateway_tests::allow()

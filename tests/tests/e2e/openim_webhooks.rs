@@ -6,13 +6,12 @@
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use openim_gateway_proto::DecisionSource;
 use openim_gateway_tests::fixtures::{SEND_SINGLE_MSG, SET_MEMBER_ROLE_ONLY};
 use openim_gateway_tests::scratch::Scratch;
 use openim_gateway_tests::{Behaviour, Gateway, HttpRequest, ScriptedWorker, Stack};
 
 use crate::after_stream::{jetstream_server, STREAM};
-use crate::{LATE_SLACK, SET_MEMBER};
+use crate::{answered_by_the_budget, LATE_SLACK, SET_MEMBER};
 
 const WEBHOOKS_YML: &str = "\
 url: http://127.0.0.1:10006/callbackExample/
@@ -29,16 +28,7 @@ beforeSendSingleMsg:
 
 /// How long the gateway took to answer `request` (every worker hangs: the budget decides).
 async fn answered_after(stack: &Stack, request: &HttpRequest) -> Duration {
-    let start = Instant::now();
-    let response = stack.send(request).await;
-    let took = start.elapsed();
-    assert_eq!(response.status, 200, "{response:?}");
-    assert_eq!(
-        response.source(),
-        Some(DecisionSource::Timeout.as_str()),
-        "{response:?}"
-    );
-    took
+    answered_by_the_budget(stack, request).await.1
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,8 +41,7 @@ async fn each_named_command_gets_its_own_timeout_less_the_margin() {
         ("GATEWAY_SAFETY_MARGIN_MS", "250"),
     ])
     .await;
-    let _hung =
-        ScriptedWorker::start(&stack.nats.url(), "openim.callback.>", Behaviour::Hang).await;
+    let _hung = stack.scripted(Behaviour::Hang).await;
 
     // timeout: 1 less the 250 ms margin: 750 ms, not the global 2250.
     let named = answered_after(
@@ -110,8 +99,7 @@ async fn a_command_the_file_does_not_name_keeps_the_global_timeout() {
         ("GATEWAY_SAFETY_MARGIN_MS", "100"),
     ])
     .await;
-    let _hung =
-        ScriptedWorker::start(&stack.nats.url(), "openim.callback.>", Behaviour::Hang).await;
+    let _hung = stack.scripted(Behaviour::Hang).await;
     let took = answered_after(
         &stack,
         &HttpRequest::openim("/callbackExample", SET_MEMBER, SET_MEMBER_ROLE_ONLY),

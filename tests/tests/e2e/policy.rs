@@ -13,7 +13,7 @@ use openim_gateway_tests::scratch::Scratch;
 use openim_gateway_tests::{metrics, Behaviour, Gateway, HttpRequest, ScriptedWorker, Stack};
 use serde_json::Value;
 
-use crate::{LATE_SLACK, SET_MEMBER};
+use crate::{answered_by_the_budget, LATE_SLACK, SET_MEMBER};
 
 fn member_request() -> HttpRequest {
     HttpRequest::openim("/callbackExample", SET_MEMBER, SET_MEMBER_ROLE_ONLY)
@@ -158,12 +158,8 @@ async fn the_files_timeout_wins_over_webhooks_yml() {
         ("GATEWAY_SAFETY_MARGIN_MS", "100"),
     ])
     .await;
-    let _hung =
-        ScriptedWorker::start(&stack.nats.url(), "openim.callback.>", Behaviour::Hang).await;
-    let start = Instant::now();
-    let response = stack.send(&member_request()).await;
-    let took = start.elapsed();
-    assert_eq!(response.source(), Some(DecisionSource::Timeout.as_str()));
+    let _hung = stack.scripted(Behaviour::Hang).await;
+    let (_, took) = answered_by_the_budget(&stack, &member_request()).await;
     assert!(
         took >= Duration::from_millis(450) && took < Duration::from_millis(500) + LATE_SLACK,
         "answered after {took:?}, expected about 500 ms (600 - 100)"
@@ -190,16 +186,8 @@ async fn the_environment_overrides_the_files_global_section() {
         ];
         settings.extend_from_slice(env);
         let stack = Stack::start(&settings).await;
-        let _hung =
-            ScriptedWorker::start(&stack.nats.url(), "openim.callback.>", Behaviour::Hang).await;
-        let start = Instant::now();
-        let response = stack.send(&member_request()).await;
-        let took = start.elapsed();
-        assert_eq!(
-            response.source(),
-            Some(DecisionSource::Timeout.as_str()),
-            "{response:?}"
-        );
+        let _hung = stack.scripted(Behaviour::Hang).await;
+        let (response, took) = answered_by_the_budget(&stack, &member_request()).await;
         assert_eq!(body(&response)["errCode"], code, "{env:?}: {response:?}");
         let wait = Duration::from_millis(wait_ms);
         assert!(

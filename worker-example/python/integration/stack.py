@@ -161,18 +161,28 @@ class Stack:
         finally:
             connection.close()
 
-    def post_after(self, body: bytes, command: str = AFTER_SET_MEMBER) -> str:
-        """POSTs an after-callback as OpenIM does; returns the gateway's request id once the
-        gateway acknowledged it (stored in the stream)."""
+    def _post(self, command: str, body: bytes, operation_id: str):
+        """POSTs a callback as OpenIM does; the response, already read, or None when the
+        request failed."""
         host, port = self.address.rsplit(":", 1)
         connection = http.client.HTTPConnection(host, int(port), timeout=10)
         try:
             connection.request("POST", f"/callbackExample/{command}", body=body, headers={
-                "Content-Type": "application/json; charset=utf-8", "operationID": "after-1"})
+                "Content-Type": "application/json; charset=utf-8", "operationID": operation_id})
             response = connection.getresponse()
             response.read()
+            return response
+        except OSError:
+            return None
         finally:
             connection.close()
+
+    def post_after(self, body: bytes, command: str = AFTER_SET_MEMBER) -> str:
+        """POSTs an after-callback as OpenIM does; returns the gateway's request id once the
+        gateway acknowledged it (stored in the stream)."""
+        response = self._post(command, body, "after-1")
+        if response is None:
+            raise AssertionError("the gateway did not answer")
         source = response.getheader("X-Decision-Source")
         if response.status != 200 or source != "ack":
             raise AssertionError(f"the gateway answered {response.status} with source {source}")
@@ -181,19 +191,10 @@ class Stack:
     def post_before(self, body: bytes, command: str = BEFORE_SET_MEMBER) -> tuple:
         """POSTs a before-callback as OpenIM does; returns (HTTP status, X-Decision-Source),
         (0, None) when the request failed."""
-        host, port = self.address.rsplit(":", 1)
-        connection = http.client.HTTPConnection(host, int(port), timeout=10)
-        try:
-            connection.request("POST", f"/callbackExample/{command}", body=body, headers={
-                "Content-Type": "application/json; charset=utf-8", "operationID": "before-1"})
-            response = connection.getresponse()
-            response.read()
-            return response.status, response.getheader("X-Decision-Source")
-        except OSError:
+        response = self._post(command, body, "before-1")
+        if response is None:
             return 0, None
-        finally:
-            connection.close()
-
+        return response.status, response.getheader("X-Decision-Source")
     def close(self) -> None:
         for child in (self.gateway, self.nats):
             if child is not None:
