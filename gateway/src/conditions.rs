@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use crate::metrics::{SHADOW_AGREE, SHADOW_DISAGREE, SHADOW_NO_DECISION};
+use crate::outcome::ShadowOutcome;
 
 /// How often a condition's count is reported while it lasts.
 pub const REPORT_INTERVAL: Duration = Duration::from_secs(10);
@@ -89,15 +89,14 @@ pub struct ShadowTally {
 }
 
 impl ShadowTally {
-    /// Counts one shadowed callback of `command` with its `outcome` (the metric's label).
-    pub fn note(&self, command: &'static str, outcome: &'static str) {
+    /// Counts one shadowed callback of `command` with its `outcome`.
+    pub fn note(&self, command: &'static str, outcome: ShadowOutcome) {
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         let counts = counts.entry(command).or_default();
         match outcome {
-            SHADOW_AGREE => counts.agree += 1,
-            SHADOW_DISAGREE => counts.disagree += 1,
-            SHADOW_NO_DECISION => counts.no_decision += 1,
-            _ => {}
+            ShadowOutcome::Agree => counts.agree += 1,
+            ShadowOutcome::Disagree => counts.disagree += 1,
+            ShadowOutcome::NoDecision => counts.no_decision += 1,
         }
     }
 
@@ -234,14 +233,14 @@ mod tests {
     fn shadow_outcomes_are_summed_per_command_until_taken() {
         let tally = ShadowTally::default();
         for outcome in [
-            SHADOW_AGREE,
-            SHADOW_DISAGREE,
-            SHADOW_DISAGREE,
-            SHADOW_NO_DECISION,
+            ShadowOutcome::Agree,
+            ShadowOutcome::Disagree,
+            ShadowOutcome::Disagree,
+            ShadowOutcome::NoDecision,
         ] {
             tally.note("callbackX", outcome);
         }
-        tally.note("callbackY", SHADOW_AGREE);
+        tally.note("callbackY", ShadowOutcome::Agree);
         let counts = tally.take();
         assert_eq!(
             counts.get("callbackX"),

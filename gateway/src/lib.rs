@@ -6,18 +6,16 @@
 //! the shutdown future completes or a newer gateway takes the socket. Tests call the same
 //! seam on port 0.
 
-mod command_fields;
 pub mod conditions;
 pub mod config;
 pub mod deadline;
 pub mod decision;
-#[cfg(test)]
-mod fidelity_props;
 pub mod forward;
 #[cfg(target_os = "linux")]
 pub mod handover;
 pub mod http;
 pub mod metrics;
+pub mod outcome;
 pub mod nats_settings;
 pub mod policy;
 pub mod serve;

@@ -20,7 +20,7 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::{decision::InvalidReply, http::RejectReason};
+use crate::outcome::{InvalidReply, RejectReason, ShadowOutcome};
 
 /// Labels of `openim_gateway_callbacks_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -82,14 +82,6 @@ const AFTER_SOURCES: [DecisionSource; 3] = [
     DecisionSource::Unpublished,
     DecisionSource::Off,
 ];
-/// A shadowed worker decided as the default did.
-pub const SHADOW_AGREE: &str = "agree";
-/// A shadowed worker decided otherwise than the default.
-pub const SHADOW_DISAGREE: &str = "disagree";
-/// No valid reply from a shadowed worker in time.
-pub const SHADOW_NO_DECISION: &str = "no_decision";
-/// How a shadowed worker's decision compared with the default answered instead.
-const SHADOW_OUTCOMES: [&str; 3] = [SHADOW_AGREE, SHADOW_DISAGREE, SHADOW_NO_DECISION];
 
 /// Every metric, registered once at start. Written only through the methods below, so that
 /// each metric's labels are chosen in one place.
@@ -245,10 +237,10 @@ impl Metrics {
                 drop(callbacks.get_or_create(&callback_labels(command, *source)));
             }
             if command.kind == CallbackKind::Before {
-                for outcome in SHADOW_OUTCOMES {
+                for outcome in ShadowOutcome::ALL {
                     drop(shadow.get_or_create(&ShadowLabels {
                         command: command.name,
-                        outcome,
+                        outcome: outcome.as_str(),
                     }));
                 }
                 for reason in InvalidReply::REASONS {
@@ -278,12 +270,12 @@ impl Metrics {
         }
     }
 
-    /// Counts a shadow-mode callback: `outcome` is `agree`, `disagree` or `no_decision`.
-    pub fn shadow(&self, command: &'static Command, outcome: &'static str) {
+    /// Counts a shadow-mode callback by how the worker's decision compared with the default.
+    pub fn shadow(&self, command: &'static Command, outcome: ShadowOutcome) {
         self.shadow
             .get_or_create(&ShadowLabels {
                 command: command.name,
-                outcome,
+                outcome: outcome.as_str(),
             })
             .inc();
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use axum::{
     body::Body as HttpBody,
-    http::{request::Parts, Method, StatusCode},
+    http::{request::Parts, Method},
 };
 use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -20,94 +20,12 @@ use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 
 use super::off_loop::off_loop;
-use crate::{config::WebhookSecret, deadline::Deadline, decision::Body, webhooks::Budgets};
+use crate::{outcome::RejectReason, config::WebhookSecret, deadline::Deadline, decision::Body, webhooks::Budgets};
 
 /// OpenIM's header, as `http::HeaderMap` stores names (lowercase; lookups ignore case).
 const OPENIM_OPERATION_ID_HEADER: &str = "operationid";
 /// Longest command name echoed in an error answer or a log line.
 const MAX_ECHOED_NAME: usize = 128;
-
-/// Why a request was refused before anything was asked: the `reason` label of
-/// `openim_gateway_bad_requests_total` and the HTTP status of the answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RejectReason {
-    /// With a secret set, the segment before the command is not the secret.
-    NotFound,
-    /// The path has no segment to take the command from.
-    NoCommand,
-    /// Not a POST.
-    Method,
-    /// The command is not in the catalog (a newer OpenIM?).
-    UnknownCommand,
-    /// The body is larger than `GATEWAY_MAX_BODY_BYTES`.
-    TooLarge,
-    /// The body could not be read (the connection broke).
-    BodyRead,
-    /// The body was not read and parsed before the deadline.
-    BodyTimeout,
-    /// The body is empty or whitespace.
-    Empty,
-    /// The body is not UTF-8.
-    NotUtf8,
-    /// The body is JSON, but not an object.
-    NotObject,
-    /// The body is not JSON.
-    NotJson,
-    /// hyper could not parse the request (malformed, too many or too large headers).
-    Protocol,
-}
-
-impl RejectReason {
-    /// Every reason, so that each counter series exists from the start.
-    pub const ALL: [Self; 12] = [
-        Self::NotFound,
-        Self::NoCommand,
-        Self::Method,
-        Self::UnknownCommand,
-        Self::TooLarge,
-        Self::BodyRead,
-        Self::BodyTimeout,
-        Self::Empty,
-        Self::NotUtf8,
-        Self::NotObject,
-        Self::NotJson,
-        Self::Protocol,
-    ];
-
-    /// The metric label.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::NotFound => "not_found",
-            Self::NoCommand => "no_command",
-            Self::Method => "method",
-            Self::UnknownCommand => "unknown_command",
-            Self::TooLarge => "too_large",
-            Self::BodyRead => "body_read",
-            Self::BodyTimeout => "body_timeout",
-            Self::Empty => "empty",
-            Self::NotUtf8 => "not_utf8",
-            Self::NotObject => "not_object",
-            Self::NotJson => "not_json",
-            Self::Protocol => "protocol",
-        }
-    }
-
-    /// The HTTP status of the answer.
-    pub const fn status(self) -> StatusCode {
-        match self {
-            Self::NotFound | Self::NoCommand | Self::UnknownCommand => StatusCode::NOT_FOUND,
-            Self::Method => StatusCode::METHOD_NOT_ALLOWED,
-            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::BodyRead
-            | Self::Empty
-            | Self::NotUtf8
-            | Self::NotObject
-            | Self::NotJson
-            | Self::Protocol => StatusCode::BAD_REQUEST,
-        }
-    }
-}
 
 /// A request refused before anything was asked: the caller's fault.
 #[derive(Debug)]
@@ -308,6 +226,7 @@ pub(super) fn operation_id<'a>(parts: &'a Parts, body: &'a Body) -> Option<&'a s
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::StatusCode;
     use crate::config::Config;
 
     #[test]

@@ -11,7 +11,8 @@ use bytes::Bytes;
 use openim_gateway_proto::DecisionSource;
 use serde_json::Value;
 
-use super::accept::{RejectReason, Rejection};
+use super::accept::Rejection;
+use crate::outcome::RejectReason;
 use crate::decision::{self, Body, DefaultDecision};
 
 /// The `error` field a refused request's answer carries besides the default decision.

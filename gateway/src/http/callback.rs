@@ -17,16 +17,16 @@ use openim_gateway_proto::{CallbackKind, Command, CommonAnswer, DecisionSource};
 use tokio::{task::JoinHandle, time::Instant};
 
 use super::{
-    accept::{self, Accepted, RejectReason, Rejection},
+    accept::{self, Accepted, Rejection},
     answer::{self, json_response, Prebuilt},
     off_loop::{finished, off_loop, start_off_loop},
     AppState,
 };
 use crate::{
     deadline::Deadline,
-    decision::{self, Body, DefaultDecision, InvalidReply},
+    decision::{self, Body, DefaultDecision},
     forward::{CallbackMeta, NotDelivered, Outcome},
-    metrics,
+    outcome::{InvalidReply, RejectReason, ShadowOutcome},
     policy::{CommandPolicy, Mode},
 };
 
@@ -221,7 +221,7 @@ async fn decide(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Res
             command = command.name,
             request_id = %callback.request_id,
             worker = %classify(&verdict),
-            outcome = shadow,
+            outcome = shadow.as_str(),
             "shadow: the worker was heard, the default answered"
         );
         if let Verdict::Invalid(invalid) = &verdict {
@@ -310,17 +310,17 @@ impl PreparedDefault {
 
 /// How a shadowed worker's decision compares with the default answered instead: `agree`,
 /// `disagree`, or `no_decision` when no valid reply came in time.
-fn shadow_outcome(verdict: &Verdict, default: &DefaultDecision) -> &'static str {
+fn shadow_outcome(verdict: &Verdict, default: &DefaultDecision) -> ShadowOutcome {
     let Verdict::Answer(answer) = verdict else {
-        return metrics::SHADOW_NO_DECISION;
+        return ShadowOutcome::NoDecision;
     };
     let worker_rejects = serde_json::from_slice::<CommonAnswer>(answer)
         .map(|common| common.is_reject())
         .unwrap_or(false);
     if worker_rejects == (*default != DefaultDecision::Allow) {
-        metrics::SHADOW_AGREE
+        ShadowOutcome::Agree
     } else {
-        metrics::SHADOW_DISAGREE
+        ShadowOutcome::Disagree
     }
 }
 

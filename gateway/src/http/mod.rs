@@ -27,7 +27,6 @@ use axum::{
 };
 use tower_http::catch_panic::CatchPanicLayer;
 
-pub use self::accept::RejectReason;
 use self::{accept::Limits, answer::Prebuilt};
 use crate::{
     conditions::Conditions,
@@ -36,6 +35,7 @@ use crate::{
     decision::DefaultDecision,
     forward::Forwarder,
     metrics::{InflightGuard, Metrics},
+    outcome::RejectReason,
     policy::Policies,
     webhooks::Budgets,
 };

@@ -19,7 +19,8 @@ use openim_gateway_proto::{
 };
 use serde_json::Value;
 
-use crate::decision::{Body, InvalidReply};
+use super::Body;
+use crate::outcome::InvalidReply;
 
 /// A reply's command fields, decoded: the index of each field in the command's answer
 /// struct and its canonical value.
@@ -403,27 +404,27 @@ mod tests {
     }
 
     const SET_GROUP_INFO: &[u8] =
-        include_bytes!("../../fixtures/openim/before_set_group_info.json");
+        include_bytes!("../../../fixtures/openim/before_set_group_info.json");
     const SET_GROUP_INFO_ALL: &[u8] =
-        include_bytes!("../../fixtures/openim/before_set_group_info.all_fields.json");
+        include_bytes!("../../../fixtures/openim/before_set_group_info.all_fields.json");
     const IMPORT_FRIENDS: &[u8] =
-        include_bytes!("../../fixtures/openim/before_import_friends.json");
-    const MSG_MODIFY: &[u8] = include_bytes!("../../fixtures/openim/before_msg_modify.json");
+        include_bytes!("../../../fixtures/openim/before_import_friends.json");
+    const MSG_MODIFY: &[u8] = include_bytes!("../../../fixtures/openim/before_msg_modify.json");
     const MEMBERS_JOIN: &[u8] =
-        include_bytes!("../../fixtures/openim/before_members_join_group.json");
-    const USER_REGISTER: &[u8] = include_bytes!("../../fixtures/openim/before_user_register.json");
-    const CREATE_GROUP: &[u8] = include_bytes!("../../fixtures/openim/before_create_group.json");
+        include_bytes!("../../../fixtures/openim/before_members_join_group.json");
+    const USER_REGISTER: &[u8] = include_bytes!("../../../fixtures/openim/before_user_register.json");
+    const CREATE_GROUP: &[u8] = include_bytes!("../../../fixtures/openim/before_create_group.json");
     const CREATE_GROUP_WITH_ID: &[u8] =
-        include_bytes!("../../fixtures/openim/before_create_group.with_group_id.json");
-    const OFFLINE_PUSH: &[u8] = include_bytes!("../../fixtures/openim/before_offline_push.json");
-    const ONLINE_PUSH: &[u8] = include_bytes!("../../fixtures/openim/before_online_push.json");
+        include_bytes!("../../../fixtures/openim/before_create_group.with_group_id.json");
+    const OFFLINE_PUSH: &[u8] = include_bytes!("../../../fixtures/openim/before_offline_push.json");
+    const ONLINE_PUSH: &[u8] = include_bytes!("../../../fixtures/openim/before_online_push.json");
     const GROUP_ONLINE_PUSH: &[u8] =
-        include_bytes!("../../fixtures/openim/before_group_online_push.json");
+        include_bytes!("../../../fixtures/openim/before_group_online_push.json");
     const SET_FRIEND_REMARK: &[u8] =
-        include_bytes!("../../fixtures/openim/before_set_friend_remark.json");
-    const INVITE: &[u8] = include_bytes!("../../fixtures/openim/before_invite_join_group.json");
+        include_bytes!("../../../fixtures/openim/before_set_friend_remark.json");
+    const INVITE: &[u8] = include_bytes!("../../../fixtures/openim/before_invite_join_group.json");
     const SET_GROUP_INFO_EX: &[u8] =
-        include_bytes!("../../fixtures/openim/before_set_group_info_ex.json");
+        include_bytes!("../../../fixtures/openim/before_set_group_info_ex.json");
 
     #[test]
     fn hazard_1_an_echo_of_the_requests_unset_values_is_dropped() {

@@ -1,140 +1,12 @@
-//! Decisions: default answers, worker-reply validation and normalisation. No I/O.
-//!
-//! This module builds the default answer, reads the common fields of a worker's reply and
-//! decides allow or refuse; `command_fields` decodes the reply as OpenIM's Go code would and
-//! applies each command field's rule from the mirror (`proto/src/openim/answers.rs`): how
-//! OpenIM applies it (when not `null`, always, when not empty, never) and what the gateway
-//! checks before a value may reach OpenIM. It never invents a modification: every field it
-//! writes comes from the worker or from the request.
+//! A worker's reply judged: the answer for OpenIM, or why it cannot be forwarded. Reads the
+//! common fields and decides allow or refuse; [`super::fields`] decodes the reply as OpenIM's
+//! Go code would and applies each command field's rule.
 
 use openim_gateway_proto::{answer::CommonAnswer, Command};
 
-use crate::command_fields;
-use serde_json::{Map, Value};
-use thiserror::Error;
+use super::{fields, Body};
+use crate::outcome::InvalidReply;
 
-/// A parsed callback body: always a JSON object.
-pub type Body = Map<String, Value>;
-
-/// What the gateway answers when no valid worker decision arrives in time
-/// (`GATEWAY_DEFAULT_DECISION`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DefaultDecision {
-    /// Let the operation through unchanged (fail open).
-    Allow,
-    /// Refuse it with this code and message (fail closed).
-    Reject {
-        /// 5000..=9999.
-        err_code: i32,
-        /// Non-empty.
-        err_msg: String,
-    },
-}
-
-impl DefaultDecision {
-    /// The common answer of this decision.
-    pub fn common_answer(&self) -> CommonAnswer {
-        match self {
-            Self::Allow => CommonAnswer::allow(),
-            Self::Reject { err_code, err_msg } => CommonAnswer::reject(*err_code, err_msg.clone()),
-        }
-    }
-}
-
-/// Why a worker reply cannot be forwarded to OpenIM.
-#[derive(Debug, Error, PartialEq, Eq)]
-pub enum InvalidReply {
-    /// The worker answered with the NATS service API's error header.
-    #[error("worker reported an error: {0}")]
-    ServiceError(String),
-    /// Not JSON at all (OpenIM: 90007 DataError).
-    #[error("reply is not JSON: {0}")]
-    NotJson(String),
-    /// JSON, but not an object.
-    #[error("reply is not a JSON object")]
-    NotObject,
-    /// A field of the wrong JSON type, or an integer outside int32 (OpenIM: 90007).
-    #[error("reply field {field:?} must be {expected}")]
-    WrongType {
-        /// The reply's key.
-        field: String,
-        /// What OpenIM's Go struct accepts.
-        expected: &'static str,
-    },
-    /// A refusal with an `errCode` OpenIM turns into an internal error or a silent success.
-    #[error("reply refuses with errCode {0}: a refusal needs errCode >= 100")]
-    RejectCodeTooSmall(i64),
-    /// A change of who or what the operation is about, applied after OpenIM's checks.
-    #[error("reply changes the identity field {0:?}")]
-    IdentityChanged(String),
-    /// A field OpenIM would dereference through the request's own `null` pointer.
-    #[error("reply sets {0:?}, which the request has null: OpenIM would crash on it")]
-    SetsNullPointerField(String),
-    /// A list entry, or the entry's field, that OpenIM dereferences without a nil check.
-    #[error("reply has a null {0}: OpenIM would crash on it")]
-    NullEntry(String),
-    /// The same user twice in a list OpenIM stores unchecked.
-    #[error("reply repeats {0}")]
-    DuplicateEntry(String),
-    /// Message content OpenIM refuses: it must be a JSON object (or `null`) as text.
-    #[error("reply content is not the text of a JSON object: OpenIM would refuse the message")]
-    ContentNotJsonObject,
-    /// A group name that is blank after trimming, which makes OpenIM drop the whole update
-    /// without an error.
-    #[error("reply sets a blank {0:?}: OpenIM would drop the whole update without an error")]
-    BlankGroupName(String),
-}
-
-impl InvalidReply {
-    /// Every reason label, for metrics to start at 0.
-    pub const REASONS: [&'static str; 11] = [
-        "service_error",
-        "not_json",
-        "not_object",
-        "wrong_type",
-        "reject_code_too_small",
-        "identity_changed",
-        "null_pointer_field",
-        "null_entry",
-        "duplicate_entry",
-        "content_not_json_object",
-        "blank_group_name",
-    ];
-
-    /// The reason label of `openim_gateway_invalid_replies_total`.
-    pub const fn reason(&self) -> &'static str {
-        match self {
-            Self::ServiceError(_) => "service_error",
-            Self::NotJson(_) => "not_json",
-            Self::NotObject => "not_object",
-            Self::WrongType { .. } => "wrong_type",
-            Self::RejectCodeTooSmall(_) => "reject_code_too_small",
-            Self::IdentityChanged(_) => "identity_changed",
-            Self::SetsNullPointerField(_) => "null_pointer_field",
-            Self::NullEntry(_) => "null_entry",
-            Self::DuplicateEntry(_) => "duplicate_entry",
-            Self::ContentNotJsonObject => "content_not_json_object",
-            Self::BlankGroupName(_) => "blank_group_name",
-        }
-    }
-}
-
-/// The default answer for `command`: the configured decision, plus, for the commands whose
-/// answer OpenIM always writes back, the request's own values (so "allow" lets the change
-/// through unchanged). `request` is `None` when the body could not be parsed.
-pub fn default_answer(
-    decision: &DefaultDecision,
-    command: Option<&Command>,
-    request: Option<&Body>,
-) -> Body {
-    let common = decision.common_answer();
-    let refuses = common.is_reject();
-    let mut answer = common.into_object();
-    if let (false, Some(command), Some(request)) = (refuses, command, request) {
-        command_fields::echo_always_applied(command, request, &mut answer);
-    }
-    answer
-}
 
 /// Judges a worker's reply: the answer for OpenIM, or why it cannot be forwarded. A reply
 /// that carries the NATS service API's error header (`service_error`) is the worker saying
@@ -163,7 +35,7 @@ pub fn normalise_reply(
     request: &Body,
     reply: &[u8],
 ) -> Result<Body, InvalidReply> {
-    let reply = command_fields::decode(command, request, reply)?;
+    let reply = fields::decode(command, request, reply)?;
 
     if reply.refuses() {
         if !reply.err_code_refuses() {
@@ -181,14 +53,15 @@ pub fn normalise_reply(
         ..CommonAnswer::allow()
     };
     let mut answer = allow.into_object();
-    command_fields::apply(command, request, reply.fields, &mut answer)?;
+    fields::apply(command, request, reply.fields, &mut answer)?;
     Ok(answer)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::decision::{default_answer, DefaultDecision};
+    use serde_json::{json, Value};
 
     const SEED: &str = openim_gateway_proto::catalog::BEFORE_SET_GROUP_MEMBER_INFO;
 

@@ -24,7 +24,7 @@ use crate::decision::{normalise_reply, Body};
 
 macro_rules! fixture {
     ($file:literal) => {
-        include_bytes!(concat!("../../fixtures/openim/", $file)).as_slice()
+        include_bytes!(concat!("../../../fixtures/openim/", $file)).as_slice()
     };
 }
 
