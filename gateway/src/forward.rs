@@ -41,7 +41,7 @@ use crate::{
     conditions::REPORT_INTERVAL,
     deadline::Deadline,
     metrics::Metrics,
-    nats_settings::{redact_urls, NatsSettings},
+    settings::nats::{redact_urls, NatsSettings},
 };
 
 /// How often the client pings the server. async-nats' default of 60 s lets a half-open

@@ -1,13 +1,12 @@
 //! openim-gateway: OpenIM callbacks in, NATS requests out, a decision back in time.
 //!
-//! `main` only wires the parts: [`config::Config`] is parsed first, then
+//! `main` only wires the parts: [`settings::Config`] is parsed first, then
 //! [`Gateway::build`] connects to NATS and then takes the listening socket over from a
 //! gateway running on the same address (or binds one), then [`Gateway::run`] serves until
 //! the shutdown future completes or a newer gateway takes the socket. Tests call the same
 //! seam on port 0.
 
 pub mod conditions;
-pub mod config;
 pub mod deadline;
 pub mod decision;
 pub mod forward;
@@ -16,10 +15,9 @@ pub mod handover;
 pub mod http;
 pub mod metrics;
 pub mod outcome;
-pub mod nats_settings;
-pub mod policy;
+pub mod rules;
 pub mod serve;
-pub mod webhooks;
+pub mod settings;
 
 use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -28,11 +26,11 @@ use thiserror::Error;
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::{
-    config::Config,
     forward::{Forwarder, SetupError},
     http::AppState,
     metrics::Metrics,
     serve::ServeLimits,
+    settings::Config,
 };
 
 /// Why the gateway could not start (the configuration was already valid).

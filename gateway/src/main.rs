@@ -10,7 +10,8 @@ use std::{
 };
 
 use openim_gateway::{
-    config::{self, Config, LogFormat},
+    rules::Rules,
+    settings::{self, Config, LogFormat},
     BuildError, Gateway,
 };
 
@@ -26,7 +27,7 @@ fn cli() -> clap::Command {
     clap::Command::new("openim-gateway")
         .version(env!("OPENIM_BUILD_VERSION"))
         .about("OpenIM webhook callbacks in, NATS requests to workers out, a decision back before OpenIM's timeout")
-        .after_help(config::settings_help())
+        .after_help(settings::table::help())
         .subcommand(clap::Command::new("check-config").about(
             "Checks the settings and the files they name (GATEWAY_CONFIG, GATEWAY_OPENIM_WEBHOOKS, the NATS files), prints each command's policy and exits: 0 when valid, 2 otherwise",
         ))
@@ -35,25 +36,23 @@ fn cli() -> clap::Command {
 /// `check-config`: what the gateway would run with, one line per command that differs from
 /// the global settings.
 fn print_checked(config: &Config) {
-    let budgets = config.budgets();
-    let policies = config.policies();
+    let rules = Rules::new(config);
     println!(
         "openim-gateway: the configuration is valid (default budget {} ms)",
-        config.budget().as_millis()
+        rules.global_budget().as_millis()
     );
     // The commands no file names: the policy file's [global] section and the environment.
     println!(
         "global: mode={:?} default={:?} budget_ms={}",
         config.mode,
         config.default_decision,
-        config.budget().as_millis()
+        rules.global_budget().as_millis()
     );
     for warning in config.warnings() {
         println!("warning: {warning}");
     }
     for command in openim_gateway_proto::catalog::COMMANDS {
-        let policy = policies.of(command);
-        let budget = budgets.of(command);
+        let rules = rules.of(command);
         let named = config
             .policy_file
             .as_ref()
@@ -68,9 +67,9 @@ fn print_checked(config: &Config) {
             println!(
                 "{}: mode={:?} default={:?} budget_ms={}",
                 command.name,
-                policy.mode,
-                policy.default,
-                budget.as_millis()
+                rules.mode,
+                rules.default,
+                rules.budget.as_millis()
             );
         }
     }
@@ -82,7 +81,7 @@ fn main() -> ExitCode {
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(errors) => {
-            let format = std::env::var(config::GATEWAY_LOG_FORMAT).ok();
+            let format = std::env::var(settings::table::GATEWAY_LOG_FORMAT.name).ok();
             let json = LogFormat::requested(format.as_deref()) == Some(LogFormat::Json);
             for error in errors.iter() {
                 let line = format!("openim-gateway: {error}");
@@ -165,7 +164,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    let budget = config.budget();
+    let budget = Rules::new(&config).global_budget();
     let gateway = Gateway::build(config).await?;
     let address = gateway.local_addr()?;
     tracing::info!(%address, budget_ms = budget.as_millis() as u64, "openim-gateway listening");

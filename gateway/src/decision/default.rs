@@ -46,4 +46,3 @@ pub fn default_answer(
     }
     answer
 }
-

@@ -412,7 +412,8 @@ mod tests {
     const MSG_MODIFY: &[u8] = include_bytes!("../../../fixtures/openim/before_msg_modify.json");
     const MEMBERS_JOIN: &[u8] =
         include_bytes!("../../../fixtures/openim/before_members_join_group.json");
-    const USER_REGISTER: &[u8] = include_bytes!("../../../fixtures/openim/before_user_register.json");
+    const USER_REGISTER: &[u8] =
+        include_bytes!("../../../fixtures/openim/before_user_register.json");
     const CREATE_GROUP: &[u8] = include_bytes!("../../../fixtures/openim/before_create_group.json");
     const CREATE_GROUP_WITH_ID: &[u8] =
         include_bytes!("../../../fixtures/openim/before_create_group.with_group_id.json");

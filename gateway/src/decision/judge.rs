@@ -7,7 +7,6 @@ use openim_gateway_proto::{answer::CommonAnswer, Command};
 use super::{fields, Body};
 use crate::outcome::InvalidReply;
 
-
 /// Judges a worker's reply: the answer for OpenIM, or why it cannot be forwarded. A reply
 /// that carries the NATS service API's error header (`service_error`) is the worker saying
 /// it failed, whatever its body.

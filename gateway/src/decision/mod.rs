@@ -18,4 +18,3 @@ pub use judge::{judge_reply, normalise_reply};
 
 /// A parsed callback body: always a JSON object.
 pub type Body = Map<String, Value>;
-

@@ -20,7 +20,10 @@ use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 
 use super::off_loop::off_loop;
-use crate::{outcome::RejectReason, config::WebhookSecret, deadline::Deadline, decision::Body, webhooks::Budgets};
+use crate::{
+    deadline::Deadline, decision::Body, outcome::RejectReason, rules::Rules,
+    settings::WebhookSecret,
+};
 
 /// OpenIM's header, as `http::HeaderMap` stores names (lowercase; lookups ignore case).
 const OPENIM_OPERATION_ID_HEADER: &str = "operationid";
@@ -67,8 +70,8 @@ pub(super) struct Accepted {
 /// What the checks need from the gateway's settings.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Limits<'a> {
-    /// Each command's wait from arrival.
-    pub(super) answer_within: &'a Budgets,
+    /// Each command's rules, for its wait from arrival.
+    pub(super) rules: &'a Rules,
     /// The path segment required before the command, when configured.
     pub(super) webhook_secret: Option<&'a WebhookSecret>,
     /// Larger bodies are refused with 413.
@@ -118,7 +121,7 @@ pub(super) async fn accept(
         ));
     };
     // The clock is the command's own: read from the path, before the body is waited for.
-    let clock = Deadline::starting(arrival, limits.answer_within.of(command));
+    let clock = Deadline::starting(arrival, limits.rules.of(command).answer_within());
     let deadline = clock.at;
     let payload = read_body(body, limits.body_limit(), deadline)
         .await
@@ -226,8 +229,8 @@ pub(super) fn operation_id<'a>(parts: &'a Parts, body: &'a Body) -> Option<&'a s
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::Config;
     use axum::http::StatusCode;
-    use crate::config::Config;
 
     #[test]
     fn command_is_the_last_non_empty_segment() {
@@ -250,7 +253,8 @@ mod tests {
     #[test]
     fn secret_must_stand_just_before_the_command() {
         let config = Config::from_lookup(|name| {
-            (name == crate::config::GATEWAY_WEBHOOK_SECRET).then(|| "0123456789abcdef-_".to_owned())
+            (name == crate::settings::table::GATEWAY_WEBHOOK_SECRET.name)
+                .then(|| "0123456789abcdef-_".to_owned())
         })
         .unwrap();
         let secret = config.webhook_secret.as_ref();

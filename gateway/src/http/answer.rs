@@ -12,8 +12,8 @@ use openim_gateway_proto::DecisionSource;
 use serde_json::Value;
 
 use super::accept::Rejection;
-use crate::outcome::RejectReason;
 use crate::decision::{self, Body, DefaultDecision};
+use crate::outcome::RejectReason;
 
 /// The `error` field a refused request's answer carries besides the default decision.
 const ERROR_FIELD: &str = "error";

@@ -27,7 +27,8 @@ use crate::{
     decision::{self, Body, DefaultDecision},
     forward::{CallbackMeta, NotDelivered, Outcome},
     outcome::{InvalidReply, RejectReason, ShadowOutcome},
-    policy::{CommandPolicy, Mode},
+    rules::CommandRules,
+    settings::policy::Mode,
 };
 
 /// A callback that passed every check, with its clock.
@@ -40,7 +41,7 @@ struct Callback<'a> {
     deadline: Deadline,
     request_id: uuid::Uuid,
     /// The command's mode and default, as they were when it arrived.
-    policy: &'a CommandPolicy,
+    rules: CommandRules<'a>,
     /// The answers serialised once, as they were when it arrived.
     prebuilt: &'a Prebuilt,
 }
@@ -149,7 +150,7 @@ pub(super) async fn callback(State(state): State<Arc<AppState>>, request: Reques
                 request,
                 deadline,
                 request_id,
-                policy: live.policies.of(command),
+                rules: live.rules.of(command),
                 prebuilt: &live.prebuilt,
             };
             // The body goes to NATS byte for byte.
@@ -163,7 +164,7 @@ pub(super) async fn callback(State(state): State<Arc<AppState>>, request: Reques
             log_rejection(&state, &rejection, request_id);
             answer::refused(
                 &live.prebuilt,
-                &live.default_decision,
+                live.rules.global_default(),
                 rejection,
                 request_id,
             )
@@ -174,9 +175,9 @@ pub(super) async fn callback(State(state): State<Arc<AppState>>, request: Reques
 /// Asks a worker and answers with its normalised reply, or the default with the reason.
 async fn decide(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Response {
     let command = callback.command;
-    let policy = callback.policy;
+    let rules = callback.rules;
     let default = PreparedDefault::start(&callback, payload.len());
-    if policy.mode == Mode::Off {
+    if rules.mode == Mode::Off {
         // Switched off in the policy file: nobody is asked.
         return answer_default(state, &callback, default, DecisionSource::Off).await;
     }
@@ -211,8 +212,8 @@ async fn decide(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Res
         Outcome::Unavailable => Verdict::Unavailable,
         Outcome::NotPublished(error) => Verdict::NotPublished(error),
     };
-    if policy.mode == Mode::Shadow {
-        let shadow = shadow_outcome(&verdict, &policy.default);
+    if rules.mode == Mode::Shadow {
+        let shadow = shadow_outcome(&verdict, rules.default);
         state.metrics.shadow(command, shadow);
         // A summary per command at info every interval, so that shadow mode shows in the log.
         state.conditions.shadow.note(command.name, shadow);
@@ -273,7 +274,7 @@ enum PreparedDefault {
 
 impl PreparedDefault {
     fn start(callback: &Callback<'_>, body_len: usize) -> Self {
-        let default = &callback.policy.default;
+        let default = callback.rules.default;
         let echoes = callback.command.echoes_request() && *default == DefaultDecision::Allow;
         if !echoes {
             return Self::Inline;
@@ -301,7 +302,7 @@ impl PreparedDefault {
             }
         }
         callback.prebuilt.encode(&decision::default_answer(
-            &callback.policy.default,
+            callback.rules.default,
             Some(callback.command),
             Some(&callback.request),
         ))
@@ -343,7 +344,7 @@ fn answered(state: &AppState, callback: &Callback<'_>, source: DecisionSource) {
 /// Publishes an after-callback and acknowledges at once: OpenIM has two senders per process
 /// for these, so a slow answer would stall it.
 async fn notify(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Response {
-    let source = if callback.policy.mode == Mode::Off {
+    let source = if callback.rules.mode == Mode::Off {
         // Switched off in the policy file: acknowledged, not published.
         DecisionSource::Off
     } else {

@@ -11,11 +11,9 @@ mod accept;
 mod answer;
 mod callback;
 mod off_loop;
+mod state;
 
-use std::sync::{
-    atomic::{AtomicBool, Ordering},
-    Arc, PoisonError, RwLock,
-};
+use std::sync::Arc;
 
 use axum::{
     extract::State,
@@ -27,113 +25,8 @@ use axum::{
 };
 use tower_http::catch_panic::CatchPanicLayer;
 
-use self::{accept::Limits, answer::Prebuilt};
-use crate::{
-    conditions::Conditions,
-    config::{Config, WebhookSecret},
-    deadline,
-    decision::DefaultDecision,
-    forward::Forwarder,
-    metrics::{InflightGuard, Metrics},
-    outcome::RejectReason,
-    policy::Policies,
-    webhooks::Budgets,
-};
-
-/// What the handlers share.
-#[derive(Debug)]
-pub struct AppState {
-    /// Publishes callbacks and routes replies.
-    forwarder: Forwarder,
-    /// Counters and histograms.
-    metrics: Arc<Metrics>,
-    /// The budgets and policies, replaced as a whole when the policy file is reloaded; a
-    /// callback keeps the ones it started with.
-    live: RwLock<Arc<Live>>,
-    /// The path segment required before the command, when configured.
-    webhook_secret: Option<WebhookSecret>,
-    /// Larger bodies get 413.
-    max_body_bytes: usize,
-    /// Set once shutdown starts: `/readyz` answers 503 and every answer closes its
-    /// connection after it is written.
-    draining: AtomicBool,
-    /// `GATEWAY_MAX_INFLIGHT`: past it, the default at once (`fallback:overload`).
-    max_inflight: usize,
-    /// Warnings about conditions, counted rather than repeated.
-    conditions: Conditions,
-}
-
-impl AppState {
-    /// The shared state of a gateway configured by `config`.
-    pub fn new(config: &Config, forwarder: Forwarder, metrics: Arc<Metrics>) -> Self {
-        Self {
-            forwarder,
-            metrics,
-            live: RwLock::new(Arc::new(Live::new(config))),
-            webhook_secret: config.webhook_secret.clone(),
-            max_body_bytes: config.max_body_bytes,
-            draining: AtomicBool::new(false),
-            max_inflight: config.max_inflight,
-            conditions: Conditions::default(),
-        }
-    }
-
-    /// Shutdown has started: say so on `/readyz`, and close each connection once its next
-    /// answer is written (never while it idles: OpenIM's Go client would not retry a POST
-    /// that meets a connection closed under it).
-    pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::Relaxed);
-    }
-
-    fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Relaxed)
-    }
-
-    /// A place among the before-callbacks in flight (counted by the metrics' gauge until it
-    /// drops), or `None` past the bound.
-    fn admit(&self) -> Option<InflightGuard<'_>> {
-        let guard = self.metrics.inflight();
-        (guard.others() < self.max_inflight).then_some(guard)
-    }
-
-    /// The conditions the callback path warns about (reported once per interval).
-    pub fn conditions(&self) -> &Conditions {
-        &self.conditions
-    }
-
-    /// The forwarder (the gateway drains it on shutdown).
-    pub fn forwarder(&self) -> &Forwarder {
-        &self.forwarder
-    }
-
-    /// The longest timeout any command has now (reloads included): the drain waits this
-    /// long, plus a little, for the callbacks in flight.
-    pub fn longest_timeout(&self) -> std::time::Duration {
-        self.live().longest_timeout
-    }
-
-    /// The budgets and policies in force now.
-    fn live(&self) -> Arc<Live> {
-        Arc::clone(&self.live.read().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    /// Takes the budgets and policies of `config` (a reloaded policy file). Callbacks in
-    /// flight finish with the ones they started with; nothing else of `config` is applied.
-    pub fn reload(&self, config: &Config) {
-        let live = Arc::new(Live::new(config));
-        *self.live.write().unwrap_or_else(PoisonError::into_inner) = live;
-        tracing::info!("policy reloaded");
-    }
-
-    fn limits<'a>(&'a self, live: &'a Live) -> Limits<'a> {
-        Limits {
-            answer_within: &live.answer_within,
-            webhook_secret: self.webhook_secret.as_ref(),
-            max_body_bytes: self.max_body_bytes,
-            nats_max_payload: self.forwarder.max_payload(),
-        }
-    }
-}
+pub use self::state::AppState;
+use crate::outcome::RejectReason;
 
 /// The answer to a request hyper refused while parsing it (counted as a bad request with
 /// the reason `protocol`, and logged like the other refusals), with its own request id.
@@ -149,67 +42,13 @@ pub fn protocol_error_answer(state: &Arc<AppState>) -> crate::serve::ProtocolErr
             &format_args!("{status} {reason}: the request could not be read"),
         );
         let live = state.live();
-        answer::protocol_error(&live.prebuilt, &live.default_decision, status, request_id)
+        answer::protocol_error(
+            &live.prebuilt,
+            live.rules.global_default(),
+            status,
+            request_id,
+        )
     })
-}
-
-/// What a reload can change: each command's wait and policy.
-#[derive(Debug)]
-pub(crate) struct Live {
-    /// Per command, arrival to the moment the gateway stops waiting: the command's budget
-    /// less the timer slack.
-    answer_within: Budgets,
-    /// Each command's mode and default decision (the policy file).
-    policies: Policies,
-    /// The global default decision: requests refused before their command is known, and
-    /// caught panics.
-    default_decision: DefaultDecision,
-    /// Answers serialised once per policy.
-    prebuilt: Prebuilt,
-    /// The longest timeout any command has (the drain bound's base).
-    longest_timeout: std::time::Duration,
-}
-
-impl Live {
-    fn new(config: &Config) -> Self {
-        Self {
-            answer_within: budgets(config),
-            policies: config.policies(),
-            default_decision: config.default_decision.clone(),
-            prebuilt: Prebuilt::new(&config.default_decision),
-            longest_timeout: config.longest_timeout(),
-        }
-    }
-}
-
-/// Each command's wait, and the start-up lines that say what OpenIM's `webhooks.yml` made of
-/// them: one per enabled callback with its budget, and a warning for a `url` the gateway
-/// cannot serve as written.
-fn budgets(config: &Config) -> Budgets {
-    let budgets = config.budgets();
-    if let Some(webhooks) = &config.openim_webhooks {
-        // The URL itself is not shown: its path may carry the webhook secret.
-        if let Some(problem) = webhooks.url_problem() {
-            tracing::warn!("the url in OpenIM's webhooks.yml {problem}");
-        }
-        for callback in webhooks
-            .callbacks
-            .iter()
-            .filter(|callback| callback.enabled)
-        {
-            tracing::info!(
-                command = callback.command.name,
-                key = %callback.key,
-                timeout_ms = u64::try_from(callback.timeout.as_millis()).unwrap_or(u64::MAX),
-                budget_ms = u64::try_from(budgets.of(callback.command).as_millis()).unwrap_or(u64::MAX),
-                "callback enabled in OpenIM's webhooks.yml"
-            );
-        }
-        for key in &webhooks.unknown_keys {
-            tracing::warn!(%key, "webhooks.yml block for a callback this gateway does not know: its timeout is not used");
-        }
-    }
-    budgets.map(deadline::answer_within)
 }
 
 /// The gateway's routes. Callbacks are the fallback: any path not listed here is a callback

@@ -23,11 +23,9 @@
 //! Every mistake (an unknown key or command, a wrong type, a code outside 5000..=9999, an
 //! unknown mode) stops the start naming the file, the key and the rule.
 
-use std::collections::HashMap;
-
 use openim_gateway_proto::{CallbackKind, Command};
 
-use crate::decision::DefaultDecision;
+use super::table::OPENIM_TIMEOUT_CAP_MS;
 
 /// How a command's callbacks are decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +39,8 @@ pub enum Mode {
 }
 
 impl Mode {
-    fn parse(value: &str) -> Option<Self> {
+    /// The mode a policy file names.
+    pub fn parse(value: &str) -> Option<Self> {
         match value {
             "enforce" => Some(Self::Enforce),
             "shadow" => Some(Self::Shadow),
@@ -223,7 +222,9 @@ fn check_section(key: &str, table: &toml::Table, errors: &mut Vec<String>) -> Se
                 section.reject_err_msg = Some(message.clone());
                 true
             }
-            ("timeout_ms", toml::Value::Integer(timeout)) if (1..=15_000).contains(timeout) => {
+            ("timeout_ms", toml::Value::Integer(timeout))
+                if *timeout > 0 && timeout.unsigned_abs() <= OPENIM_TIMEOUT_CAP_MS =>
+            {
                 section.timeout_ms = Some(*timeout);
                 true
             }
@@ -245,146 +246,11 @@ pub struct RejectFallback {
     pub err_msg: String,
 }
 
-impl Default for RejectFallback {
-    fn default() -> Self {
-        Self {
-            err_code: crate::config::DEFAULT_REJECT_ERR_CODE,
-            err_msg: crate::config::DEFAULT_REJECT_ERR_MSG.to_owned(),
-        }
-    }
-}
-
-/// What one command's callbacks get: its mode and its default decision.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CommandPolicy {
-    /// Who decides.
-    pub mode: Mode,
-    /// The answer when the worker does not decide.
-    pub default: DefaultDecision,
-}
-
-/// Every command's policy, resolved: the file's command section over the global one (the
-/// environment already merged into it).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Policies {
-    global: CommandPolicy,
-    by_command: HashMap<&'static str, CommandPolicy>,
-}
-
-impl Policies {
-    /// The same policy for every command (no policy file).
-    pub fn uniform(global: CommandPolicy) -> Self {
-        Self {
-            global,
-            by_command: HashMap::new(),
-        }
-    }
-
-    /// `global` for every command the file does not name; the others with their section's
-    /// values over `global`'s. `reject` is the global reject code and message (`[global]`'s
-    /// or the environment's), which a section that rejects without its own falls back to,
-    /// even when the global default is allow.
-    pub fn from_file(global: CommandPolicy, reject: &RejectFallback, file: &PolicyFile) -> Self {
-        let by_command = file
-            .commands
-            .iter()
-            .map(|(command, section)| {
-                let mode = section
-                    .mode
-                    .as_deref()
-                    .and_then(Mode::parse)
-                    .unwrap_or(global.mode);
-                let (global_code, global_msg) = (reject.err_code, reject.err_msg.clone());
-                let rejects = match section.default.as_deref() {
-                    Some(default) => default == "reject",
-                    None => global.default != DefaultDecision::Allow,
-                };
-                let default = if rejects {
-                    DefaultDecision::Reject {
-                        // Checked to be in 5000..=9999.
-                        err_code: section
-                            .reject_err_code
-                            .map_or(global_code, |code| code as i32),
-                        err_msg: section.reject_err_msg.clone().unwrap_or(global_msg),
-                    }
-                } else {
-                    DefaultDecision::Allow
-                };
-                (command.name, CommandPolicy { mode, default })
-            })
-            .collect();
-        Self { global, by_command }
-    }
-
-    /// The policy of `command`.
-    pub fn of(&self, command: &Command) -> &CommandPolicy {
-        self.by_command.get(command.name).unwrap_or(&self.global)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const MEMBER: &str = "callbackBeforeSetGroupMemberInfoCommand";
-
-    #[test]
-    fn a_command_section_overrides_the_global_one() {
-        let file = PolicyFile::parse(&format!(
-            "[global]\nmode = \"enforce\"\n\n[commands.{MEMBER}]\nmode = \"shadow\"\ndefault = \"reject\"\nreject_err_code = 5001\n"
-        ))
-        .unwrap();
-        let global = CommandPolicy {
-            mode: Mode::Enforce,
-            default: DefaultDecision::Allow,
-        };
-        let policies = Policies::from_file(global.clone(), &RejectFallback::default(), &file);
-        let member = policies.of(Command::lookup(MEMBER).unwrap());
-        assert_eq!(member.mode, Mode::Shadow);
-        assert_eq!(
-            member.default,
-            DefaultDecision::Reject {
-                err_code: 5001,
-                err_msg: crate::config::DEFAULT_REJECT_ERR_MSG.to_owned()
-            }
-        );
-        let other = policies.of(Command::lookup("callbackBeforeAddFriendCommand").unwrap());
-        assert_eq!(other, &global);
-    }
-
-    #[test]
-    fn a_rejecting_section_falls_back_to_the_global_code_and_message_when_the_global_default_allows(
-    ) {
-        let file = PolicyFile::parse(&format!(
-            "[commands.{MEMBER}]\ndefault = \"reject\"\n\n[commands.callbackBeforeAddFriendCommand]\ndefault = \"reject\"\nreject_err_msg = \"own msg\"\n"
-        ))
-        .unwrap();
-        let global = CommandPolicy {
-            mode: Mode::Enforce,
-            default: DefaultDecision::Allow,
-        };
-        let reject = RejectFallback {
-            err_code: 5100,
-            err_msg: "global msg".to_owned(),
-        };
-        let policies = Policies::from_file(global, &reject, &file);
-        assert_eq!(
-            policies.of(Command::lookup(MEMBER).unwrap()).default,
-            DefaultDecision::Reject {
-                err_code: 5100,
-                err_msg: "global msg".to_owned()
-            }
-        );
-        assert_eq!(
-            policies
-                .of(Command::lookup("callbackBeforeAddFriendCommand").unwrap())
-                .default,
-            DefaultDecision::Reject {
-                err_code: 5100,
-                err_msg: "own msg".to_owned()
-            }
-        );
-    }
 
     #[test]
     fn every_mistake_names_the_key_and_the_rule() {

@@ -12,17 +12,6 @@ use std::path::PathBuf;
 
 use async_nats::{ConnectOptions, ServerAddr};
 
-/// A creds file (a user JWT and its nkey seed), as `nsc` writes it.
-pub const GATEWAY_NATS_CREDS: &str = "GATEWAY_NATS_CREDS";
-/// A file holding a user nkey seed (`SU...`).
-pub const GATEWAY_NATS_NKEY: &str = "GATEWAY_NATS_NKEY";
-/// The PEM file of the CA that signed the NATS server's certificate.
-pub const GATEWAY_NATS_TLS_CA: &str = "GATEWAY_NATS_TLS_CA";
-/// The PEM client certificate, for servers that verify clients.
-pub const GATEWAY_NATS_TLS_CERT: &str = "GATEWAY_NATS_TLS_CERT";
-/// The PEM key of [`GATEWAY_NATS_TLS_CERT`].
-pub const GATEWAY_NATS_TLS_KEY: &str = "GATEWAY_NATS_TLS_KEY";
-
 /// A secret value: usable, never shown by `Debug`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);

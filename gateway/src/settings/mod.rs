@@ -1,5 +1,6 @@
-//! Settings: the environment variables of the README's configuration table, parsed and
-//! validated before anything binds.
+//! Settings: the environment variables of the settings table ([`table`]), OpenIM's
+//! `webhooks.yml` ([`webhooks`]), the policy file ([`policy`]) and the NATS options
+//! ([`nats`]), parsed and validated before anything binds, and again on `SIGHUP`.
 //!
 //! Nothing else in the gateway reads the environment. Settings are read through a lookup
 //! function, so tests pass a map instead of touching the process environment. Every error
@@ -11,298 +12,27 @@ use std::{net::SocketAddr, str::FromStr, time::Duration};
 use openim_gateway_proto::subject;
 use thiserror::Error;
 
-pub use crate::nats_settings::{
-    GATEWAY_NATS_CREDS, GATEWAY_NATS_NKEY, GATEWAY_NATS_TLS_CA, GATEWAY_NATS_TLS_CERT,
-    GATEWAY_NATS_TLS_KEY,
+pub mod nats;
+pub mod policy;
+pub mod table;
+pub mod webhooks;
+
+use self::{
+    nats::{NatsAuth, NatsSettings},
+    policy::{Mode, PolicyFile, RejectFallback},
+    table::*,
+    webhooks::OpenImWebhooks,
 };
-use crate::{
-    decision::DefaultDecision,
-    nats_settings::{self, NatsAuth, NatsSettings},
-    policy::{CommandPolicy, Mode, Policies, PolicyFile, RejectFallback},
-    webhooks::{Budgets, OpenImWebhooks},
-};
+use crate::decision::DefaultDecision;
 
-/// NATS server URL, or a comma-separated list of them.
-pub const NATS_URL: &str = "NATS_URL";
-/// Address the HTTP server binds.
-pub const GATEWAY_LISTEN: &str = "GATEWAY_LISTEN";
-/// Subjects are `{prefix}.{command}`.
-pub const GATEWAY_SUBJECT_PREFIX: &str = "GATEWAY_SUBJECT_PREFIX";
-/// OpenIM's `timeout` for the callbacks, in milliseconds.
-pub const GATEWAY_CALLBACK_TIMEOUT_MS: &str = "GATEWAY_CALLBACK_TIMEOUT_MS";
-/// How long before OpenIM's timeout the answer must leave.
-pub const GATEWAY_SAFETY_MARGIN_MS: &str = "GATEWAY_SAFETY_MARGIN_MS";
-/// `allow` or `reject`: the answer when no valid worker reply arrives in time.
-pub const GATEWAY_DEFAULT_DECISION: &str = "GATEWAY_DEFAULT_DECISION";
-/// `errCode` of the default reject.
-pub const GATEWAY_REJECT_ERR_CODE: &str = "GATEWAY_REJECT_ERR_CODE";
-/// `errMsg` of the default reject.
-pub const GATEWAY_REJECT_ERR_MSG: &str = "GATEWAY_REJECT_ERR_MSG";
-/// A path segment OpenIM's URL must carry before the command.
-pub const GATEWAY_WEBHOOK_SECRET: &str = "GATEWAY_WEBHOOK_SECRET";
-/// The largest request body accepted.
-pub const GATEWAY_MAX_BODY_BYTES: &str = "GATEWAY_MAX_BODY_BYTES";
-/// Runtime threads: 1 runs one event loop; more run tokio's multi-thread scheduler.
-pub const GATEWAY_RUNTIME_THREADS: &str = "GATEWAY_RUNTIME_THREADS";
-/// After SIGTERM: `/readyz` 503 at once, keep accepting and answering this long, then drain.
-pub const GATEWAY_SHUTDOWN_DELAY_MS: &str = "GATEWAY_SHUTDOWN_DELAY_MS";
-/// The most before-callbacks decided at once; past it, the default at once.
-pub const GATEWAY_MAX_INFLIGHT: &str = "GATEWAY_MAX_INFLIGHT";
-/// The most open HTTP connections; at the bound the longest idle one makes room.
-pub const GATEWAY_MAX_CONNECTIONS: &str = "GATEWAY_MAX_CONNECTIONS";
-/// A JetStream stream that stores after-callbacks before they are acknowledged.
-pub const GATEWAY_AFTER_STREAM: &str = "GATEWAY_AFTER_STREAM";
-/// The size of the after-callback stream the gateway creates: past it the oldest are dropped.
-pub const GATEWAY_AFTER_STREAM_MAX_BYTES: &str = "GATEWAY_AFTER_STREAM_MAX_BYTES";
-/// `on` or `off`: hand the listening socket to a new gateway on the same address.
-pub const GATEWAY_HANDOVER: &str = "GATEWAY_HANDOVER";
-/// The tracing filter.
-pub const RUST_LOG: &str = "RUST_LOG";
-/// The path of the policy file (TOML): per-command modes, defaults and timeouts.
-pub const GATEWAY_CONFIG: &str = "GATEWAY_CONFIG";
-/// The path of OpenIM's `webhooks.yml`: each command's budget is its own timeout.
-pub const GATEWAY_OPENIM_WEBHOOKS: &str = "GATEWAY_OPENIM_WEBHOOKS";
-/// `text` or `json`: the shape of the log lines on stderr.
-pub const GATEWAY_LOG_FORMAT: &str = "GATEWAY_LOG_FORMAT";
-
-/// Every variable the gateway reads.
-pub const ALL_SETTINGS: &[&str] = &[
-    NATS_URL,
-    GATEWAY_NATS_CREDS,
-    GATEWAY_NATS_NKEY,
-    GATEWAY_NATS_TLS_CA,
-    GATEWAY_NATS_TLS_CERT,
-    GATEWAY_NATS_TLS_KEY,
-    GATEWAY_LISTEN,
-    GATEWAY_SUBJECT_PREFIX,
-    GATEWAY_CALLBACK_TIMEOUT_MS,
-    GATEWAY_OPENIM_WEBHOOKS,
-    GATEWAY_CONFIG,
-    GATEWAY_SAFETY_MARGIN_MS,
-    GATEWAY_DEFAULT_DECISION,
-    GATEWAY_REJECT_ERR_CODE,
-    GATEWAY_REJECT_ERR_MSG,
-    GATEWAY_WEBHOOK_SECRET,
-    GATEWAY_MAX_BODY_BYTES,
-    GATEWAY_RUNTIME_THREADS,
-    GATEWAY_SHUTDOWN_DELAY_MS,
-    GATEWAY_MAX_INFLIGHT,
-    GATEWAY_MAX_CONNECTIONS,
-    GATEWAY_AFTER_STREAM,
-    GATEWAY_AFTER_STREAM_MAX_BYTES,
-    GATEWAY_HANDOVER,
-    RUST_LOG,
-    GATEWAY_LOG_FORMAT,
-];
-
-/// The prefix of the gateway's own variables: a name with it that the gateway does not know
-/// is a mistake (a typo leaves a setting at its default without a word otherwise).
-pub const GATEWAY_PREFIX: &str = "GATEWAY_";
-
-/// One setting as `--help` and the README describe it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SettingDoc {
-    /// The environment variable.
-    pub variable: &'static str,
-    /// The value used when it is unset, as the operator would write it.
-    pub default: &'static str,
-    /// What a valid value looks like.
-    pub rule: &'static str,
-}
-
-/// Every setting in the order `--help` lists them. A test checks it names each of
-/// [`ALL_SETTINGS`] once, so a new setting cannot be left out of the help.
-pub const SETTING_DOCS: &[SettingDoc] = &[
-    SettingDoc {
-        variable: NATS_URL,
-        default: DEFAULT_NATS_URL,
-        rule: "one NATS URL (nats:// or tls://) or a comma-separated list; user:password@ or token@ in a URL authenticate",
-    },
-    SettingDoc {
-        variable: GATEWAY_NATS_CREDS,
-        default: "unset",
-        rule: "a creds file (user JWT and nkey seed) to authenticate with; not with other credentials",
-    },
-    SettingDoc {
-        variable: GATEWAY_NATS_NKEY,
-        default: "unset",
-        rule: "a file holding a user nkey seed (SU...) to authenticate with; not with other credentials",
-    },
-    SettingDoc {
-        variable: GATEWAY_NATS_TLS_CA,
-        default: "unset (the system's roots)",
-        rule: "a PEM file of the CA that signed the server's certificate; set: TLS is required",
-    },
-    SettingDoc {
-        variable: GATEWAY_NATS_TLS_CERT,
-        default: "unset",
-        rule: "a PEM client certificate, with GATEWAY_NATS_TLS_KEY; set: TLS is required",
-    },
-    SettingDoc {
-        variable: GATEWAY_NATS_TLS_KEY,
-        default: "unset",
-        rule: "the PEM private key of GATEWAY_NATS_TLS_CERT",
-    },
-    SettingDoc {
-        variable: GATEWAY_LISTEN,
-        default: DEFAULT_LISTEN,
-        rule: "a socket address; 0.0.0.0:10006 when OpenIM runs on another host or in a container",
-    },
-    SettingDoc {
-        variable: GATEWAY_SUBJECT_PREFIX,
-        default: subject::DEFAULT_PREFIX,
-        rule: "a NATS subject without wildcards: subjects are {prefix}.{command}",
-    },
-    SettingDoc {
-        variable: GATEWAY_CALLBACK_TIMEOUT_MS,
-        default: "5000",
-        rule: "1..=15000: OpenIM's timeout for a callback in ms (webhooks.yml's timeout x 1000)",
-    },
-    SettingDoc {
-        variable: GATEWAY_OPENIM_WEBHOOKS,
-        default: "unset",
-        rule: "the path of OpenIM's webhooks.yml: each callback it names gets its own timeout (0, absent, negative or over 15 mean 15 s) less the margin; the others keep GATEWAY_CALLBACK_TIMEOUT_MS",
-    },
-    SettingDoc {
-        variable: GATEWAY_CONFIG,
-        default: "unset",
-        rule: "the path of a TOML policy file: [global] and [commands.<command>] sections with mode (enforce, shadow, off), default, reject_err_code, reject_err_msg, timeout_ms; the environment overrides [global]",
-    },
-    SettingDoc {
-        variable: GATEWAY_SAFETY_MARGIN_MS,
-        default: "250",
-        rule: "an integer smaller than the timeout: the answer leaves this long before OpenIM gives up",
-    },
-    SettingDoc {
-        variable: GATEWAY_DEFAULT_DECISION,
-        default: "allow",
-        rule: "allow or reject: the answer when no valid worker reply arrives in time",
-    },
-    SettingDoc {
-        variable: GATEWAY_REJECT_ERR_CODE,
-        default: "5000",
-        rule: "5000..=9999: errCode of the default reject",
-    },
-    SettingDoc {
-        variable: GATEWAY_REJECT_ERR_MSG,
-        default: DEFAULT_REJECT_ERR_MSG,
-        rule: "not empty: errMsg of the default reject",
-    },
-    SettingDoc {
-        variable: GATEWAY_WEBHOOK_SECRET,
-        default: "unset",
-        rule: "at least 16 URL-safe characters: the path segment OpenIM's URL must carry before the command",
-    },
-    SettingDoc {
-        variable: GATEWAY_MAX_BODY_BYTES,
-        default: "1048576",
-        rule: "1024..=67108864: larger request bodies get 413",
-    },
-    SettingDoc {
-        variable: GATEWAY_RUNTIME_THREADS,
-        default: "1",
-        rule: "1..=256: 1 runs one event loop, more a multi-thread runtime",
-    },
-    SettingDoc {
-        variable: GATEWAY_SHUTDOWN_DELAY_MS,
-        default: "5000",
-        rule: "0..=600000: after SIGTERM, /readyz is 503 and the gateway goes on accepting and answering this long before it stops accepting and drains",
-    },
-    SettingDoc {
-        variable: GATEWAY_MAX_INFLIGHT,
-        default: "10000",
-        rule: "1..=10000000: before-callbacks decided at once; past it, the default at once (fallback:overload)",
-    },
-    SettingDoc {
-        variable: GATEWAY_MAX_CONNECTIONS,
-        default: "10000",
-        rule: "16..=1000000: open HTTP connections; at the bound the one idle the longest is closed to make room; lowered to what the open-file limit allows",
-    },
-    SettingDoc {
-        variable: GATEWAY_AFTER_STREAM,
-        default: "unset",
-        rule: "a JetStream stream name (letters, digits, - and _): after-callbacks are stored there (created when missing) and acknowledged once stored",
-    },
-    SettingDoc {
-        variable: GATEWAY_AFTER_STREAM_MAX_BYTES,
-        default: "1073741824",
-        rule: "at least 1048576: the size of the after-callback stream when the gateway creates it; past it (or 7 days) the oldest are dropped; an existing stream keeps its own",
-    },
-    SettingDoc {
-        variable: GATEWAY_HANDOVER,
-        default: "on",
-        rule: "on or off: on, a new gateway started on the same GATEWAY_LISTEN takes this one's listening socket (same user, Linux), and this one drains and exits by itself; off, a new gateway binds a socket of its own beside it",
-    },
-    SettingDoc {
-        variable: RUST_LOG,
-        default: "info",
-        rule: "a tracing filter such as info or openim_gateway=debug (debug logs one line per answered callback)",
-    },
-    SettingDoc {
-        variable: GATEWAY_LOG_FORMAT,
-        default: "text",
-        rule: "text or json: json makes every stderr line one JSON object, for log collectors",
-    },
-];
-
-/// The settings part of `--help`: each variable with its default and its rule.
-pub fn settings_help() -> String {
-    let mut text = String::from(
-        "Settings (environment variables; a bad or unknown GATEWAY_* one stops the start with exit code 2):\n",
-    );
-    for doc in SETTING_DOCS {
-        text.push_str(&format!(
-            "  {}\n      default: {}\n      {}\n",
-            doc.variable, doc.default, doc.rule
-        ));
-    }
-    text
-}
-
-/// OpenIM's HTTP client has `Timeout: 15s` (openimsdk/tools `NewClientConfig`): no callback
-/// waits longer, whatever `webhooks.yml` says.
-pub const OPENIM_TIMEOUT_CAP_MS: u64 = 15_000;
-/// 10006 is the port of the `url` in OpenIM's shipped `webhooks.yml`.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:10006";
-/// The NATS default port on this host.
-pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";
-/// OpenIM's shipped `timeout: 5` (seconds).
-pub const DEFAULT_CALLBACK_TIMEOUT_MS: u64 = 5_000;
-/// Room for the answer to travel back and be read before OpenIM gives up.
-pub const DEFAULT_SAFETY_MARGIN_MS: u64 = 250;
-/// OpenIM's docs suggest custom error codes in 5000..=9999.
-pub const DEFAULT_REJECT_ERR_CODE: i32 = 5000;
-/// What the end user reads when the default reject applies.
-pub const DEFAULT_REJECT_ERR_MSG: &str = "rejected: decision service unavailable";
-/// 1 MiB: far above any OpenIM callback body, and NATS's default `max_payload`.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 1_048_576;
-/// 1 GiB of after-callbacks (about a million of OpenIM's message callbacks): a bound the
-/// stream enforces itself by dropping the oldest, before the server's store is full.
-pub const DEFAULT_AFTER_STREAM_MAX_BYTES: u64 = 1 << 30;
 /// One message of the largest size a default NATS server carries.
 const MIN_AFTER_STREAM_MAX_BYTES: u64 = 1 << 20;
 const MIN_BODY_BYTES: usize = 1024;
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 const MIN_SECRET_CHARS: usize = 16;
-/// One event loop: on the benchmark (BENCHMARKS.md) it took less CPU per callback than a
-/// work-stealing pool under the same load, in the gateway and in nats-server, because
-/// publishes and replies that are ready together leave in one write instead of one each.
-pub const DEFAULT_RUNTIME_THREADS: usize = 1;
 const MAX_RUNTIME_THREADS: u64 = 256;
-/// 5 s: long enough for a load balancer or a new gateway on the same port (an upgrade) to
-/// take over, and for OpenIM's kept-alive connections to be used once more and closed after
-/// their answer; short enough that the delay plus the longest budget fits in docker's and
-/// Kubernetes' usual grace periods (docker-compose.yml sets 30 s).
-pub const DEFAULT_SHUTDOWN_DELAY_MS: u64 = 5_000;
 const MAX_SHUTDOWN_DELAY_MS: u64 = 600_000;
-/// Far above what one event loop decides in a budget at the benchmark's maximum rate (about
-/// 20k callbacks/s), so it only bites when callbacks pile up faster than they are answered.
-pub const DEFAULT_MAX_INFLIGHT: usize = 10_000;
 const MAX_MAX_INFLIGHT: u64 = 10_000_000;
-/// OpenIM's client opens at most 100 connections per host (`MaxConnsPerHost`) per OpenIM
-/// process: this leaves room for a hundred OpenIM processes, a balancer's probes and
-/// scrapers. The gateway lowers it to what the open-file limit allows, with a warning.
-pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 const MIN_MAX_CONNECTIONS: u64 = 16;
 const MAX_MAX_CONNECTIONS: u64 = 1_000_000;
 
@@ -346,9 +76,8 @@ impl ConfigErrors {
 
 /// Every `GATEWAY_*` name the gateway knows.
 fn known_gateway_names() -> impl Iterator<Item = &'static str> {
-    ALL_SETTINGS
-        .iter()
-        .copied()
+    ALL.iter()
+        .map(|setting| setting.name)
         .filter(|name| name.starts_with(GATEWAY_PREFIX))
 }
 
@@ -560,31 +289,6 @@ pub struct Config {
 }
 
 impl Config {
-    /// The time a before-callback has from arrival to answer, for the commands
-    /// `webhooks.yml` does not name.
-    pub fn budget(&self) -> Duration {
-        self.callback_timeout.saturating_sub(self.safety_margin)
-    }
-
-    /// The longest timeout any command has (the global one, `webhooks.yml`'s, the policy
-    /// file's): a drain that waits this long has let every accepted callback be answered.
-    pub fn longest_timeout(&self) -> Duration {
-        let webhooks = self
-            .openim_webhooks
-            .iter()
-            .flat_map(|webhooks| &webhooks.callbacks)
-            .map(|callback| callback.timeout);
-        let policy = self
-            .policy_file
-            .iter()
-            .flat_map(|file| &file.commands)
-            .filter_map(|(_, section)| section.timeout_ms)
-            .map(|timeout_ms| Duration::from_millis(timeout_ms.unsigned_abs()));
-        webhooks
-            .chain(policy)
-            .fold(self.callback_timeout, Duration::max)
-    }
-
     /// What is valid but likely wrong, one line each, for the start (and a reload) to log as
     /// warnings and `check-config` to print.
     ///
@@ -611,35 +315,6 @@ impl Config {
         warnings
     }
 
-    /// Each command's budget: its own timeout from `webhooks.yml` when the file names it,
-    /// else [`Self::budget`].
-    pub fn budgets(&self) -> Budgets {
-        let mut budgets = match &self.openim_webhooks {
-            Some(webhooks) => Budgets::from_webhooks(self.budget(), webhooks, self.safety_margin),
-            None => Budgets::uniform(self.budget()),
-        };
-        // The policy file's timeout wins over webhooks.yml's.
-        for (command, section) in self.policy_file.iter().flat_map(|file| &file.commands) {
-            if let Some(timeout_ms) = section.timeout_ms {
-                let timeout = Duration::from_millis(timeout_ms.unsigned_abs());
-                budgets.set(command, timeout.saturating_sub(self.safety_margin));
-            }
-        }
-        budgets
-    }
-
-    /// Each command's mode and default decision.
-    pub fn policies(&self) -> Policies {
-        let global = CommandPolicy {
-            mode: self.mode,
-            default: self.default_decision.clone(),
-        };
-        match &self.policy_file {
-            Some(file) => Policies::from_file(global, &self.reject, file),
-            None => Policies::uniform(global),
-        }
-    }
-
     /// Reads the settings from the process environment. A value that is not UTF-8 is
     /// refused, not taken for unset: the operator set something, and it is not what they
     /// meant. A `GATEWAY_*` variable the gateway does not know is refused too.
@@ -652,9 +327,9 @@ impl Config {
             })
             .filter_map(|(name, _)| name.into_string().ok())
             .collect();
-        let mut errors: Vec<ConfigError> = ALL_SETTINGS
+        let mut errors: Vec<ConfigError> = ALL
             .iter()
-            .copied()
+            .map(|setting| setting.name)
             .filter_map(|variable| match std::env::var(variable) {
                 Err(std::env::VarError::NotUnicode(value)) => Some(not_unicode(variable, &value)),
                 _ => None,
@@ -700,12 +375,12 @@ impl Config {
         // still run and report their own mistakes.
         let mut errors = Collected::default();
         // One line per mistake of the file, each naming the file.
-        let policy_file = lookup(GATEWAY_CONFIG).and_then(|path| {
+        let policy_file = lookup(GATEWAY_CONFIG.name).and_then(|path| {
             PolicyFile::read(&path)
                 .map_err(|rules| {
                     for rule in rules {
                         errors.fail(ConfigError {
-                            variable: GATEWAY_CONFIG.to_owned(),
+                            variable: GATEWAY_CONFIG.name.to_owned(),
                             value: path.clone(),
                             rule,
                         });
@@ -720,44 +395,41 @@ impl Config {
         // For the global settings the environment wins over the file's [global] section.
         let lookup = |name: &str| {
             lookup(name).or_else(|| match name {
-                GATEWAY_DEFAULT_DECISION => file_global.default.clone(),
-                GATEWAY_REJECT_ERR_CODE => file_global.reject_err_code.map(|code| code.to_string()),
-                GATEWAY_REJECT_ERR_MSG => file_global.reject_err_msg.clone(),
-                GATEWAY_CALLBACK_TIMEOUT_MS => file_global.timeout_ms.map(|ms| ms.to_string()),
+                name if name == GATEWAY_DEFAULT_DECISION.name => file_global.default.clone(),
+                name if name == GATEWAY_REJECT_ERR_CODE.name => {
+                    file_global.reject_err_code.map(|code| code.to_string())
+                }
+                name if name == GATEWAY_REJECT_ERR_MSG.name => file_global.reject_err_msg.clone(),
+                name if name == GATEWAY_CALLBACK_TIMEOUT_MS.name => {
+                    file_global.timeout_ms.map(|ms| ms.to_string())
+                }
                 _ => None,
             })
         };
-        let setting = |name: &'static str, default: &str| {
-            let value = lookup(name).unwrap_or_else(|| default.to_owned());
-            Setting { name, value }
+        let setting = |setting: table::Setting| {
+            let name = setting.name;
+            let value =
+                lookup(name).unwrap_or_else(|| setting.default.unwrap_or_default().to_owned());
+            Raw { name, value }
         };
 
-        let nats_urls = errors.check(setting(NATS_URL, DEFAULT_NATS_URL).nats_urls());
+        let nats_urls = errors.check(setting(NATS_URL).nats_urls());
         let nats = nats_urls.and_then(|urls| nats_security(urls, &lookup, &mut errors));
         let listen = errors.check(
-            setting(GATEWAY_LISTEN, DEFAULT_LISTEN)
+            setting(GATEWAY_LISTEN)
                 .parse::<SocketAddr>("a socket address such as 127.0.0.1:10006 or 0.0.0.0:10006"),
         );
-        let subject_prefix = setting(GATEWAY_SUBJECT_PREFIX, subject::DEFAULT_PREFIX);
+        let subject_prefix = setting(GATEWAY_SUBJECT_PREFIX);
         if !subject::is_valid_publish_subject(&subject_prefix.value) {
             errors.fail(subject_prefix.invalid(
                 "must be a NATS subject of dot-separated tokens without wildcards or spaces",
             ));
         }
-        let timeout_ms = errors.check(
-            setting(
-                GATEWAY_CALLBACK_TIMEOUT_MS,
-                &DEFAULT_CALLBACK_TIMEOUT_MS.to_string(),
-            )
-            .integer_in(
-                1..=OPENIM_TIMEOUT_CAP_MS,
-                "OpenIM caps every callback at 15 s",
-            ),
-        );
-        let margin = setting(
-            GATEWAY_SAFETY_MARGIN_MS,
-            &DEFAULT_SAFETY_MARGIN_MS.to_string(),
-        );
+        let timeout_ms = errors.check(setting(GATEWAY_CALLBACK_TIMEOUT_MS).integer_in(
+            1..=OPENIM_TIMEOUT_CAP_MS,
+            "OpenIM caps every callback at 15 s",
+        ));
+        let margin = setting(GATEWAY_SAFETY_MARGIN_MS);
         let margin_ms = errors.check(margin.integer_in(0..=u64::MAX, ""));
         if let (Some(timeout_ms), Some(margin_ms)) = (timeout_ms, margin_ms) {
             if margin_ms >= timeout_ms {
@@ -769,22 +441,20 @@ impl Config {
         // The reject settings are validated even when the default is allow: a typo there
         // should not wait for the day someone switches to reject.
         let reject_err_code = errors.check(
-            setting(
-                GATEWAY_REJECT_ERR_CODE,
-                &DEFAULT_REJECT_ERR_CODE.to_string(),
-            )
-            .integer_in(5000..=9999, "OpenIM's range for custom error codes"),
+            setting(GATEWAY_REJECT_ERR_CODE)
+                .integer_in(5000..=9999, "OpenIM's range for custom error codes"),
         );
-        let reject_err_msg = setting(GATEWAY_REJECT_ERR_MSG, DEFAULT_REJECT_ERR_MSG);
+        let reject_err_msg = setting(GATEWAY_REJECT_ERR_MSG);
         if reject_err_msg.value.trim().is_empty() {
             errors.fail(reject_err_msg.invalid("must not be empty"));
         }
         let reject = RejectFallback {
             // The range check above makes this conversion lossless.
-            err_code: reject_err_code.map_or(DEFAULT_REJECT_ERR_CODE, |code| code as i32),
+            // Not used when the code is in error: the start stops.
+            err_code: reject_err_code.map_or(0, |code| code as i32),
             err_msg: reject_err_msg.value,
         };
-        let default_decision = match setting(GATEWAY_DEFAULT_DECISION, "allow") {
+        let default_decision = match setting(GATEWAY_DEFAULT_DECISION) {
             decision if decision.value == "allow" => Some(DefaultDecision::Allow),
             decision if decision.value == "reject" => Some(DefaultDecision::Reject {
                 err_code: reject.err_code,
@@ -795,44 +465,28 @@ impl Config {
                 None
             }
         };
-        let webhook_secret =
-            lookup(GATEWAY_WEBHOOK_SECRET).and_then(|value| errors.check(validate_secret(value)));
+        let webhook_secret = lookup(GATEWAY_WEBHOOK_SECRET.name)
+            .and_then(|value| errors.check(validate_secret(value)));
         let max_body_bytes = errors.check(
-            setting(GATEWAY_MAX_BODY_BYTES, &DEFAULT_MAX_BODY_BYTES.to_string())
+            setting(GATEWAY_MAX_BODY_BYTES)
                 .integer_in(MIN_BODY_BYTES as u64..=MAX_BODY_BYTES as u64, ""),
         );
-        let runtime_threads = errors.check(
-            setting(
-                GATEWAY_RUNTIME_THREADS,
-                &DEFAULT_RUNTIME_THREADS.to_string(),
-            )
-            .integer_in(
-                1..=MAX_RUNTIME_THREADS,
-                "1 runs one event loop, more a multi-thread runtime",
-            ),
-        );
-        let shutdown_delay_ms = errors.check(
-            setting(
-                GATEWAY_SHUTDOWN_DELAY_MS,
-                &DEFAULT_SHUTDOWN_DELAY_MS.to_string(),
-            )
-            .integer_in(0..=MAX_SHUTDOWN_DELAY_MS, ""),
-        );
-        let max_inflight = errors.check(
-            setting(GATEWAY_MAX_INFLIGHT, &DEFAULT_MAX_INFLIGHT.to_string())
-                .integer_in(1..=MAX_MAX_INFLIGHT, ""),
-        );
+        let runtime_threads = errors.check(setting(GATEWAY_RUNTIME_THREADS).integer_in(
+            1..=MAX_RUNTIME_THREADS,
+            "1 runs one event loop, more a multi-thread runtime",
+        ));
+        let shutdown_delay_ms = errors
+            .check(setting(GATEWAY_SHUTDOWN_DELAY_MS).integer_in(0..=MAX_SHUTDOWN_DELAY_MS, ""));
+        let max_inflight =
+            errors.check(setting(GATEWAY_MAX_INFLIGHT).integer_in(1..=MAX_MAX_INFLIGHT, ""));
         let max_connections = errors.check(
-            setting(
-                GATEWAY_MAX_CONNECTIONS,
-                &DEFAULT_MAX_CONNECTIONS.to_string(),
-            )
-            .integer_in(MIN_MAX_CONNECTIONS..=MAX_MAX_CONNECTIONS, ""),
+            setting(GATEWAY_MAX_CONNECTIONS)
+                .integer_in(MIN_MAX_CONNECTIONS..=MAX_MAX_CONNECTIONS, ""),
         );
         let after_stream =
-            lookup(GATEWAY_AFTER_STREAM).and_then(|value| {
-                let name = Setting {
-                    name: GATEWAY_AFTER_STREAM,
+            lookup(GATEWAY_AFTER_STREAM.name).and_then(|value| {
+                let name = Raw {
+                    name: GATEWAY_AFTER_STREAM.name,
                     value,
                 };
                 let valid = !name.value.is_empty()
@@ -851,13 +505,10 @@ impl Config {
                 }
             });
         let after_stream_max_bytes = errors.check(
-            setting(
-                GATEWAY_AFTER_STREAM_MAX_BYTES,
-                &DEFAULT_AFTER_STREAM_MAX_BYTES.to_string(),
-            )
-            .integer_in(MIN_AFTER_STREAM_MAX_BYTES..=u64::MAX, ""),
+            setting(GATEWAY_AFTER_STREAM_MAX_BYTES)
+                .integer_in(MIN_AFTER_STREAM_MAX_BYTES..=u64::MAX, ""),
         );
-        let handover = match setting(GATEWAY_HANDOVER, "on") {
+        let handover = match setting(GATEWAY_HANDOVER) {
             handover if handover.value == "on" => Some(true),
             handover if handover.value == "off" => Some(false),
             handover => {
@@ -865,16 +516,16 @@ impl Config {
                 None
             }
         };
-        let log_filter = setting(RUST_LOG, "info");
+        let log_filter = setting(RUST_LOG);
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&log_filter.value) {
             errors.fail(log_filter.invalid(&format!(
                 "must be a tracing filter such as info or openim_gateway=debug ({error})"
             )));
         }
 
-        let openim_webhooks = lookup(GATEWAY_OPENIM_WEBHOOKS).and_then(|path| {
+        let openim_webhooks = lookup(GATEWAY_OPENIM_WEBHOOKS.name).and_then(|path| {
             let invalid = |rule: String| ConfigError {
-                variable: GATEWAY_OPENIM_WEBHOOKS.to_owned(),
+                variable: GATEWAY_OPENIM_WEBHOOKS.name.to_owned(),
                 value: path.clone(),
                 rule,
             };
@@ -905,7 +556,7 @@ impl Config {
                         .iter()
                         .find(|callback| callback.command.name == command.name)
                 });
-                let path = lookup(GATEWAY_CONFIG).unwrap_or_default();
+                let path = lookup(GATEWAY_CONFIG.name).unwrap_or_default();
                 let rule = if timeout_ms.unsigned_abs() <= margin_ms {
                     Some(format!(
                         "commands.{}.timeout_ms = {timeout_ms}: must be above {GATEWAY_SAFETY_MARGIN_MS} ({margin_ms})",
@@ -925,7 +576,7 @@ impl Config {
                 };
                 if let Some(rule) = rule {
                     errors.fail(ConfigError {
-                        variable: GATEWAY_CONFIG.to_owned(),
+                        variable: GATEWAY_CONFIG.name.to_owned(),
                         value: path,
                         rule,
                     });
@@ -940,7 +591,7 @@ impl Config {
                 "off" => Mode::Off,
                 _ => Mode::Enforce,
             });
-        let log_format_setting = setting(GATEWAY_LOG_FORMAT, "text");
+        let log_format_setting = setting(GATEWAY_LOG_FORMAT);
         let log_format = LogFormat::requested(Some(&log_format_setting.value));
         if log_format.is_none() {
             errors.fail(log_format_setting.invalid("must be text or json"));
@@ -984,7 +635,7 @@ impl Config {
                 max_connections: max_connections as usize,
                 after_stream,
                 after_stream_max_bytes: after_stream_max_bytes
-                    .unwrap_or(DEFAULT_AFTER_STREAM_MAX_BYTES),
+                    .unwrap_or(MIN_AFTER_STREAM_MAX_BYTES),
                 handover: handover.unwrap_or(true),
                 log_filter: log_filter.value,
                 log_format: log_format.unwrap_or(LogFormat::Text),
@@ -1015,12 +666,12 @@ impl Collected {
 }
 
 /// One variable and its raw value, with the checks that turn it into a typed setting.
-struct Setting {
+struct Raw {
     name: &'static str,
     value: String,
 }
 
-impl Setting {
+impl Raw {
     fn invalid(&self, rule: &str) -> ConfigError {
         ConfigError {
             variable: self.name.to_owned(),
@@ -1058,7 +709,7 @@ impl Setting {
         let rule = "must be a NATS URL such as nats://127.0.0.1:4222, or a comma-separated list";
         let invalid = |rule: &str| ConfigError {
             variable: self.name.to_owned(),
-            value: nats_settings::redact_urls(&self.value),
+            value: nats::redact_urls(&self.value),
             rule: rule.to_owned(),
         };
         let urls = self
@@ -1072,8 +723,8 @@ impl Setting {
                 let server = url
                     .parse::<async_nats::ServerAddr>()
                     .map_err(|error| invalid(&format!("{rule} ({error})")))?;
-                if nats_settings::has_more_than_an_authority(&server) {
-                    return Err(invalid(nats_settings::UNENCODED_RULE));
+                if nats::has_more_than_an_authority(&server) {
+                    return Err(invalid(nats::UNENCODED_RULE));
                 }
                 Ok(server)
             })
@@ -1085,7 +736,7 @@ impl Setting {
 fn not_unicode(variable: &str, value: &std::ffi::OsStr) -> ConfigError {
     ConfigError {
         variable: variable.to_owned(),
-        value: if variable == GATEWAY_WEBHOOK_SECRET || variable == NATS_URL {
+        value: if variable == GATEWAY_WEBHOOK_SECRET.name || variable == NATS_URL.name {
             "<not shown>".to_owned()
         } else {
             value.to_string_lossy().into_owned()
@@ -1102,15 +753,15 @@ fn nats_security(
     errors: &mut Collected,
 ) -> Option<NatsSettings> {
     let count_before = errors.0.len();
-    let invalid = |variable: &str, value: &str, rule: &str| ConfigError {
-        variable: variable.to_owned(),
+    let invalid = |variable: Setting, value: &str, rule: &str| ConfigError {
+        variable: variable.name.to_owned(),
         value: value.to_owned(),
         rule: rule.to_owned(),
     };
     let mut servers = Vec::with_capacity(urls.len());
     let mut url_auth = NatsAuth::None;
     for url in urls {
-        let (server, auth) = nats_settings::split_credentials(url);
+        let (server, auth) = nats::split_credentials(url);
         servers.push(server);
         if auth == NatsAuth::None {
             continue;
@@ -1118,10 +769,10 @@ fn nats_security(
         if url_auth == NatsAuth::None {
             url_auth = auth;
         } else if url_auth != auth {
-            let value = lookup(NATS_URL).unwrap_or_default();
+            let value = lookup(NATS_URL.name).unwrap_or_default();
             errors.fail(invalid(
                 NATS_URL,
-                &nats_settings::redact_urls(&value),
+                &nats::redact_urls(&value),
                 "every URL must carry the same credentials, or none: the client sends one set to whichever server it reaches",
             ));
             break;
@@ -1130,13 +781,13 @@ fn nats_security(
     let mut auth = url_auth;
     let mut auth_from = NATS_URL;
     for variable in [GATEWAY_NATS_CREDS, GATEWAY_NATS_NKEY] {
-        let Some(path) = lookup(variable) else {
+        let Some(path) = lookup(variable.name) else {
             continue;
         };
         let read = if variable == GATEWAY_NATS_CREDS {
-            nats_settings::read_creds(&path).map(NatsAuth::Creds)
+            nats::read_creds(&path).map(NatsAuth::Creds)
         } else {
-            nats_settings::read_nkey(&path).map(NatsAuth::Nkey)
+            nats::read_nkey(&path).map(NatsAuth::Nkey)
         };
         match read {
             Err(rule) => errors.fail(invalid(variable, &path, &rule)),
@@ -1151,13 +802,16 @@ fn nats_security(
             }
         }
     }
-    let tls_ca = lookup(GATEWAY_NATS_TLS_CA).and_then(|path| {
+    let tls_ca = lookup(GATEWAY_NATS_TLS_CA.name).and_then(|path| {
         errors.check(
-            nats_settings::check_pem(&path, "CERTIFICATE")
+            nats::check_pem(&path, "CERTIFICATE")
                 .map_err(|rule| invalid(GATEWAY_NATS_TLS_CA, &path, &rule)),
         )
     });
-    let tls_client = match (lookup(GATEWAY_NATS_TLS_CERT), lookup(GATEWAY_NATS_TLS_KEY)) {
+    let tls_client = match (
+        lookup(GATEWAY_NATS_TLS_CERT.name),
+        lookup(GATEWAY_NATS_TLS_KEY.name),
+    ) {
         (None, None) => None,
         (Some(cert), None) => {
             errors.fail(invalid(
@@ -1177,11 +831,11 @@ fn nats_security(
         }
         (Some(cert), Some(key)) => {
             let cert = errors.check(
-                nats_settings::check_pem(&cert, "CERTIFICATE")
+                nats::check_pem(&cert, "CERTIFICATE")
                     .map_err(|rule| invalid(GATEWAY_NATS_TLS_CERT, &cert, &rule)),
             );
             let key = errors.check(
-                nats_settings::check_pem(&key, "PRIVATE KEY")
+                nats::check_pem(&key, "PRIVATE KEY")
                     .map_err(|rule| invalid(GATEWAY_NATS_TLS_KEY, &key, &rule)),
             );
             cert.zip(key)
@@ -1197,7 +851,7 @@ fn nats_security(
 
 fn validate_secret(value: String) -> Result<WebhookSecret, ConfigError> {
     let invalid = |rule: &str| ConfigError {
-        variable: GATEWAY_WEBHOOK_SECRET.to_owned(),
+        variable: GATEWAY_WEBHOOK_SECRET.name.to_owned(),
         // The secret itself never appears in an error or a log line.
         value: format!("<{} characters>", value.chars().count()),
         rule: rule.to_owned(),
@@ -1236,23 +890,36 @@ mod tests {
     }
 
     #[test]
-    fn help_describes_every_setting_once() {
-        for &variable in ALL_SETTINGS {
-            let docs: Vec<_> = SETTING_DOCS
-                .iter()
-                .filter(|doc| doc.variable == variable)
-                .collect();
-            assert_eq!(docs.len(), 1, "{variable}");
-            assert!(!docs[0].rule.is_empty() && !docs[0].default.is_empty());
-        }
-        assert_eq!(SETTING_DOCS.len(), ALL_SETTINGS.len());
-        let help = settings_help();
-        for doc in SETTING_DOCS {
+    fn every_setting_is_in_the_table_once_and_in_the_help() {
+        let mut names: Vec<&str> = ALL.iter().map(|setting| setting.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ALL.len(), "a setting is listed twice");
+        let help = help();
+        for setting in ALL {
             assert!(
-                help.contains(doc.variable) && help.contains(doc.rule),
+                !setting.rule.is_empty() && !setting.meaning.is_empty(),
+                "{setting}"
+            );
+            assert!(
+                help.contains(setting.name) && help.contains(setting.rule),
                 "{help}"
             );
         }
+    }
+
+    #[test]
+    fn every_default_in_the_table_is_valid() {
+        let config = Config::from_lookup(|_| None).unwrap();
+        assert_eq!(config.listen.to_string(), GATEWAY_LISTEN.default.unwrap());
+        assert_eq!(
+            config.callback_timeout.as_millis().to_string(),
+            GATEWAY_CALLBACK_TIMEOUT_MS.default.unwrap()
+        );
+        assert_eq!(
+            config.reject.err_msg,
+            GATEWAY_REJECT_ERR_MSG.default.unwrap()
+        );
     }
 
     #[test]
@@ -1275,12 +942,12 @@ mod tests {
             "{line}"
         );
         for (typo, meant) in [
-            ("GATEWAY_TIMOUT_MS", GATEWAY_CALLBACK_TIMEOUT_MS),
-            ("GATEWAY_CALLBACK_TIMEOUT", GATEWAY_CALLBACK_TIMEOUT_MS),
-            ("GATEWAY_MARGIN_MS", GATEWAY_SAFETY_MARGIN_MS),
-            ("GATEWAY_NATS_TLS_CERTIFICATE", GATEWAY_NATS_TLS_CERT),
-            ("GATEWAY_LOGFORMAT", GATEWAY_LOG_FORMAT),
-            ("GATEWAY_SECRET", GATEWAY_WEBHOOK_SECRET),
+            ("GATEWAY_TIMOUT_MS", GATEWAY_CALLBACK_TIMEOUT_MS.name),
+            ("GATEWAY_CALLBACK_TIMEOUT", GATEWAY_CALLBACK_TIMEOUT_MS.name),
+            ("GATEWAY_MARGIN_MS", GATEWAY_SAFETY_MARGIN_MS.name),
+            ("GATEWAY_NATS_TLS_CERTIFICATE", GATEWAY_NATS_TLS_CERT.name),
+            ("GATEWAY_LOGFORMAT", GATEWAY_LOG_FORMAT.name),
+            ("GATEWAY_SECRET", GATEWAY_WEBHOOK_SECRET.name),
         ] {
             assert_eq!(closest_setting(typo), Some(meant), "{typo}");
         }
@@ -1288,9 +955,9 @@ mod tests {
         assert!(line.contains("--help"), "{line}");
         // Not the gateway's prefix: other programs' variables are none of its business.
         assert!(all_errors(&[("NATS_USER", "x"), ("HOME", "/root")]).is_ok());
-        for setting in ALL_SETTINGS {
+        for setting in ALL.iter().map(|setting| setting.name) {
             assert!(
-                unknown_settings([*setting]).is_empty(),
+                unknown_settings([setting]).is_empty(),
                 "{setting} must be known"
             );
         }
@@ -1352,10 +1019,10 @@ mod tests {
     fn every_bad_setting_is_reported_at_once() {
         let errors = all_errors(&[
             ("GATEWAY_TIMEOUT_MS", "2000"),
-            (GATEWAY_CALLBACK_TIMEOUT_MS, "0"),
-            (GATEWAY_DEFAULT_DECISION, "maybe"),
-            (GATEWAY_REJECT_ERR_CODE, "42"),
-            (GATEWAY_LISTEN, "nope"),
+            (GATEWAY_CALLBACK_TIMEOUT_MS.name, "0"),
+            (GATEWAY_DEFAULT_DECISION.name, "maybe"),
+            (GATEWAY_REJECT_ERR_CODE.name, "42"),
+            (GATEWAY_LISTEN.name, "nope"),
         ])
         .unwrap_err();
         let variables: Vec<&str> = errors.iter().map(|error| error.variable.as_str()).collect();
@@ -1363,10 +1030,10 @@ mod tests {
             variables,
             [
                 "GATEWAY_TIMEOUT_MS",
-                GATEWAY_LISTEN,
-                GATEWAY_CALLBACK_TIMEOUT_MS,
-                GATEWAY_REJECT_ERR_CODE,
-                GATEWAY_DEFAULT_DECISION,
+                GATEWAY_LISTEN.name,
+                GATEWAY_CALLBACK_TIMEOUT_MS.name,
+                GATEWAY_REJECT_ERR_CODE.name,
+                GATEWAY_DEFAULT_DECISION.name,
             ]
         );
         assert_eq!(errors.to_string().lines().count(), 5);
@@ -1379,7 +1046,10 @@ mod tests {
         assert_eq!(config.subject_prefix, "openim.callback");
         assert_eq!(config.callback_timeout, Duration::from_millis(5000));
         assert_eq!(config.safety_margin, Duration::from_millis(250));
-        assert_eq!(config.budget(), Duration::from_millis(4750));
+        assert_eq!(
+            crate::rules::Rules::new(&config).global_budget(),
+            Duration::from_millis(4750)
+        );
         assert_eq!(config.default_decision, DefaultDecision::Allow);
         assert_eq!(config.webhook_secret, None);
         assert_eq!(config.max_body_bytes, 1_048_576);
@@ -1404,7 +1074,7 @@ mod tests {
         .unwrap();
         let path = path.to_str().unwrap().to_owned();
         // The environment unset: [global] applies.
-        let from_file = config(&[(GATEWAY_CONFIG, &path)]).unwrap();
+        let from_file = config(&[(GATEWAY_CONFIG.name, &path)]).unwrap();
         assert_eq!(from_file.callback_timeout, Duration::from_millis(3000));
         assert_eq!(
             from_file.default_decision,
@@ -1415,9 +1085,9 @@ mod tests {
         );
         // Each variable set wins over its key; the keys it does not name stay the file's.
         let from_env = config(&[
-            (GATEWAY_CONFIG, &path),
-            (GATEWAY_CALLBACK_TIMEOUT_MS, "4000"),
-            (GATEWAY_REJECT_ERR_CODE, "5200"),
+            (GATEWAY_CONFIG.name, &path),
+            (GATEWAY_CALLBACK_TIMEOUT_MS.name, "4000"),
+            (GATEWAY_REJECT_ERR_CODE.name, "5200"),
         ])
         .unwrap();
         assert_eq!(from_env.callback_timeout, Duration::from_millis(4000));
@@ -1429,9 +1099,9 @@ mod tests {
             }
         );
         let allow = config(&[
-            (GATEWAY_CONFIG, &path),
-            (GATEWAY_DEFAULT_DECISION, "allow"),
-            (GATEWAY_REJECT_ERR_MSG, "env msg"),
+            (GATEWAY_CONFIG.name, &path),
+            (GATEWAY_DEFAULT_DECISION.name, "allow"),
+            (GATEWAY_REJECT_ERR_MSG.name, "env msg"),
         ])
         .unwrap();
         assert_eq!(allow.default_decision, DefaultDecision::Allow);
@@ -1443,9 +1113,12 @@ mod tests {
             }
         );
         // A bad value from the environment is refused even though the file's is good.
-        let error =
-            config(&[(GATEWAY_CONFIG, &path), (GATEWAY_CALLBACK_TIMEOUT_MS, "0")]).unwrap_err();
-        assert_eq!(error.variable, GATEWAY_CALLBACK_TIMEOUT_MS);
+        let error = config(&[
+            (GATEWAY_CONFIG.name, &path),
+            (GATEWAY_CALLBACK_TIMEOUT_MS.name, "0"),
+        ])
+        .unwrap_err();
+        assert_eq!(error.variable, GATEWAY_CALLBACK_TIMEOUT_MS.name);
         std::fs::remove_file(&path).unwrap();
     }
 
@@ -1461,17 +1134,17 @@ mod tests {
         )
         .unwrap();
         let path = path.to_str().unwrap().to_owned();
-        let warnings = config(&[(GATEWAY_CONFIG, &path)]).unwrap().warnings();
+        let warnings = config(&[(GATEWAY_CONFIG.name, &path)]).unwrap().warnings();
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(
             warnings[0].contains("commands.callbackBeforeAddFriendCommand.timeout_ms = 12000")
                 && warnings[0].contains("GATEWAY_CALLBACK_TIMEOUT_MS (5000)")
-                && warnings[0].contains(GATEWAY_OPENIM_WEBHOOKS),
+                && warnings[0].contains(GATEWAY_OPENIM_WEBHOOKS.name),
             "{warnings:?}"
         );
         let raised = config(&[
-            (GATEWAY_CONFIG, &path),
-            (GATEWAY_CALLBACK_TIMEOUT_MS, "12000"),
+            (GATEWAY_CONFIG.name, &path),
+            (GATEWAY_CALLBACK_TIMEOUT_MS.name, "12000"),
         ])
         .unwrap()
         .warnings();
@@ -1482,9 +1155,9 @@ mod tests {
     #[test]
     fn reject_default_carries_code_and_message() {
         let config = config(&[
-            (GATEWAY_DEFAULT_DECISION, "reject"),
-            (GATEWAY_REJECT_ERR_CODE, "5099"),
-            (GATEWAY_REJECT_ERR_MSG, "try later"),
+            (GATEWAY_DEFAULT_DECISION.name, "reject"),
+            (GATEWAY_REJECT_ERR_CODE.name, "5099"),
+            (GATEWAY_REJECT_ERR_MSG.name, "try later"),
         ])
         .unwrap();
         assert_eq!(
@@ -1499,41 +1172,41 @@ mod tests {
     #[test]
     fn bad_values_name_the_variable_the_value_and_the_rule() {
         let cases: &[(&str, &str)] = &[
-            (GATEWAY_CALLBACK_TIMEOUT_MS, "0"),
-            (GATEWAY_CALLBACK_TIMEOUT_MS, "15001"),
-            (GATEWAY_CALLBACK_TIMEOUT_MS, "abc"),
-            (GATEWAY_CALLBACK_TIMEOUT_MS, "-5"),
-            (GATEWAY_SAFETY_MARGIN_MS, "5000"),
-            (GATEWAY_SAFETY_MARGIN_MS, "x"),
-            (GATEWAY_DEFAULT_DECISION, "maybe"),
-            (GATEWAY_REJECT_ERR_CODE, "4999"),
-            (GATEWAY_REJECT_ERR_CODE, "10000"),
-            (GATEWAY_REJECT_ERR_MSG, ""),
-            (GATEWAY_REJECT_ERR_MSG, "   "),
-            (GATEWAY_MAX_BODY_BYTES, "1023"),
-            (GATEWAY_MAX_BODY_BYTES, "67108865"),
-            (GATEWAY_LISTEN, "nope"),
-            (GATEWAY_SUBJECT_PREFIX, "a.*"),
-            (GATEWAY_SUBJECT_PREFIX, "a..b"),
-            (GATEWAY_SUBJECT_PREFIX, ""),
-            (NATS_URL, ""),
-            (NATS_URL, "nats://a:4222,,nats://b:4222"),
-            (RUST_LOG, "=[bad"),
-            (GATEWAY_RUNTIME_THREADS, "0"),
-            (GATEWAY_RUNTIME_THREADS, "257"),
-            (GATEWAY_RUNTIME_THREADS, "two"),
-            (GATEWAY_SHUTDOWN_DELAY_MS, "-1"),
-            (GATEWAY_SHUTDOWN_DELAY_MS, "600001"),
-            (GATEWAY_MAX_INFLIGHT, "0"),
-            (GATEWAY_MAX_CONNECTIONS, "15"),
-            (GATEWAY_AFTER_STREAM, ""),
-            (GATEWAY_AFTER_STREAM, "openim.after"),
-            (GATEWAY_AFTER_STREAM, "a b"),
-            (GATEWAY_AFTER_STREAM_MAX_BYTES, "1048575"),
-            (GATEWAY_AFTER_STREAM_MAX_BYTES, "-1"),
-            (GATEWAY_AFTER_STREAM_MAX_BYTES, "1G"),
-            (GATEWAY_LOG_FORMAT, "yaml"),
-            (GATEWAY_HANDOVER, "yes"),
+            (GATEWAY_CALLBACK_TIMEOUT_MS.name, "0"),
+            (GATEWAY_CALLBACK_TIMEOUT_MS.name, "15001"),
+            (GATEWAY_CALLBACK_TIMEOUT_MS.name, "abc"),
+            (GATEWAY_CALLBACK_TIMEOUT_MS.name, "-5"),
+            (GATEWAY_SAFETY_MARGIN_MS.name, "5000"),
+            (GATEWAY_SAFETY_MARGIN_MS.name, "x"),
+            (GATEWAY_DEFAULT_DECISION.name, "maybe"),
+            (GATEWAY_REJECT_ERR_CODE.name, "4999"),
+            (GATEWAY_REJECT_ERR_CODE.name, "10000"),
+            (GATEWAY_REJECT_ERR_MSG.name, ""),
+            (GATEWAY_REJECT_ERR_MSG.name, "   "),
+            (GATEWAY_MAX_BODY_BYTES.name, "1023"),
+            (GATEWAY_MAX_BODY_BYTES.name, "67108865"),
+            (GATEWAY_LISTEN.name, "nope"),
+            (GATEWAY_SUBJECT_PREFIX.name, "a.*"),
+            (GATEWAY_SUBJECT_PREFIX.name, "a..b"),
+            (GATEWAY_SUBJECT_PREFIX.name, ""),
+            (NATS_URL.name, ""),
+            (NATS_URL.name, "nats://a:4222,,nats://b:4222"),
+            (RUST_LOG.name, "=[bad"),
+            (GATEWAY_RUNTIME_THREADS.name, "0"),
+            (GATEWAY_RUNTIME_THREADS.name, "257"),
+            (GATEWAY_RUNTIME_THREADS.name, "two"),
+            (GATEWAY_SHUTDOWN_DELAY_MS.name, "-1"),
+            (GATEWAY_SHUTDOWN_DELAY_MS.name, "600001"),
+            (GATEWAY_MAX_INFLIGHT.name, "0"),
+            (GATEWAY_MAX_CONNECTIONS.name, "15"),
+            (GATEWAY_AFTER_STREAM.name, ""),
+            (GATEWAY_AFTER_STREAM.name, "openim.after"),
+            (GATEWAY_AFTER_STREAM.name, "a b"),
+            (GATEWAY_AFTER_STREAM_MAX_BYTES.name, "1048575"),
+            (GATEWAY_AFTER_STREAM_MAX_BYTES.name, "-1"),
+            (GATEWAY_AFTER_STREAM_MAX_BYTES.name, "1G"),
+            (GATEWAY_LOG_FORMAT.name, "yaml"),
+            (GATEWAY_HANDOVER.name, "yes"),
         ];
         for (variable, value) in cases {
             let error = config(&[(variable, value)]).expect_err(&format!("{variable}={value}"));
@@ -1555,11 +1228,11 @@ mod tests {
             "with space in it ok?",
         ] {
             let bad = if bad.len() == 16 { &bad[..15] } else { bad };
-            let error = config(&[(GATEWAY_WEBHOOK_SECRET, bad)]).unwrap_err();
-            assert_eq!(error.variable, GATEWAY_WEBHOOK_SECRET);
+            let error = config(&[(GATEWAY_WEBHOOK_SECRET.name, bad)]).unwrap_err();
+            assert_eq!(error.variable, GATEWAY_WEBHOOK_SECRET.name);
             assert!(!error.to_string().contains(bad), "{error}");
         }
-        let config = config(&[(GATEWAY_WEBHOOK_SECRET, "s3cr3t-Path_Token.0123~")]).unwrap();
+        let config = config(&[(GATEWAY_WEBHOOK_SECRET.name, "s3cr3t-Path_Token.0123~")]).unwrap();
         let secret = config.webhook_secret.unwrap();
         assert_eq!(secret.as_bytes(), b"s3cr3t-Path_Token.0123~");
         assert!(!format!("{secret:?}").contains("s3cr3t"));
@@ -1569,24 +1242,24 @@ mod tests {
     fn a_value_that_is_not_utf8_is_named_and_refused() {
         use std::os::unix::ffi::OsStrExt;
         let value = std::ffi::OsStr::from_bytes(b"50\xff0");
-        let line = not_unicode(GATEWAY_CALLBACK_TIMEOUT_MS, value).to_string();
+        let line = not_unicode(GATEWAY_CALLBACK_TIMEOUT_MS.name, value).to_string();
         assert!(
             line.starts_with(
                 "GATEWAY_CALLBACK_TIMEOUT_MS=\"50\u{fffd}0\" is not valid: must be valid UTF-8"
             ),
             "{line}"
         );
-        let secret = not_unicode(GATEWAY_WEBHOOK_SECRET, value).to_string();
+        let secret = not_unicode(GATEWAY_WEBHOOK_SECRET.name, value).to_string();
         assert!(!secret.contains("50"), "{secret}");
     }
 
     #[test]
     fn url_credentials_go_to_the_options_and_must_agree() {
-        let config = config(&[(NATS_URL, "nats://al:pw@h:1, nats://h:2")]).unwrap();
+        let config = config(&[(NATS_URL.name, "nats://al:pw@h:1, nats://h:2")]).unwrap();
         assert_eq!(config.nats.servers_for_log(), "nats://h:1,nats://h:2");
         assert!(matches!(config.nats.auth, NatsAuth::UserPassword { .. }));
         assert!(!format!("{config:?}").contains("pw"));
-        let error = config_error_line(&[(NATS_URL, "nats://al:Pw1x@h:1,nats://al:Pw2x@h:2")]);
+        let error = config_error_line(&[(NATS_URL.name, "nats://al:Pw1x@h:1,nats://al:Pw2x@h:2")]);
         assert!(error.contains("the same credentials"), "{error}");
         assert!(
             !error.contains("Pw1x") && !error.contains("Pw2x"),
@@ -1600,7 +1273,7 @@ mod tests {
 
     #[test]
     fn several_nats_urls_are_accepted() {
-        let config = config(&[(NATS_URL, "nats://a:4222, nats://b:4223")]).unwrap();
+        let config = config(&[(NATS_URL.name, "nats://a:4222, nats://b:4223")]).unwrap();
         assert_eq!(config.nats.servers.len(), 2);
     }
 }

@@ -17,7 +17,7 @@ use openim_gateway_proto::catalog;
 use openim_gateway_proto::Command;
 use serde::Deserialize;
 
-use crate::config::OPENIM_TIMEOUT_CAP_MS;
+use super::table::OPENIM_TIMEOUT_CAP_MS;
 
 /// The file's keys whose commands do not follow the naming rule.
 const KEY_EXCEPTIONS: &[(&str, &[&str])] = &[
@@ -178,68 +178,6 @@ impl OpenImWebhooks {
     }
 }
 
-/// How long each command may take from arrival to answer: the file's timeout for the
-/// commands it names, `GATEWAY_CALLBACK_TIMEOUT_MS` for the others, each less the margin.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Budgets {
-    default: Duration,
-    by_command: HashMap<&'static str, Duration>,
-}
-
-impl Budgets {
-    /// The same budget for every command.
-    pub fn uniform(budget: Duration) -> Self {
-        Self {
-            default: budget,
-            by_command: HashMap::new(),
-        }
-    }
-
-    /// `default` for every command but those `webhooks` names, which get their timeout less
-    /// `margin`.
-    pub fn from_webhooks(default: Duration, webhooks: &OpenImWebhooks, margin: Duration) -> Self {
-        let by_command = webhooks
-            .callbacks
-            .iter()
-            .map(|callback| {
-                (
-                    callback.command.name,
-                    callback.timeout.saturating_sub(margin),
-                )
-            })
-            .collect();
-        Self {
-            default,
-            by_command,
-        }
-    }
-
-    /// Gives `command` its own budget.
-    pub fn set(&mut self, command: &'static Command, budget: Duration) {
-        self.by_command.insert(command.name, budget);
-    }
-
-    /// The budget of `command`.
-    pub fn of(&self, command: &Command) -> Duration {
-        self.by_command
-            .get(command.name)
-            .copied()
-            .unwrap_or(self.default)
-    }
-
-    /// `self` with `map` applied to every budget (the timer slack).
-    pub fn map(&self, map: impl Fn(Duration) -> Duration) -> Self {
-        Self {
-            default: map(self.default),
-            by_command: self
-                .by_command
-                .iter()
-                .map(|(name, budget)| (*name, map(*budget)))
-                .collect(),
-        }
-    }
-}
-
 /// Every block key of OpenIM's shipped `webhooks.yml` on main, for the mapping test.
 #[cfg(test)]
 const SHIPPED_KEYS: &[&str] = &[
@@ -345,27 +283,6 @@ mod tests {
         for capped in [None, Some(0), Some(-3), Some(16), Some(i64::MAX)] {
             assert_eq!(effective_timeout(capped), 15 * second, "{capped:?}");
         }
-    }
-
-    #[test]
-    fn each_named_command_gets_its_timeout_less_the_margin() {
-        let webhooks = OpenImWebhooks::parse(
-            "url: http://gw:10006/callbackExample\n\
-             beforeSetGroupMemberInfo:\n  enable: true\n  timeout: 2\n  failedContinue: true\n\
-             beforeApplyJoinGroup:\n  enable: false\n\
-             afterSendSingleMsg:\n  enable: true\n  timeout: 40\n  attentionIds: []\n\
-             afterSomethingNew:\n  enable: true\n  timeout: 1\n",
-        )
-        .unwrap();
-        assert_eq!(webhooks.url_problem(), None);
-        assert_eq!(webhooks.unknown_keys, ["afterSomethingNew"]);
-        let margin = Duration::from_millis(250);
-        let budgets = Budgets::from_webhooks(Duration::from_millis(4750), &webhooks, margin);
-        let of = |name: &str| budgets.of(Command::lookup(name).unwrap()).as_millis();
-        assert_eq!(of("callbackBeforeSetGroupMemberInfoCommand"), 1750);
-        assert_eq!(of("callbackBeforeJoinGroupCommand"), 14_750);
-        assert_eq!(of("callbackAfterSendSingleMsgCommand"), 14_750);
-        assert_eq!(of("callbackBeforeSendSingleMsgCommand"), 4750);
     }
 
     #[test]
