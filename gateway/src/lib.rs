@@ -16,6 +16,7 @@ mod fidelity_props;
 pub mod forward;
 #[cfg(target_os = "linux")]
 pub mod handover;
+pub mod healthcheck;
 pub mod http;
 pub mod metrics;
 pub mod nats_settings;
