@@ -12,6 +12,7 @@ pub mod decision;
 pub mod forward;
 #[cfg(target_os = "linux")]
 pub mod handover;
+pub mod healthcheck;
 pub mod http;
 pub mod metrics;
 pub mod outcome;

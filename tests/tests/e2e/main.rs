@@ -20,6 +20,7 @@ mod every_command;
 mod fallbacks;
 mod fidelity;
 mod forwarding;
+mod healthcheck;
 mod invalid_replies;
 mod lifecycle;
 mod logging;
