@@ -392,10 +392,9 @@ fn field_rule(field: &AnswerField, request: &Body, value: &Value) -> Option<Stri
             let blank = |v: &Value| v.as_str().is_some_and(|text| text.trim().is_empty());
             blank(value) && !original.is_some_and(blank)
         }
-        Guard::JsonObjectText => !matches!(
-            value.as_str().map(serde_json::from_str::<Value>),
-            Some(Ok(Value::Object(_) | Value::Null))
-        ),
+        Guard::JsonObjectText => !value
+            .as_str()
+            .is_some_and(|text| go::unmarshals_into_empty_struct(text.as_bytes())),
         Guard::RegisteredUsers => {
             let allowed = ids(request.get("users"));
             let users = value.as_array().cloned().unwrap_or_default();
