@@ -683,5 +683,21 @@ mod tests {
         assert_eq!(answer["remark"], json!("Bob (work)"));
         let answer = normalise_reply(command, &request, b"{}").unwrap();
         assert_eq!(answer["remark"], json!("Bob (work)"));
+        // v3.6 only logs a refusal and then applies the answer: a refusal keeps the remark.
+        let reject = DefaultDecision::Reject {
+            err_code: 5000,
+            err_msg: "paused".to_owned(),
+        };
+        let answer = default_answer(&reject, Some(command), Some(&request));
+        assert_eq!(answer["remark"], json!("Bob (work)"));
+        assert_eq!(answer["nextCode"], json!(1));
+        let answer = normalise_reply(
+            command,
+            &request,
+            br#"{"nextCode":1,"errCode":5001,"remark":""}"#,
+        )
+        .unwrap();
+        assert_eq!(answer["remark"], json!("Bob (work)"));
+        assert_eq!(answer["errCode"], json!(5001));
     }
 }

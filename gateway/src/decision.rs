@@ -121,16 +121,17 @@ impl InvalidReply {
 
 /// The default answer for `command`: the configured decision, plus, for the commands whose
 /// answer OpenIM always writes back, the request's own values (so "allow" lets the change
-/// through unchanged). `request` is `None` when the body could not be parsed.
+/// through unchanged). A refusal carries them too: OpenIM v3.6 only logs a refusal and then
+/// applies the answer, so without them it would store `""` over the user's data; the other
+/// versions ignore an answer's fields when they refuse. `request` is `None` when the body
+/// could not be parsed.
 pub fn default_answer(
     decision: &DefaultDecision,
     command: Option<&Command>,
     request: Option<&Body>,
 ) -> Body {
-    let common = decision.common_answer();
-    let refuses = common.is_reject();
-    let mut answer = common.into_object();
-    if let (false, Some(command), Some(request)) = (refuses, command, request) {
+    let mut answer = decision.common_answer().into_object();
+    if let (Some(command), Some(request)) = (command, request) {
         command_fields::echo_always_applied(command, request, &mut answer);
     }
     answer
@@ -154,7 +155,8 @@ pub fn judge_reply(
 /// Turns a worker's reply into the answer for OpenIM, or says why it cannot be forwarded.
 ///
 /// Allow comes out as `actionCode 0, nextCode 0` with the worker's non-null fields; reject as
-/// `actionCode 0, nextCode 1` with the common fields only. A reply with `nextCode 1` is a
+/// `actionCode 0, nextCode 1` with the common fields and, where OpenIM overwrites some of
+/// its request whatever the answer says, the request's own values there. A reply with `nextCode 1` is a
 /// refusal whatever its `actionCode`: OpenIM would ignore `actionCode 1, nextCode 1`, but the
 /// worker's intent is plain, and letting an operation through that a worker refused is the
 /// worse mistake.
@@ -171,7 +173,10 @@ pub fn normalise_reply(
         }
         let mut refusal = CommonAnswer::reject(reply.err_code, reply.err_msg);
         refusal.err_dlt = reply.err_dlt;
-        return Ok(refusal.into_object());
+        // As in `default_answer`: v3.6 applies a refusal's fields.
+        let mut refusal = refusal.into_object();
+        command_fields::echo_always_applied(command, request, &mut refusal);
+        return Ok(refusal);
     }
 
     let allow = CommonAnswer {
