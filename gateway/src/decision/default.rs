@@ -32,16 +32,17 @@ impl DefaultDecision {
 
 /// The default answer for `command`: the configured decision, plus, for the commands whose
 /// answer OpenIM always writes back, the request's own values (so "allow" lets the change
-/// through unchanged). `request` is `None` when the body could not be parsed.
+/// through unchanged). A refusal carries them too: OpenIM v3.6 only logs a refusal and then
+/// applies the answer, so without them it would store `""` over the user's data; the other
+/// versions ignore an answer's fields when they refuse. `request` is `None` when the body
+/// could not be parsed.
 pub fn default_answer(
     decision: &DefaultDecision,
     command: Option<&Command>,
     request: Option<&Body>,
 ) -> Body {
-    let common = decision.common_answer();
-    let refuses = common.is_reject();
-    let mut answer = common.into_object();
-    if let (false, Some(command), Some(request)) = (refuses, command, request) {
+    let mut answer = decision.common_answer().into_object();
+    if let (Some(command), Some(request)) = (command, request) {
         fields::echo_always_applied(command, request, &mut answer);
     }
     answer

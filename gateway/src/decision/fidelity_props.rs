@@ -313,12 +313,19 @@ fn broken_rules(command: &Command, request: &Body, answer: &Body) -> Vec<String>
         }
     }
     let refusal = answer["nextCode"] == json!(1);
-    if refusal && answer.len() != common.len() {
-        broken.push("a refusal carries command fields".to_owned());
-    }
     for (key, value) in answer {
         if common.contains(&key.as_str()) {
             continue;
+        }
+        // A refusal carries only the request's own values of the fields OpenIM always
+        // overwrites (v3.6 applies a refusal's fields).
+        let echo = command
+            .answer
+            .iter()
+            .any(|field| field.name == key && field.applied == Applied::Always)
+            && request.get(key) == Some(value);
+        if refusal && !echo {
+            broken.push(format!("a refusal carries {key}: {value}"));
         }
         let Some(field) = command.answer.iter().find(|field| field.name == key) else {
             broken.push(format!("{key} is not a field of the answer struct"));
@@ -331,18 +338,82 @@ fn broken_rules(command: &Command, request: &Body, answer: &Body) -> Vec<String>
         }
         broken.extend(field_rule(field, request, value));
     }
-    if !refusal {
-        for field in command
-            .answer
-            .iter()
-            .filter(|f| f.applied == Applied::Always)
-        {
-            if request.contains_key(field.name) && !answer.contains_key(field.name) {
-                broken.push(format!("{} not echoed", field.name));
-            }
+    for field in command
+        .answer
+        .iter()
+        .filter(|f| f.applied == Applied::Always)
+    {
+        if request.contains_key(field.name) && !answer.contains_key(field.name) {
+            broken.push(format!("{} not echoed", field.name));
         }
     }
     broken
+}
+
+/// What OpenIM changes in its request when it applies `answer` to it as an allow, field by
+/// field: the fields it overwrites whatever the answer says, and the others when the answer
+/// sets them. v3.6 applies every answer this way, refusals included; the other versions
+/// apply an allow only. Empty when `answer` leaves the request as it was.
+fn changes_to_request(command: &Command, request: &Body, answer: &Body) -> Vec<String> {
+    command
+        .answer
+        .iter()
+        .filter_map(|field| {
+            let given = answer.get(field.name).filter(|value| !value.is_null());
+            let applied = match field.applied {
+                Applied::Always => {
+                    return (answer.get(field.name) != request.get(field.name)).then(|| {
+                        format!(
+                            "{} overwritten with {:?} (request {:?})",
+                            field.name,
+                            answer.get(field.name),
+                            request.get(field.name)
+                        )
+                    })
+                }
+                Applied::IfNotNull => given.is_some(),
+                Applied::IfNotEmpty => given.is_some_and(|value| {
+                    value.as_array().is_none_or(|items| !items.is_empty())
+                        && value.as_str() != Some("")
+                }),
+                Applied::Ignored => false,
+            };
+            applied.then(|| format!("{} set to {:?}", field.name, given))
+        })
+        .collect()
+}
+
+/// Every default answer, allow and reject, leaves OpenIM's data as the request had it, on
+/// every version the catalog serves: applied as an allow (which is what v3.6 does with a
+/// refusal too), it changes nothing in the request. Checked for every before-command, the
+/// v3.5/v3.6 names included.
+#[test]
+fn every_default_answer_leaves_the_request_as_it_was() {
+    use crate::decision::{default_answer, DefaultDecision};
+    let decisions = [
+        DefaultDecision::Allow,
+        DefaultDecision::Reject {
+            err_code: 5000,
+            err_msg: "paused".to_owned(),
+        },
+    ];
+    let mut changed = Vec::new();
+    for command in before_commands() {
+        let request = request_for(command.name);
+        for decision in &decisions {
+            let answer = default_answer(decision, Some(command), Some(&request));
+            for change in changes_to_request(command, &request, &answer) {
+                changed.push(format!("{} ({decision:?}): {change}", command.name));
+            }
+        }
+        // A worker's refusal as well.
+        let refusal = normalise_reply(command, &request, br#"{"nextCode":1,"errCode":5001}"#)
+            .expect("a plain refusal is forwarded");
+        for change in changes_to_request(command, &request, &refusal) {
+            changed.push(format!("{} (worker refusal): {change}", command.name));
+        }
+    }
+    assert!(changed.is_empty(), "{changed:#?}");
 }
 
 fn field_rule(field: &AnswerField, request: &Body, value: &Value) -> Option<String> {
@@ -392,10 +463,9 @@ fn field_rule(field: &AnswerField, request: &Body, value: &Value) -> Option<Stri
             let blank = |v: &Value| v.as_str().is_some_and(|text| text.trim().is_empty());
             blank(value) && !original.is_some_and(blank)
         }
-        Guard::JsonObjectText => !matches!(
-            value.as_str().map(serde_json::from_str::<Value>),
-            Some(Ok(Value::Object(_) | Value::Null))
-        ),
+        Guard::JsonObjectText => !value
+            .as_str()
+            .is_some_and(|text| go::unmarshals_into_empty_struct(text.as_bytes())),
         Guard::RegisteredUsers => {
             let allowed = ids(request.get("users"));
             let users = value.as_array().cloned().unwrap_or_default();

@@ -17,7 +17,7 @@ use openim_gateway_proto::{
     },
     Command,
 };
-use serde_json::Value;
+use serde_json::{value::RawValue, Value};
 
 use super::Body;
 use crate::outcome::InvalidReply;
@@ -138,12 +138,14 @@ pub(crate) fn decode(
     })
 }
 
-fn check_unknown_identity(request: &Body, key: &str, value: &Value) -> Result<(), InvalidReply> {
-    if value.is_null() {
+fn check_unknown_identity(request: &Body, key: &str, value: &RawValue) -> Result<(), InvalidReply> {
+    if value.get() == "null" {
         return Ok(());
     }
-    match get_field(request, key) {
-        Some(original) if original == value => Ok(()),
+    // A value serde_json cannot hold (a number beyond `f64`) is no value of the request.
+    let value = serde_json::from_str::<Value>(value.get()).ok();
+    match (get_field(request, key), value) {
+        (Some(original), Some(value)) if *original == value => Ok(()),
         _ => Err(InvalidReply::IdentityChanged(key.to_owned())),
     }
 }
@@ -227,7 +229,9 @@ fn guard(field: &AnswerField, request: &Body, value: Value) -> Result<Option<Val
         }
         Guard::Unverifiable => Err(InvalidReply::IdentityChanged(name.to_owned())),
         Guard::JsonObjectText => match &value {
-            Value::String(text) if unmarshals_into_struct(text) => Ok(Some(value)),
+            Value::String(text) if go::unmarshals_into_empty_struct(text.as_bytes()) => {
+                Ok(Some(value))
+            }
             _ => Err(InvalidReply::ContentNotJsonObject),
         },
         Guard::NotBlank => {
@@ -264,15 +268,6 @@ fn is_zero(value: &Value) -> bool {
         Value::Null => true,
         Value::Array(_) | Value::Object(_) => false,
     }
-}
-
-/// Whether `json.Unmarshal([]byte(text), &struct{}{})` succeeds: valid JSON that is an
-/// object or `null` (`internal/rpc/msg/callback.go` `webhookBeforeMsgModify`).
-fn unmarshals_into_struct(text: &str) -> bool {
-    matches!(
-        serde_json::from_str::<Value>(text),
-        Ok(Value::Object(_) | Value::Null)
-    )
 }
 
 /// `users` of UserRegister, entry by entry. OpenIM reads every entry to build the rows
@@ -531,7 +526,17 @@ mod tests {
                 "{content}"
             );
         }
-        for content in ["{\"content\":\"hi\"}", " {} ", "null"] {
+        // What Go's `json.Unmarshal(content, &struct{}{})` accepts, OpenIM's own check.
+        let deep = format!("{{\"a\":{}{}}}", "[".repeat(200), "]".repeat(200));
+        for content in [
+            "{\"content\":\"hi\"}",
+            " {} ",
+            "null",
+            "{\"a\":1e400}",
+            "{\"a\":\"\\ud800\"}",
+            "{\"a\":\"\\udc00x\"}",
+            &deep,
+        ] {
             assert!(normalise(MSG_MODIFY, &json!({ "content": content })).is_ok());
         }
         // A blank group name makes OpenIM drop the whole SetGroupInfoEx update silently.
@@ -680,5 +685,21 @@ mod tests {
         assert_eq!(answer["remark"], json!("Bob (work)"));
         let answer = normalise_reply(command, &request, b"{}").unwrap();
         assert_eq!(answer["remark"], json!("Bob (work)"));
+        // v3.6 only logs a refusal and then applies the answer: a refusal keeps the remark.
+        let reject = DefaultDecision::Reject {
+            err_code: 5000,
+            err_msg: "paused".to_owned(),
+        };
+        let answer = default_answer(&reject, Some(command), Some(&request));
+        assert_eq!(answer["remark"], json!("Bob (work)"));
+        assert_eq!(answer["nextCode"], json!(1));
+        let answer = normalise_reply(
+            command,
+            &request,
+            br#"{"nextCode":1,"errCode":5001,"remark":""}"#,
+        )
+        .unwrap();
+        assert_eq!(answer["remark"], json!("Bob (work)"));
+        assert_eq!(answer["errCode"], json!(5001));
     }
 }

@@ -25,7 +25,8 @@ pub fn judge_reply(
 /// Turns a worker's reply into the answer for OpenIM, or says why it cannot be forwarded.
 ///
 /// Allow comes out as `actionCode 0, nextCode 0` with the worker's non-null fields; reject as
-/// `actionCode 0, nextCode 1` with the common fields only. A reply with `nextCode 1` is a
+/// `actionCode 0, nextCode 1` with the common fields and, where OpenIM overwrites some of
+/// its request whatever the answer says, the request's own values there. A reply with `nextCode 1` is a
 /// refusal whatever its `actionCode`: OpenIM would ignore `actionCode 1, nextCode 1`, but the
 /// worker's intent is plain, and letting an operation through that a worker refused is the
 /// worse mistake.
@@ -42,7 +43,10 @@ pub fn normalise_reply(
         }
         let mut refusal = CommonAnswer::reject(reply.err_code, reply.err_msg);
         refusal.err_dlt = reply.err_dlt;
-        return Ok(refusal.into_object());
+        // As in `default_answer`: v3.6 applies a refusal's fields.
+        let mut refusal = refusal.into_object();
+        fields::echo_always_applied(command, request, &mut refusal);
+        return Ok(refusal);
     }
 
     let allow = CommonAnswer {

@@ -275,8 +275,7 @@ enum PreparedDefault {
 impl PreparedDefault {
     fn start(callback: &Callback<'_>, body_len: usize) -> Self {
         let default = callback.rules.default;
-        let echoes = callback.command.echoes_request() && *default == DefaultDecision::Allow;
-        if !echoes {
+        if !callback.command.echoes_request() {
             return Self::Inline;
         }
         let command = callback.command;

@@ -14,10 +14,15 @@
 //! decodes in Go to the same struct as the original, and nothing in it depends on how Go
 //! folds the case of keys or applies repeated ones, so OpenIM reads what the gateway read.
 //!
+//! Like Go, it takes an escaped UTF-16 surrogate that is not half of a pair (`"\ud800"`) as
+//! U+FFFD, skips values under unknown keys without converting them (`1e400` is fine there),
+//! and refuses text nested deeper than 10000 ([`MAX_DEPTH`]).
+//!
 //! Where Go and this decoder differ, this decoder is stricter: strings must be valid UTF-8
-//! (Go replaces bad bytes), numbers must fit an `f64` even where nothing reads them, and
-//! values nest at most 128 deep (Go: 10000). The top-level `null` Go decodes as "nothing
-//! set" is left to the caller ([`decode_object`] refuses it as not an object).
+//! (Go replaces bad bytes with U+FFFD), and a number beyond `f64` where Go expects a string,
+//! a boolean, a list or an object fails as not JSON (Go: a wrong type; both refuse). The
+//! top-level `null` Go decodes as "nothing set" is left to the caller ([`decode_object`]
+//! refuses it as not an object).
 
 use std::{borrow::Cow, fmt};
 
@@ -215,13 +220,13 @@ impl Layout for &[GoField] {
 }
 
 /// A JSON object decoded into a struct by [`decode_object`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Decoded {
     /// Each field's canonical value, by index: `null` when Go leaves it zero or nil.
     pub values: Vec<Value>,
-    /// The keys that name no field and that the layout asked for, with their values, in
-    /// the order they came.
-    pub unknown: Vec<(String, Value)>,
+    /// The keys that name no field and that the layout asked for, with their values as
+    /// written (Go never reads them, so they are not converted), in the order they came.
+    pub unknown: Vec<(String, Box<RawValue>)>,
 }
 
 /// Why [`decode_object`] failed.
@@ -241,9 +246,10 @@ pub enum ObjectError {
 /// decoded twice into one field is merged as Go merges it), and the whole decode failing
 /// when any value, at any depth and in any repetition, has a type Go refuses.
 pub fn decode_object(text: &[u8], layout: &impl Layout) -> Result<Decoded, ObjectError> {
+    let text = as_go_reads(text).map_err(ObjectError::NotJson)?;
     let mut slots = vec![Slot::Zero; layout.len()];
     let mut ctx = Ctx::default();
-    let mut reader = serde_json::Deserializer::from_slice(text);
+    let mut reader = serde_json::Deserializer::from_slice(&text);
     let is_object = reader
         .deserialize_any(RootVisitor {
             layout,
@@ -266,6 +272,85 @@ pub fn decode_object(text: &[u8], layout: &impl Layout) -> Result<Decoded, Objec
             .collect(),
         unknown: ctx.unknown,
     })
+}
+
+/// How deep Go's `encoding/json` lets values nest (`maxNestingDepth` in its scanner): text
+/// nested deeper is a syntax error.
+pub const MAX_DEPTH: usize = 10_000;
+
+/// `text` as Go's decoder reads it, for serde_json: every escaped UTF-16 surrogate that is
+/// not the first half of a pair followed by its second half becomes `\ufffd`, the
+/// replacement character Go stores for it (a following escape is then read on its own, as Go
+/// reads it); and text nested deeper than [`MAX_DEPTH`] is refused, as Go refuses it. The text
+/// is copied only when an escape changes. A backslash outside a string is a syntax error
+/// either way, so only escapes are looked at, and brackets are counted outside strings.
+fn as_go_reads(text: &[u8]) -> Result<Cow<'_, [u8]>, serde_json::Error> {
+    let hex4 = |at: usize| -> Option<u16> {
+        let digits = std::str::from_utf8(text.get(at..at + 4)?).ok()?;
+        u16::from_str_radix(digits, 16).ok()
+    };
+    let escape_at = |at: usize| text.get(at) == Some(&b'\\') && text.get(at + 1) == Some(&b'u');
+    let mut copy: Option<Vec<u8>> = None;
+    let (mut index, mut depth, mut in_string) = (0, 0usize, false);
+    while index < text.len() {
+        match (in_string, text[index]) {
+            (_, b'"') => in_string = !in_string,
+            (false, b'[' | b'{') => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    return Err(serde::de::Error::custom(format_args!(
+                        "nested deeper than {MAX_DEPTH} at byte {index}"
+                    )));
+                }
+            }
+            (false, b']' | b'}') => depth = depth.saturating_sub(1),
+            (true, b'\\') => {
+                let unit = if escape_at(index) {
+                    hex4(index + 2)
+                } else {
+                    None
+                };
+                let Some(unit) = unit else {
+                    // `\"`, `\\`, `\n`, ...: two bytes (a bad escape fails in the parser).
+                    index += 2;
+                    continue;
+                };
+                if (0xD800..0xE000).contains(&unit) {
+                    let pairs = (0xD800..0xDC00).contains(&unit)
+                        && escape_at(index + 6)
+                        && hex4(index + 8).is_some_and(|low| (0xDC00..0xE000).contains(&low));
+                    if pairs {
+                        index += 12;
+                        continue;
+                    }
+                    copy.get_or_insert_with(|| text.to_vec())[index + 2..index + 6]
+                        .copy_from_slice(b"fffd");
+                }
+                index += 6;
+                continue;
+            }
+            _ => {}
+        }
+        index += 1;
+    }
+    Ok(copy.map_or(Cow::Borrowed(text), Cow::Owned))
+}
+
+/// Whether `json.Unmarshal(text, &struct{}{})` succeeds, as OpenIM requires of a modified
+/// message's content: JSON text Go accepts (any number, lone surrogate escapes, nesting up to
+/// [`MAX_DEPTH`]) whose value is an object or `null`.
+pub fn unmarshals_into_empty_struct(text: &[u8]) -> bool {
+    let Ok(text) = as_go_reads(text) else {
+        return false;
+    };
+    let first = text
+        .iter()
+        .find(|byte| !matches!(byte, b' ' | b'\t' | b'\n' | b'\r'));
+    if !matches!(first, Some(b'{' | b'n')) {
+        return false;
+    }
+    let mut reader = serde_json::Deserializer::from_slice(&text);
+    serde::de::IgnoredAny::deserialize(&mut reader).is_ok() && reader.end().is_ok()
 }
 
 /// The index of the field `key` names for Go: the exact tag, else a tag equal ignoring case
@@ -391,7 +476,7 @@ impl Slot {
 #[derive(Default)]
 struct Ctx {
     error: Option<DecodeError>,
-    unknown: Vec<(String, Value)>,
+    unknown: Vec<(String, Box<RawValue>)>,
 }
 
 impl Ctx {
@@ -443,7 +528,7 @@ impl<'de, L: Layout> Visitor<'de> for RootVisitor<'_, L> {
                         .within(&key, |ctx| map.next_value_seed(ValueSeed { ty, slot, ctx }))?;
                 }
                 None if self.layout.keep_unknown(&key) => {
-                    let value: Value = map.next_value()?;
+                    let value: Box<RawValue> = map.next_value()?;
                     self.ctx.unknown.push((key.into_owned(), value));
                 }
                 None => map.next_value_seed(Skip)?,
@@ -503,15 +588,15 @@ impl<'de> Visitor<'de> for KeySeed {
     }
 }
 
-/// Any JSON value, checked and dropped (nested as deep as the parser allows, like every
-/// other value).
+/// Any JSON value, checked for syntax and dropped, as Go skips a value it does not store:
+/// numbers are not converted, and nesting is bounded by [`MAX_DEPTH`] only.
 struct Skip;
 
 impl<'de> DeserializeSeed<'de> for Skip {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(Self)
+        deserializer.deserialize_ignored_any(Self)
     }
 }
 
@@ -1072,8 +1157,73 @@ mod tests {
         // Go checks the whole text before it decodes: a syntax error anywhere wins.
         assert_eq!(kind(r#"{"count":"x","other":[}"#), "not json");
         assert_eq!(kind(r#"{"count":"x","other":"\xff"}"#), "not json");
-        let deep = format!("{{\"other\":{}{}}}", "[".repeat(200), "]".repeat(200));
-        assert_eq!(kind(&deep), "not json");
+        // Go nests up to 10000 deep, and skips what it does not store without converting it.
+        let nested = |depth: usize| {
+            format!(
+                "{{\"other\":{}{}}}",
+                "[".repeat(depth - 1),
+                "]".repeat(depth - 1)
+            )
+        };
+        assert_eq!(kind(&nested(200)), "ok");
+        assert_eq!(kind(&nested(MAX_DEPTH)), "ok");
+        assert_eq!(kind(&nested(MAX_DEPTH + 1)), "not json");
+        assert_eq!(kind(r#"{"other":1e400,"x":[-1e999]}"#), "ok");
+        // A known field still has its type checked: a huge number is no string.
+        assert_eq!(kind(r#"{"nickName":1e400}"#), "not json");
+        assert_eq!(kind(r#"{"count":1e400}"#), "wrong type");
+    }
+
+    #[test]
+    fn lone_surrogate_escapes_are_read_as_go_reads_them() {
+        for (text, expected) in [
+            (r#"{"nickName":"\ud800"}"#, "\u{fffd}"),
+            (r#"{"nickName":"\udc00x"}"#, "\u{fffd}x"),
+            (r#"{"nickName":"a\uD800\u0041"}"#, "a\u{fffd}A"),
+            (r#"{"nickName":"\ud800\ud800\udc00"}"#, "\u{fffd}\u{10000}"),
+            (r#"{"nickName":"\udc00\ud800"}"#, "\u{fffd}\u{fffd}"),
+            (r#"{"nickName":"\ud83d\ude00"}"#, "\u{1f600}"),
+            // An escaped backslash before `ud800` is text, not an escape.
+            (r#"{"nickName":"\\ud800"}"#, "\\ud800"),
+        ] {
+            assert_eq!(
+                decode_text(text),
+                Ok(json!({ "nickName": expected })),
+                "{text}"
+            );
+        }
+        // In a key too: U+FFFD names no field.
+        assert_eq!(decode_text(r#"{"nickNam\ud800":"x"}"#), Ok(json!({})));
+    }
+
+    #[test]
+    fn content_is_checked_as_go_unmarshals_it_into_an_empty_struct() {
+        let deep = |depth: usize| format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+        for good in [
+            "{}".to_owned(),
+            " null ".to_owned(),
+            r#"{"a":1e400}"#.to_owned(),
+            r#"{"a":"\ud800"}"#.to_owned(),
+            r#"{"a":"\udc00x"}"#.to_owned(),
+            format!("{{\"a\":{}}}", deep(200)),
+            format!("{{\"a\":{}}}", deep(MAX_DEPTH - 1)),
+        ] {
+            assert!(unmarshals_into_empty_struct(good.as_bytes()), "{good}");
+        }
+        for bad in [
+            "".to_owned(),
+            "hello".to_owned(),
+            "[1]".to_owned(),
+            "\"text\"".to_owned(),
+            "5".to_owned(),
+            "nul".to_owned(),
+            "{\"a\":".to_owned(),
+            "{} x".to_owned(),
+            "{\"a\":\"\u{1}\"}".to_owned(),
+            format!("{{\"a\":{}}}", deep(MAX_DEPTH)),
+        ] {
+            assert!(!unmarshals_into_empty_struct(bad.as_bytes()), "{bad}");
+        }
     }
 
     #[test]

@@ -149,3 +149,69 @@ async fn worker_reply_to_set_group_info_is_completed_from_the_request() {
         )
         .await;
 }
+
+/// OpenIM v3.6 only logs a refusal, then applies the answer as if it allowed: a refusal
+/// without the fields OpenIM always overwrites would store `""` over them. So the reject
+/// default and a worker's refusal carry the request's own values there, for v3.5/v3.6's
+/// SetFriendRemark (whose `remark` is always overwritten) and for SetGroupInfo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_keep_the_fields_openim_always_overwrites() {
+    const LEGACY_REMARK: &str = "callbackBeforeSetFriendRemark";
+    let mut remark_body: Value = serde_json::from_slice(include_bytes!(
+        "../../../fixtures/openim/before_set_friend_remark.json"
+    ))
+    .expect("fixtures are JSON");
+    remark_body["callbackCommand"] = json!(LEGACY_REMARK);
+    let remark_request = HttpRequest::openim(
+        "/callbackExample",
+        LEGACY_REMARK,
+        remark_body.to_string().into_bytes(),
+    );
+    let with = |mut refusal: Value, fields: Value| {
+        if let (Some(target), Value::Object(fields)) = (refusal.as_object_mut(), fields) {
+            target.extend(fields);
+        }
+        refusal
+    };
+    let remark = json!({"remark": remark_body["remark"]});
+    let group = json!({"groupID": "3316849202", "groupName": "Rust <fans> & friends",
+        "faceURL": "", "introduction": ""});
+    let stack = Stack::start(&[
+        ("GATEWAY_DEFAULT_DECISION", "reject"),
+        ("GATEWAY_REJECT_ERR_CODE", "5099"),
+        ("GATEWAY_REJECT_ERR_MSG", "paused"),
+    ])
+    .await;
+    let paused = openim_gateway_tests::reject(5099, "paused");
+    stack
+        .check(
+            &remark_request,
+            &Expect::fallback(
+                DecisionSource::NoResponders,
+                with(paused.clone(), remark.clone()),
+            ),
+        )
+        .await;
+    stack
+        .check(
+            &set_group_info(),
+            &Expect::fallback(DecisionSource::NoResponders, with(paused, group.clone()))
+                .without_fields(&NEVER_ECHOED),
+        )
+        .await;
+    let _refusing = stack
+        .scripted(Behaviour::reply(
+            br#"{"nextCode":1,"errCode":5001,"errMsg":"no","remark":"","groupName":""}"#.to_vec(),
+        ))
+        .await;
+    let no = openim_gateway_tests::reject(5001, "no");
+    stack
+        .check(&remark_request, &Expect::worker(with(no.clone(), remark)))
+        .await;
+    stack
+        .check(
+            &set_group_info(),
+            &Expect::worker(with(no, group)).without_fields(&NEVER_ECHOED),
+        )
+        .await;
+}

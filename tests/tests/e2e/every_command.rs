@@ -327,7 +327,16 @@ impl Run {
                 ..Expect::worker(json!({}))
             },
             Outcome::Invalid(_) => {
-                Expect::fallback(DecisionSource::InvalidReply, reject(5099, "paused"))
+                // The refusal keeps what OpenIM overwrites regardless (v3.6 applies it).
+                let mut refusal = reject(5099, "paused");
+                for field in fixture.command.answer {
+                    if let (Applied::Always, Some(value)) =
+                        (field.applied, fixture.body.get(field.name))
+                    {
+                        refusal[field.name] = value.clone();
+                    }
+                }
+                Expect::fallback(DecisionSource::InvalidReply, refusal)
             }
         };
         let response = match http::send(self.stack.gateway.address(), &request).await {

@@ -35,6 +35,16 @@ const REJECT_SETTINGS: [(&str, &str); 3] = [
     ("GATEWAY_REJECT_ERR_MSG", "paused"),
 ];
 
+/// The default refusal with the request's own values of `keys`.
+fn refusal_keeping(body: &[u8], keys: &[&str]) -> Value {
+    let body: Value = serde_json::from_slice(body).expect("fixtures are JSON");
+    let mut refusal = reject(5099, "paused");
+    for key in keys {
+        refusal[*key] = body[*key].clone();
+    }
+    refusal
+}
+
 fn invalid() -> Expect {
     Expect::fallback(DecisionSource::InvalidReply, reject(5099, "paused"))
 }
@@ -243,7 +253,23 @@ async fn hazard_4_content_openim_refuses_is_invalid() {
                 "SetGroupInfoEx: a blank groupName would drop the whole update",
                 SET_GROUP_INFO_EX,
                 json!({"groupName":"   "}),
-                invalid(),
+                // The refusal keeps the eight fields OpenIM overwrites regardless.
+                Expect::fallback(
+                    DecisionSource::InvalidReply,
+                    refusal_keeping(
+                        SET_GROUP_INFO_EX,
+                        &[
+                            "groupID",
+                            "groupName",
+                            "introduction",
+                            "faceURL",
+                            "ex",
+                            "needVerification",
+                            "lookMemberInfo",
+                            "applyMemberFriend",
+                        ],
+                    ),
+                ),
             ),
             row(
                 "SetGroupInfoEx: a new groupName is fine",
