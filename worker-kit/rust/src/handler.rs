@@ -219,7 +219,7 @@ mod tests {
     #[tokio::test]
     async fn a_request_is_parsed_decided_and_serialised() {
         let body =
-            include_bytes!("../../fixtures/openim/before_set_group_member_info.role_only.json");
+            include_bytes!("../../../fixtures/openim/before_set_group_member_info.role_only.json");
         assert_eq!(
             respond_with(body, allow).await,
             Response::Answer(Bytes::from_static(
@@ -269,7 +269,7 @@ mod tests {
     #[tokio::test]
     async fn a_failing_handler_gets_a_500_service_error_on_one_line() {
         let body =
-            include_bytes!("../../fixtures/openim/before_set_group_member_info.role_only.json");
+            include_bytes!("../../../fixtures/openim/before_set_group_member_info.role_only.json");
         let response = respond_with(body, |_| {
             Err(HandlerError::new("the policy store\nis down"))
         })
@@ -283,7 +283,7 @@ mod tests {
     #[tokio::test]
     async fn a_reject_under_100_becomes_a_service_error() {
         let body =
-            include_bytes!("../../fixtures/openim/before_set_group_member_info.role_only.json");
+            include_bytes!("../../../fixtures/openim/before_set_group_member_info.role_only.json");
         let response = respond_with(body, |_| Ok(Decision::reject(42, "no"))).await;
         let (code, description) = service_error(&response);
         assert_eq!(code, 500);
