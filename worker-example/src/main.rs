@@ -15,6 +15,9 @@ use openim_worker_example::worker;
 use openim_worker_kit::shutdown;
 use tracing_subscriber::EnvFilter;
 
+/// The program's name, at the start of every line it prints about a setting.
+const PROGRAM: &str = "openim-worker-example";
+
 /// The exit code for a bad setting, the same as the gateway's.
 const EXIT_BAD_SETTINGS: u8 = 2;
 
@@ -24,15 +27,19 @@ const EXIT_BAD_SETTINGS: u8 = 2;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     // The worker is configured by its environment: --help lists it, --version names the build.
-    clap::Command::new("openim-worker-example")
+    clap::Command::new(PROGRAM)
         .version(env!("OPENIM_BUILD_VERSION"))
         .about("An example worker: decides callbackBeforeSetGroupMemberInfoCommand for the gateway")
         .after_help(settings::settings_help())
         .get_matches();
     let settings = match Settings::from_env() {
         Ok(settings) => settings,
-        Err(error) => {
-            eprintln!("{error}");
+        Err(errors) => {
+            // One line per bad setting, each named by the program, so that a line read in a
+            // shared log still says which program refused to start.
+            for line in errors.lines() {
+                eprintln!("{PROGRAM}: {line}");
+            }
             return ExitCode::from(EXIT_BAD_SETTINGS);
         }
     };
@@ -71,8 +78,16 @@ async fn main() -> ExitCode {
 /// terminal, so that files and log collectors get plain text.
 fn init_tracing(log_filter: &str) {
     // `Settings` already checked that the filter parses; the fallback is never used.
-    let filter =
+    let mut filter =
         EnvFilter::try_new(log_filter).unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    // async-nats logs every connection event at info, one line per failed attempt and with
+    // no cause; the kit logs those it matters to an operator, with the server and the cause,
+    // once per cause per interval. A filter that names async_nats is taken as it is.
+    if !log_filter.contains("async_nats") {
+        if let Ok(directive) = "async_nats=warn".parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -195,6 +195,17 @@ pub enum SettingsError {
         /// What a valid value looks like, and the parser's complaint when there is one.
         rule: String,
     },
+    /// A `WORKER_*` variable is set that is no setting of this worker.
+    #[error("{variable} is not a setting of this worker: {}", match suggestion {
+        Some(known) => format!("did you mean {known}?"),
+        None => "--help lists every setting".to_owned(),
+    })]
+    Unknown {
+        /// The variable's name.
+        variable: String,
+        /// The setting it is most likely a typo of.
+        suggestion: Option<&'static str>,
+    },
 }
 
 impl SettingsError {
@@ -208,93 +219,198 @@ impl SettingsError {
 }
 
 impl Settings {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, SettingsError> {
+    /// Reads the process environment: every bad value, and every `WORKER_*` variable that is
+    /// no setting (a typo would otherwise be silently ignored), is reported at once.
+    pub fn from_env() -> Result<Self, SettingsErrors> {
+        let mut errors = Vec::new();
         for variable in ALL_VARIABLES {
             if let Err(std::env::VarError::NotUnicode(raw)) = std::env::var(variable) {
-                return Err(SettingsError::invalid(
+                errors.push(SettingsError::invalid(
                     variable,
                     &raw.to_string_lossy(),
                     "must be valid UTF-8",
                 ));
             }
         }
-        Self::from_lookup(|variable| std::env::var(variable).ok())
+        let names: Vec<String> = std::env::vars_os()
+            .filter_map(|(name, _)| name.into_string().ok())
+            .collect();
+        errors.extend(unknown_settings(names.iter().map(String::as_str)));
+        let read = Self::from_lookup(|variable| std::env::var(variable).ok());
+        match read {
+            Ok(settings) if errors.is_empty() => Ok(settings),
+            Ok(_) => Err(SettingsErrors(errors)),
+            Err(SettingsErrors(more)) => {
+                // A non-UTF-8 variable reads as unset, so it is not reported twice.
+                errors.extend(more);
+                Err(SettingsErrors(errors))
+            }
+        }
     }
 
     /// Reads the settings through `lookup`, which returns a variable's value or `None` when it
-    /// is unset. Checks the variables in a fixed order and reports the first bad one.
+    /// is unset. Checks every variable and reports every bad one, in a fixed order.
     pub fn from_lookup(
         lookup: impl Fn(&'static str) -> Option<String>,
-    ) -> Result<Self, SettingsError> {
-        let nats_servers =
-            parse_nats_servers(lookup(NATS_URL).as_deref().unwrap_or(DEFAULT_NATS_URL))?;
-        let subject_prefix = parse_subject_prefix(
-            lookup(WORKER_SUBJECT_PREFIX)
-                .as_deref()
-                .unwrap_or(subject::DEFAULT_PREFIX),
-        )?;
+    ) -> Result<Self, SettingsErrors> {
+        let mut errors = Vec::new();
+        let nats_servers = keep(
+            &mut errors,
+            parse_nats_servers(lookup(NATS_URL).as_deref().unwrap_or(DEFAULT_NATS_URL)),
+        );
+        let subject_prefix = keep(
+            &mut errors,
+            parse_subject_prefix(
+                lookup(WORKER_SUBJECT_PREFIX)
+                    .as_deref()
+                    .unwrap_or(subject::DEFAULT_PREFIX),
+            ),
+        );
         let max_nickname_chars = match lookup(WORKER_MAX_NICKNAME_CHARS) {
-            Some(value) => parse_max_nickname_chars(&value)?,
-            None => DEFAULT_MAX_NICKNAME_CHARS,
-        };
-        let rules = match lookup(WORKER_BANNED_WORDS) {
-            Some(value) => Rules::new(value.split(','), max_nickname_chars),
-            None => Rules::new(DEFAULT_BANNED_WORDS, max_nickname_chars),
+            Some(value) => keep(&mut errors, parse_max_nickname_chars(&value)),
+            None => Some(DEFAULT_MAX_NICKNAME_CHARS),
         };
         let concurrency = match lookup(WORKER_CONCURRENCY) {
-            Some(value) => parse_concurrency(&value)?,
-            None => openim_worker_kit::DEFAULT_CONCURRENCY,
+            Some(value) => keep(&mut errors, parse_concurrency(&value)),
+            None => Some(openim_worker_kit::DEFAULT_CONCURRENCY),
         };
         let log_filter = match lookup(RUST_LOG) {
-            Some(value) if !value.trim().is_empty() => parse_log_filter(&value)?,
-            _ => DEFAULT_LOG_FILTER.to_owned(),
+            Some(value) if !value.trim().is_empty() => keep(&mut errors, parse_log_filter(&value)),
+            _ => Some(DEFAULT_LOG_FILTER.to_owned()),
         };
-        let creds = file_setting(&lookup, WORKER_NATS_CREDS)?;
-        let nkey = file_setting(&lookup, WORKER_NATS_NKEY)?;
+        let creds = keep(&mut errors, file_setting(&lookup, WORKER_NATS_CREDS)).flatten();
+        let nkey = keep(&mut errors, file_setting(&lookup, WORKER_NATS_NKEY)).flatten();
         if let (Some(_), Some(nkey)) = (&creds, &nkey) {
-            return Err(SettingsError::invalid(
+            keep(&mut errors, Err::<(), _>(SettingsError::invalid(
                 WORKER_NATS_NKEY,
                 &nkey.to_string_lossy(),
                 format!("must not be set with {WORKER_NATS_CREDS}: a server accepts one way to authenticate"),
-            ));
+            )));
         }
-        let tls_ca = file_setting(&lookup, WORKER_NATS_TLS_CA)?;
-        let tls_client = match (
-            file_setting(&lookup, WORKER_NATS_TLS_CERT)?,
-            file_setting(&lookup, WORKER_NATS_TLS_KEY)?,
-        ) {
+        let tls_ca = keep(&mut errors, file_setting(&lookup, WORKER_NATS_TLS_CA)).flatten();
+        let cert = keep(&mut errors, file_setting(&lookup, WORKER_NATS_TLS_CERT));
+        let key = keep(&mut errors, file_setting(&lookup, WORKER_NATS_TLS_KEY));
+        let tls_client = match (cert.clone().flatten(), key.clone().flatten()) {
             (Some(cert), Some(key)) => Some((cert, key)),
-            (None, None) => None,
-            (Some(cert), None) => {
-                return Err(SettingsError::invalid(
-                    WORKER_NATS_TLS_CERT,
-                    &cert.to_string_lossy(),
-                    format!("must come with {WORKER_NATS_TLS_KEY}"),
-                ))
+            (Some(cert), None) if key.is_some() => {
+                keep(
+                    &mut errors,
+                    Err::<(), _>(SettingsError::invalid(
+                        WORKER_NATS_TLS_CERT,
+                        &cert.to_string_lossy(),
+                        format!("must come with {WORKER_NATS_TLS_KEY}"),
+                    )),
+                );
+                None
             }
-            (None, Some(key)) => {
-                return Err(SettingsError::invalid(
-                    WORKER_NATS_TLS_KEY,
-                    &key.to_string_lossy(),
-                    format!("must come with {WORKER_NATS_TLS_CERT}"),
-                ))
+            (None, Some(key)) if cert.is_some() => {
+                keep(
+                    &mut errors,
+                    Err::<(), _>(SettingsError::invalid(
+                        WORKER_NATS_TLS_KEY,
+                        &key.to_string_lossy(),
+                        format!("must come with {WORKER_NATS_TLS_CERT}"),
+                    )),
+                );
+                None
             }
+            _ => None,
         };
-        Ok(Self {
+        match (
             nats_servers,
             subject_prefix,
-            rules,
+            max_nickname_chars,
             concurrency,
             log_filter,
-            nats_files: NatsFiles {
-                creds,
-                nkey,
-                tls_ca,
-                tls_client,
-            },
-        })
+        ) {
+            (
+                Some(nats_servers),
+                Some(subject_prefix),
+                Some(max_nickname_chars),
+                Some(concurrency),
+                Some(log_filter),
+            ) if errors.is_empty() => {
+                let rules = match lookup(WORKER_BANNED_WORDS) {
+                    Some(value) => Rules::new(value.split(','), max_nickname_chars),
+                    None => Rules::new(DEFAULT_BANNED_WORDS, max_nickname_chars),
+                };
+                Ok(Self {
+                    nats_servers,
+                    subject_prefix,
+                    rules,
+                    concurrency,
+                    log_filter,
+                    nats_files: NatsFiles {
+                        creds,
+                        nkey,
+                        tls_ca,
+                        tls_client,
+                    },
+                })
+            }
+            _ => Err(SettingsErrors(errors)),
+        }
     }
+}
+
+/// The value of `result`, or `None` with its error added to `errors`.
+fn keep<T>(errors: &mut Vec<SettingsError>, result: Result<T, SettingsError>) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(error) => {
+            errors.push(error);
+            None
+        }
+    }
+}
+
+/// Every bad setting found, in the order the settings are checked: one line each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsErrors(pub Vec<SettingsError>);
+
+impl SettingsErrors {
+    /// The lines to print, one per bad setting.
+    pub fn lines(&self) -> impl Iterator<Item = String> + '_ {
+        self.0.iter().map(ToString::to_string)
+    }
+}
+
+impl std::fmt::Display for SettingsErrors {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let lines: Vec<String> = self.lines().collect();
+        f.write_str(&lines.join("\n"))
+    }
+}
+
+impl std::error::Error for SettingsErrors {}
+
+/// Errors for the `WORKER_*` names among `names` that are no setting of this worker, each
+/// with the closest setting's name when one is close. The value is not shown: a mistyped
+/// secret's name must not print the secret.
+pub fn unknown_settings<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<SettingsError> {
+    let mut unknown: Vec<&str> = names
+        .into_iter()
+        .filter(|name| name.starts_with("WORKER_") && !ALL_VARIABLES.contains(name))
+        .collect();
+    unknown.sort_unstable();
+    unknown.dedup();
+    unknown
+        .into_iter()
+        .map(|name| SettingsError::Unknown {
+            variable: name.to_owned(),
+            suggestion: closest_setting(name),
+        })
+        .collect()
+}
+
+/// The known variable nearest to `name`, if it is near enough to be a typo of it.
+fn closest_setting(name: &str) -> Option<&'static str> {
+    ALL_VARIABLES
+        .iter()
+        .map(|known| (strsim::damerau_levenshtein(name, known), *known))
+        .filter(|(distance, known)| *distance <= 3.max(known.len() / 5))
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, known)| known)
 }
 
 /// `nats://host:port`, `tls://...`, `ws://...`, `wss://...` or a bare `host:port`, one or a
@@ -399,7 +515,7 @@ mod tests {
 
     use super::*;
 
-    fn settings(variables: &[(&'static str, &str)]) -> Result<Settings, SettingsError> {
+    fn settings(variables: &[(&'static str, &str)]) -> Result<Settings, SettingsErrors> {
         let map: HashMap<&str, String> = variables
             .iter()
             .map(|(name, value)| (*name, (*value).to_owned()))
@@ -409,6 +525,57 @@ mod tests {
 
     fn error_line(variables: &[(&'static str, &str)]) -> String {
         settings(variables).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_at_once() {
+        let errors = settings(&[
+            (NATS_URL, "http://a:1"),
+            (WORKER_MAX_NICKNAME_CHARS, "0"),
+            (WORKER_CONCURRENCY, "many"),
+            (RUST_LOG, "info,["),
+            (WORKER_NATS_CREDS, "/nonexistent/creds"),
+        ])
+        .unwrap_err();
+        let variables: Vec<&str> = errors
+            .0
+            .iter()
+            .map(|error| match error {
+                SettingsError::Invalid { variable, .. } => variable,
+                SettingsError::Unknown { .. } => "unknown",
+            })
+            .collect();
+        assert_eq!(
+            variables,
+            [
+                NATS_URL,
+                WORKER_MAX_NICKNAME_CHARS,
+                WORKER_CONCURRENCY,
+                RUST_LOG,
+                WORKER_NATS_CREDS
+            ]
+        );
+        assert_eq!(errors.to_string().lines().count(), 5, "{errors}");
+    }
+
+    #[test]
+    fn a_misspelled_setting_is_named_with_the_nearest_one() {
+        let errors = unknown_settings([
+            "WORKER_BANED_WORDS",
+            "WORKER_CONCURENCY",
+            "PATH",
+            "WORKER_ZZZ",
+        ]);
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            lines,
+            [
+                "WORKER_BANED_WORDS is not a setting of this worker: did you mean WORKER_BANNED_WORDS?",
+                "WORKER_CONCURENCY is not a setting of this worker: did you mean WORKER_CONCURRENCY?",
+                "WORKER_ZZZ is not a setting of this worker: --help lists every setting",
+            ]
+        );
+        assert!(unknown_settings(ALL_VARIABLES).is_empty());
     }
 
     #[test]

@@ -32,6 +32,7 @@ mod policy;
 mod routing;
 mod scale;
 mod worker_example;
+mod worker_example_settings;
 mod worker_kit;
 
 use std::time::Duration;
