@@ -304,3 +304,59 @@ pub fn markdown_table() -> String {
     }
     table
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BEGIN: &str = "<!-- settings-table:begin -->\n";
+    const END: &str = "<!-- settings-table:end -->";
+
+    /// The table of `docs/configuration.md` is [`markdown_table`], row for row. Run with
+    /// `OPENIM_GATEWAY_UPDATE_DOCS=1` to write it there after changing a setting.
+    #[test]
+    fn the_documented_settings_table_is_this_table() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/configuration.md");
+        let document = std::fs::read_to_string(&path).expect("docs/configuration.md");
+        let begin = document
+            .find(BEGIN)
+            .expect("the settings-table:begin marker")
+            + BEGIN.len();
+        let end = document.find(END).expect("the settings-table:end marker");
+        let documented = &document[begin..end];
+        let table = markdown_table();
+        if documented == table {
+            return;
+        }
+        if std::env::var_os("OPENIM_GATEWAY_UPDATE_DOCS").is_some() {
+            let updated = format!("{}{table}{}", &document[..begin], &document[end..]);
+            std::fs::write(&path, updated).expect("write docs/configuration.md");
+            return;
+        }
+        let differing: Vec<_> = documented
+            .lines()
+            .zip(table.lines())
+            .filter(|(documented, generated)| documented != generated)
+            .take(3)
+            .collect();
+        panic!(
+            "docs/configuration.md's settings table differs from settings/table.rs \
+             ({} documented rows, {} settings); first differences (documented, table): \
+             {differing:#?}\nrun OPENIM_GATEWAY_UPDATE_DOCS=1 cargo test -p openim-gateway \
+             the_documented_settings_table to write it",
+            documented.lines().count().saturating_sub(2),
+            ALL.len(),
+        );
+    }
+
+    /// Every setting is in [`ALL`] once.
+    #[test]
+    fn every_setting_is_listed_once() {
+        let mut names: Vec<_> = ALL.iter().map(|setting| setting.name).collect();
+        names.sort_unstable();
+        let count = names.len();
+        names.dedup();
+        assert_eq!(names.len(), count, "a setting is listed twice in ALL");
+    }
+}
