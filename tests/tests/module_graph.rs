@@ -66,7 +66,7 @@ fn read_crate(name: &str, root: &Path) -> Crate {
     };
     let file = parse(root);
     let dir = root.parent().unwrap().to_path_buf();
-    read_items(&mut krate, Vec::new(), &file.items, &dir, true);
+    read_items(&mut krate, &[], &file.items, &dir, true);
     krate
 }
 
@@ -77,7 +77,7 @@ fn parse(path: &Path) -> syn::File {
 
 /// Reads one module's items; `dir` is where its child modules' files are (`owns_dir`: the
 /// module is a `mod.rs`, `lib.rs` or `main.rs`, so children sit beside it).
-fn read_items(krate: &mut Crate, path: ModPath, items: &[syn::Item], dir: &Path, owns_dir: bool) {
+fn read_items(krate: &mut Crate, path: &[String], items: &[syn::Item], dir: &Path, owns_dir: bool) {
     let mut module = Module::default();
     let child_dir = if owns_dir {
         dir.to_path_buf()
@@ -121,12 +121,12 @@ fn read_items(krate: &mut Crate, path: ModPath, items: &[syn::Item], dir: &Path,
             }
         }
     }
-    krate.modules.insert(path.clone(), module);
+    krate.modules.insert(path.to_vec(), module);
     for (name, child) in children {
-        let mut child_path = path.clone();
+        let mut child_path = path.to_vec();
         child_path.push(name.clone());
         if let Some((_, inline)) = &child.content {
-            read_items(krate, child_path, inline, &child_dir, false);
+            read_items(krate, &child_path, inline, &child_dir, false);
             continue;
         }
         let file = child_dir.join(format!("{name}.rs"));
@@ -141,7 +141,7 @@ fn read_items(krate: &mut Crate, path: ModPath, items: &[syn::Item], dir: &Path,
         } else {
             child_dir.clone()
         };
-        read_items(krate, child_path, &parsed.items, &next_dir, owns);
+        read_items(krate, &child_path, &parsed.items, &next_dir, owns);
     }
 }
 
