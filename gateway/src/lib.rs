@@ -9,12 +9,12 @@
 pub mod conditions;
 pub mod deadline;
 pub mod decision;
-pub mod forward;
 #[cfg(target_os = "linux")]
 pub mod handover;
 pub mod healthcheck;
 pub mod http;
 pub mod metrics;
+pub mod nats;
 pub mod outcome;
 pub mod rules;
 pub mod serve;
@@ -27,9 +27,9 @@ use thiserror::Error;
 use tokio::net::{TcpListener, TcpSocket};
 
 use crate::{
-    forward::{Forwarder, SetupError},
     http::AppState,
     metrics::Metrics,
+    nats::{Forwarder, SetupError},
     serve::ServeLimits,
     settings::Config,
 };

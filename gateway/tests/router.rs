@@ -12,7 +12,7 @@ use axum::{
     Router,
 };
 use http_body_util::BodyExt;
-use openim_gateway::{forward::Forwarder, http, metrics::Metrics, settings::Config};
+use openim_gateway::{http, metrics::Metrics, nats::Forwarder, settings::Config};
 use openim_gateway_proto::{headers, DecisionSource};
 use serde_json::{json, Value};
 use tower::ServiceExt;

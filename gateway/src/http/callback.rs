@@ -25,7 +25,7 @@ use super::{
 use crate::{
     deadline::Deadline,
     decision::{self, Body, DefaultDecision},
-    forward::{CallbackMeta, NotDelivered, Outcome},
+    nats::{CallbackMeta, NotDelivered, Outcome},
     outcome::{InvalidReply, RejectReason, ShadowOutcome},
     rules::CommandRules,
     settings::policy::Mode,

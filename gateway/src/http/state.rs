@@ -9,8 +9,8 @@ use std::sync::{
 use super::{accept::Limits, answer::Prebuilt};
 use crate::{
     conditions::Conditions,
-    forward::Forwarder,
     metrics::{InflightGuard, Metrics},
+    nats::Forwarder,
     rules::{self, Rules},
     settings::{Config, WebhookSecret},
 };

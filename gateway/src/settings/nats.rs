@@ -79,29 +79,6 @@ impl NatsSettings {
             || self.tls_client.is_some()
             || self.servers.iter().any(ServerAddr::tls_required)
     }
-
-    /// `options` with the credentials and the TLS files of these settings.
-    pub fn apply(&self, options: ConnectOptions) -> Result<ConnectOptions, std::io::Error> {
-        let mut options = match &self.auth {
-            NatsAuth::None => options,
-            NatsAuth::UserPassword { user, password } => {
-                options.user_and_password(user.clone(), password.expose().to_owned())
-            }
-            NatsAuth::Token(token) => options.token(token.expose().to_owned()),
-            NatsAuth::Creds(contents) => options.credentials(contents.expose())?,
-            NatsAuth::Nkey(seed) => options.nkey(seed.expose().to_owned()),
-        };
-        if let Some(ca) = &self.tls_ca {
-            options = options.add_root_certificates(ca.clone());
-        }
-        if let Some((cert, key)) = &self.tls_client {
-            options = options.add_client_certificate(cert.clone(), key.clone());
-        }
-        if self.tls_required() {
-            options = options.require_tls(true);
-        }
-        Ok(options)
-    }
 }
 
 /// `value` (one URL or a comma-separated list) with the password or token of each URL
