@@ -2,10 +2,22 @@
 //! common fields and decides allow or refuse; [`super::fields`] decodes the reply as OpenIM's
 //! Go code would and applies each command field's rule.
 
-use openim_gateway_proto::{answer::CommonAnswer, Command};
+use openim_gateway_proto::{
+    answer::{fields as answer_fields, CommonAnswer, NEXT_CODE_STOP},
+    Command,
+};
 
 use super::{fields, Body};
 use crate::outcome::InvalidReply;
+
+/// Whether a judged answer refuses the operation: judged answers say so in `nextCode` alone
+/// (an allow is `nextCode 0`, a refusal `nextCode 1`, both with `actionCode 0`).
+pub fn refuses(answer: &Body) -> bool {
+    answer
+        .get(answer_fields::NEXT_CODE)
+        .and_then(serde_json::Value::as_i64)
+        == Some(i64::from(NEXT_CODE_STOP))
+}
 
 /// Judges a worker's reply: the answer for OpenIM, or why it cannot be forwarded. A reply
 /// that carries the NATS service API's error header (`service_error`) is the worker saying
@@ -65,6 +77,32 @@ mod tests {
     use super::*;
     use crate::decision::{default_answer, DefaultDecision};
     use serde_json::{json, Value};
+
+    #[test]
+    fn a_judged_answer_says_whether_it_refuses() {
+        let command =
+            Command::lookup(openim_gateway_proto::catalog::BEFORE_SET_GROUP_MEMBER_INFO).unwrap();
+        let request = Body::new();
+        let judge = |reply: &str| judge_reply(command, &request, None, reply.as_bytes()).unwrap();
+        assert!(!refuses(&judge(r#"{"actionCode":0,"nextCode":0}"#)));
+        assert!(refuses(&judge(
+            r#"{"actionCode":0,"nextCode":1,"errCode":5001,"errMsg":"no"}"#
+        )));
+        // A refusal whatever its actionCode, as the judge reads it.
+        assert!(refuses(&judge(
+            r#"{"actionCode":1,"nextCode":1,"errCode":5001,"errMsg":"no"}"#
+        )));
+        let reject = DefaultDecision::Reject {
+            err_code: 5000,
+            err_msg: "x".to_owned(),
+        };
+        assert!(refuses(&default_answer(&reject, None, None)));
+        assert!(!refuses(&default_answer(
+            &DefaultDecision::Allow,
+            None,
+            None
+        )));
+    }
 
     const SEED: &str = openim_gateway_proto::catalog::BEFORE_SET_GROUP_MEMBER_INFO;
 

@@ -14,7 +14,7 @@ pub mod judge;
 use serde_json::{Map, Value};
 
 pub use default::{default_answer, DefaultDecision};
-pub use judge::{judge_reply, normalise_reply};
+pub use judge::{judge_reply, normalise_reply, refuses};
 
 /// A parsed callback body: always a JSON object.
 pub type Body = Map<String, Value>;

@@ -13,7 +13,7 @@ use axum::{
     response::Response,
 };
 use bytes::Bytes;
-use openim_gateway_proto::{CallbackKind, Command, CommonAnswer, DecisionSource};
+use openim_gateway_proto::{CallbackKind, Command, DecisionSource};
 use tokio::{task::JoinHandle, time::Instant};
 
 use super::{
@@ -60,8 +60,9 @@ impl Callback<'_> {
 /// What came of asking the workers, once a reply (if any) has been judged.
 #[derive(Debug)]
 enum Verdict {
-    /// A valid reply: the answer for OpenIM.
-    Answer(Bytes),
+    /// A valid reply: the answer for OpenIM, and whether it refuses (for shadow mode, read
+    /// while judging: the answer is not parsed again on the event loop).
+    Answer(Bytes, bool),
     /// A reply OpenIM must not see.
     Invalid(InvalidReply),
     /// A reply arrived, but could not be judged before the deadline (a very large reply).
@@ -80,7 +81,7 @@ enum Verdict {
 fn classify(verdict: &Verdict) -> DecisionSource {
     match verdict {
         // The worker's decision, checked and normalised.
-        Verdict::Answer(_) => DecisionSource::Worker,
+        Verdict::Answer(..) => DecisionSource::Worker,
         // The worker answered, but not in a form OpenIM can safely apply: its fault.
         Verdict::Invalid(_) => DecisionSource::InvalidReply,
         // Either way the worker's decision was not there in time to be used.
@@ -97,7 +98,7 @@ fn classify(verdict: &Verdict) -> DecisionSource {
 fn log_fallback(state: &AppState, verdict: &Verdict, command: &Command, request_id: uuid::Uuid) {
     let conditions = &state.conditions;
     let (condition, detail): (_, &dyn std::fmt::Display) = match verdict {
-        Verdict::Answer(_) => return,
+        Verdict::Answer(..) => return,
         Verdict::Invalid(error) => (&conditions.invalid_reply, error),
         Verdict::Unjudged => (
             &conditions.timeout,
@@ -200,11 +201,13 @@ async fn decide(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Res
                     reply.service_error.as_deref(),
                     &reply.payload,
                 )
-                .map(|answer| prebuilt.encode(&answer))
+                .map(|answer| (prebuilt.encode(&answer), decision::refuses(&answer)))
             })
             .await
             .map_or(Verdict::Unjudged, |judged| {
-                judged.map_or_else(Verdict::Invalid, Verdict::Answer)
+                judged.map_or_else(Verdict::Invalid, |(answer, refuses)| {
+                    Verdict::Answer(answer, refuses)
+                })
             })
         }
         Outcome::Timeout => Verdict::Timeout,
@@ -233,7 +236,7 @@ async fn decide(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Res
     let source = classify(&verdict);
     log_fallback(state, &verdict, command, callback.request_id);
     match verdict {
-        Verdict::Answer(answer) => {
+        Verdict::Answer(answer, _) => {
             answered(state, &callback, source);
             json_response(StatusCode::OK, source, Some(callback.request_id), answer)
         }
@@ -311,13 +314,10 @@ impl PreparedDefault {
 /// How a shadowed worker's decision compares with the default answered instead: `agree`,
 /// `disagree`, or `no_decision` when no valid reply came in time.
 fn shadow_outcome(verdict: &Verdict, default: &DefaultDecision) -> ShadowOutcome {
-    let Verdict::Answer(answer) = verdict else {
+    let Verdict::Answer(_, worker_rejects) = verdict else {
         return ShadowOutcome::NoDecision;
     };
-    let worker_rejects = serde_json::from_slice::<CommonAnswer>(answer)
-        .map(|common| common.is_reject())
-        .unwrap_or(false);
-    if worker_rejects == (*default != DefaultDecision::Allow) {
+    if *worker_rejects == (*default != DefaultDecision::Allow) {
         ShadowOutcome::Agree
     } else {
         ShadowOutcome::Disagree
@@ -387,7 +387,7 @@ mod tests {
     fn every_verdict_has_one_source() {
         let cases = [
             (
-                Verdict::Answer(Bytes::from_static(b"{}")),
+                Verdict::Answer(Bytes::from_static(b"{}"), false),
                 DecisionSource::Worker,
             ),
             (
@@ -424,6 +424,6 @@ mod tests {
         ] {
             assert!(classify(&verdict).is_fallback(), "{verdict:?}");
         }
-        assert!(!classify(&Verdict::Answer(Bytes::new())).is_fallback());
+        assert!(!classify(&Verdict::Answer(Bytes::new(), false)).is_fallback());
     }
 }
