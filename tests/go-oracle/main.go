@@ -8,12 +8,14 @@
 //
 // Output, one JSON object per line, in the same order:
 //
-//	{"decodes": true, "error": "", "content": null}
+//	{"decodes": true, "error": "", "refuses": false, "nextCode": 0, "content": null}
 //
 // decodes: json.Unmarshal(answer, &resp) succeeded, as in pkg/common/webhook/http_client.go
-// `post`. content (callbackBeforeMsgModifyCommand only, when the answer decodes and sets
-// content): whether json.Unmarshal([]byte(*resp.Content), &struct{}{}) succeeds, the check
-// internal/rpc/msg/callback.go makes before it lets the modified message through.
+// `post`. refuses: it did, and CommonCallbackResp.Parse refuses (actionCode 0, nextCode 1);
+// nextCode: the decoded nextCode.
+// content (callbackBeforeMsgModifyCommand only, when the answer decodes, does not refuse and
+// sets content): whether json.Unmarshal([]byte(*resp.Content), &struct{}{}) succeeds, the
+// check internal/rpc/msg/callback.go makes before it lets the modified message through.
 //
 // The structs below are written for this test from the field types and JSON tags of
 // openimsdk/open-im-server's pkg/callbackstruct (main; v3.7.1 for the older command names)
@@ -75,6 +77,12 @@ type userInfo struct {
 	AppMangerLevel   int32  `json:"appMangerLevel"`
 	GlobalRecvMsgOpt int32  `json:"globalRecvMsgOpt"`
 }
+
+// refuses is CommonCallbackResp.Parse's test (main and v3.7).
+func (c *commonResp) refuses() bool { return c.ActionCode == 0 && c.NextCode == 1 }
+
+// common gives the embedded CommonCallbackResp of any answer struct.
+func (c *commonResp) common() *commonResp { return c }
 
 type commonOnly struct {
 	commonResp
@@ -280,9 +288,11 @@ type input struct {
 }
 
 type result struct {
-	Decodes bool   `json:"decodes"`
-	Error   string `json:"error"`
-	Content *bool  `json:"content"`
+	Decodes  bool   `json:"decodes"`
+	Error    string `json:"error"`
+	Refuses  bool   `json:"refuses"`
+	NextCode int32  `json:"nextCode"`
+	Content  *bool  `json:"content"`
 }
 
 func judge(line []byte) result {
@@ -305,8 +315,9 @@ func judge(line []byte) result {
 	if err := json.Unmarshal(answer, resp); err != nil {
 		return result{Error: err.Error()}
 	}
-	out := result{Decodes: true}
-	if modify, ok := resp.(*msgModify); ok && in.Command == "callbackBeforeMsgModifyCommand" && modify.Content != nil {
+	common := resp.(interface{ common() *commonResp }).common()
+	out := result{Decodes: true, Refuses: common.refuses(), NextCode: common.NextCode}
+	if modify, ok := resp.(*msgModify); ok && in.Command == "callbackBeforeMsgModifyCommand" && !out.Refuses && modify.Content != nil {
 		ok := json.Unmarshal([]byte(*modify.Content), &struct{}{}) == nil
 		out.Content = &ok
 	}
