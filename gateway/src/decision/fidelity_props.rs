@@ -30,7 +30,7 @@ macro_rules! fixture {
 
 /// An OpenIM request body for `command`: its own fixture, or its successor's under the old
 /// name (the v3.5/v3.6 commands).
-fn request_for(command: &str) -> Body {
+pub(super) fn request_for(command: &str) -> Body {
     let (body, rename): (&[u8], bool) = match command {
         "callbackBeforeSendSingleMsgCommand" => (fixture!("before_send_single_msg.json"), false),
         "callbackBeforeSendGroupMsgCommand" => (fixture!("before_send_group_msg.json"), false),
@@ -87,7 +87,7 @@ fn request_for(command: &str) -> Body {
     request
 }
 
-fn before_commands() -> Vec<&'static Command> {
+pub(super) fn before_commands() -> Vec<&'static Command> {
     COMMANDS
         .iter()
         .filter(|command| command.kind == CallbackKind::Before)
@@ -239,7 +239,7 @@ fn shaped(ty: GoType, pool: &[Value]) -> BoxedStrategy<Value> {
 /// A reply for `command`: keys of its answer struct with values of their shape, now and
 /// then respelled, and with `noise`, any plausible key with any value, and a refusal or an
 /// allow with an `errCode` around the smallest a refusal may carry.
-fn reply_for(command: &'static Command, noise: bool) -> BoxedStrategy<Body> {
+pub(super) fn reply_for(command: &'static Command, noise: bool) -> BoxedStrategy<Body> {
     let request = request_for(command.name);
     let names = names(command);
     let pool = pool(&request);

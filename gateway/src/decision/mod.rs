@@ -9,6 +9,8 @@ pub mod default;
 #[cfg(test)]
 mod fidelity_props;
 mod fields;
+#[cfg(test)]
+mod go_oracle;
 pub mod judge;
 
 use serde_json::{Map, Value};
