@@ -187,12 +187,16 @@ func Connect(name string, servers []string, security Security, logger *Logger) (
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			logger.Log(LevelInfo, "reconnected to NATS", "server", nc.ConnectedAddr())
 		}),
-		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		nats.ErrorHandler(func(nc *nats.Conn, _ *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrSlowConsumer) {
 				logger.Log(LevelWarn, "slow consumer: the client dropped requests meant for this worker")
 				return
 			}
-			failures.log("server", err.Error())
+			server := nc.ConnectedAddr()
+			if server == "" {
+				server = strings.Join(hostPorts(servers), ",")
+			}
+			failures.log(server, RedactURLs(err.Error()))
 		}),
 	}
 	if security.Token != "" {
@@ -219,6 +223,7 @@ func Connect(name string, servers []string, security Security, logger *Logger) (
 		// A URL error may quote the URL: show the list redacted instead.
 		return nil, fmt.Errorf("cannot connect to NATS (%s): %s", strings.Join(hostPorts(servers), ", "), RedactURLs(err.Error()))
 	}
+	go watchConnectErrors(nc, strings.Join(hostPorts(servers), ","), failures)
 	return nc, nil
 }
 
@@ -242,6 +247,23 @@ func ConnectFromEnv(name string, logger *Logger) (*nats.Conn, error) {
 		return nil, errors.New(strings.Join(texts, "; "))
 	}
 	return Connect(name, servers, security, logger)
+}
+
+// watchConnectErrors logs what the server refused while the client retries (a wrong password,
+// creds or TLS): the client records it without a callback. Failures to dial are logged by the
+// dialer, with their server. It ends when the connection closes.
+func watchConnectErrors(nc *nats.Conn, servers string, failures *failureLog) {
+	for !nc.IsClosed() {
+		if !nc.IsConnected() {
+			if err := nc.LastError(); err != nil {
+				var netErr *net.OpError
+				if !errors.As(err, &netErr) {
+					failures.log(servers, RedactURLs(err.Error()))
+				}
+			}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 // failureLog remembers when each (server, cause) was last logged.

@@ -209,6 +209,9 @@ func (w *Worker) Serve(ctx context.Context, nc *nats.Conn, ready func()) error {
 func waitConnected(ctx context.Context, nc *nats.Conn) error {
 	for !nc.IsConnected() {
 		if nc.IsClosed() {
+			if cause := nc.LastError(); cause != nil {
+				return fmt.Errorf("the NATS connection is closed: %s", RedactURLs(cause.Error()))
+			}
 			return errors.New("the NATS connection is closed")
 		}
 		select {
