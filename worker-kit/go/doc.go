@@ -16,6 +16,8 @@
 //   - handler.go: from a typed handler to the bytes of a reply, and its errors;
 //   - worker.go: the worker, its subscriptions, bounded concurrency and the drain, and
 //     after-callbacks (HandleAfter), which are read and never answered;
+//   - after_stream.go: after-callbacks read from the gateway's JetStream stream through a
+//     durable consumer (GATEWAY_AFTER_STREAM), acknowledged once handled;
 //   - shutdown.go: the SIGINT/SIGTERM context;
 //   - log.go: the log lines, on stderr;
 //   - models.go: the request of every command and the changes a worker may answer, generated

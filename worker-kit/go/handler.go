@@ -119,3 +119,6 @@ func badRequestText(command string, err error) string {
 		return fmt.Sprintf("bad request: body is not a %s request", command)
 	}
 }
+
+// jsonUnmarshal is encoding/json's Unmarshal, named once for the files that parse bodies.
+var jsonUnmarshal = json.Unmarshal

@@ -283,6 +283,10 @@ func TestDrainOnSigtermUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Everything is routed to the worker now; at 8 × 5 ms most of it is still waiting.
+	repliedBefore := w.Stats().Replied
+	if repliedBefore >= total {
+		t.Fatalf("no load left at SIGTERM: %d replied already", repliedBefore)
+	}
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -301,7 +305,7 @@ func TestDrainOnSigtermUnderLoad(t *testing.T) {
 	if got := atomic.LoadInt64(&answered); got != total || atomic.LoadInt64(&refused) != 0 {
 		t.Fatalf("answered %d of %d (no responders %d), stats %+v", got, total, refused, w.Stats())
 	}
-	t.Logf("SIGTERM under load: %d of %d answered, stats %+v", total, total, w.Stats())
+	t.Logf("SIGTERM with %d of %d answered: %d of %d answered at exit, stats %+v", repliedBefore, total, total, total, w.Stats())
 }
 
 func TestAfterCallbacksAreReadNeverAnswered(t *testing.T) {
