@@ -163,9 +163,12 @@ def build_go_worker() -> str:
     (home / "openim-gateway").symlink_to(ROOT)
     binary = tmp / "openim-worker-example-go"
     env = os.environ | {"GO111MODULE": "off", "GOFLAGS": "", "GOPATH": f"{tmp}:/usr/share/gocode"}
-    subprocess.run(["go", "build", "-o", str(binary),
-                    "github.com/openim-gateway/openim-gateway/worker-example/go"],
-                   env=env, check=True)
+    try:
+        subprocess.run(["go", "build", "-o", str(binary),
+                        "github.com/openim-gateway/openim-gateway/worker-example/go"],
+                       env=env, check=True)
+    except (OSError, subprocess.CalledProcessError) as error:
+        raise StartError(f"cannot build the Go worker (scripts/install-go installs Go): {error}")
     return str(binary)
 
 
