@@ -375,3 +375,39 @@ func TestReadmeWorkerThroughTheGateway(t *testing.T) {
 		t.Fatal("the worker did not exit after SIGTERM")
 	}
 }
+
+// syncBuffer is a log sink tests read while the client writes.
+type syncBuffer struct {
+	mu   sync.Mutex
+	text strings.Builder
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.text.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.text.String()
+}
+
+// TestAFailureIsLoggedOncePerServerAndCause: the client retries twice a second, the log says it
+// once, naming the server and the cause, never the password.
+func TestAFailureIsLoggedOncePerServerAndCause(t *testing.T) {
+	port := freePort(t) // nothing listens there
+	var out syncBuffer
+	nc, err := Connect("failure-test", []string{fmt.Sprintf("nats://bob:s3cretpw@127.0.0.1:%d", port)}, Security{}, NewLogger(&out, LevelInfo))
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	nc.Close()
+	text := out.String()
+	lines := strings.Count(text, "cannot connect to NATS")
+	if lines != 1 || !strings.Contains(text, fmt.Sprintf("server=127.0.0.1:%d", port)) || !strings.Contains(text, `cause="connection refused"`) || strings.Contains(text, "s3cretpw") {
+		t.Fatalf("%d lines:\n%s", lines, text)
+	}
+}
