@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nkeys"
 )
 
 // connectsTo says whether Connect with these servers and security reaches a server that
@@ -131,5 +133,35 @@ func TestTLSWithACAAndAClientCertificate(t *testing.T) {
 	}
 	if problems := (Security{TLSCert: clientCert}).Check(); len(problems) != 1 {
 		t.Fatalf("a certificate without its key: %v", problems)
+	}
+}
+
+// TestNkeySeedFile: a server that knows the user's public nkey accepts the worker with the
+// seed file of WORKER_NATS_NKEY.
+func TestNkeySeedFile(t *testing.T) {
+	user, err := nkeys.CreateUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := user.Seed()
+	public, _ := user.PublicKey()
+	dir := t.TempDir()
+	seedFile := filepath.Join(dir, "user.nk")
+	config := filepath.Join(dir, "server.conf")
+	if err := os.WriteFile(seedFile, append(seed, '\n'), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(config, []byte(fmt.Sprintf("authorization { users = [ { nkey: %s } ] }\n", public)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	port := freePort(t)
+	server := start(t, baseEnv(), requireEnv(t, "NATS_SERVER_BIN"), "-a", "127.0.0.1", "-p", fmt.Sprint(port), "-c", config)
+	server.waitFor(t, "Server is ready")
+	servers := []string{fmt.Sprintf("nats://127.0.0.1:%d", port)}
+	if !connectsTo(t, servers, Security{NkeyFile: seedFile}) {
+		t.Fatal("the nkey seed file did not connect")
+	}
+	if connectsTo(t, servers, Security{}) {
+		t.Fatal("connected without the nkey")
 	}
 }
