@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Runs worker-example/cases.json through a real nats-server, the real gateway and each worker.
 
-For every worker (the Rust binary, the Python and the Node worker) and every suite of the
+For every worker (the Rust binary, the Python, the Node and the Go worker) and every suite of the
 table: start the worker with the suite's settings, wait for `worker ready`, POST each case to
 the gateway as OpenIM would, and compare the answer's JSON and its x-decision-source header.
 Then send the protocol cases straight over NATS (deadline, service error, no copied headers),
@@ -12,7 +12,7 @@ answer and the tail of the worker's stderr; ends with `N passed, N failed` and e
 anything failed (2 if the stack could not be started).
 
     python3 worker-example/run_cases.py --nats-server PATH --gateway target/debug/openim-gateway \
-        [--workers rust,python,node] [--python .venv/bin/python]
+        [--workers rust,python,node,go] [--python .venv/bin/python] [--go-bin PATH]
 """
 
 from __future__ import annotations
@@ -153,14 +153,35 @@ def readyz(port: int) -> bool:
         connection.close()
 
 
-def worker_argv(name: str, python: str) -> list:
+def build_go_worker() -> str:
+    """Builds worker-example/go with `go` (GOPATH mode: no module proxy needed) into a temporary
+    directory, the kit taken by path through a GOPATH that links to this repository."""
+    import tempfile
+    tmp = Path(tempfile.mkdtemp(prefix="run-cases-go."))
+    home = tmp / "src" / "github.com" / "openim-gateway"
+    home.mkdir(parents=True)
+    (home / "openim-gateway").symlink_to(ROOT)
+    binary = tmp / "openim-worker-example-go"
+    env = os.environ | {"GO111MODULE": "off", "GOFLAGS": "", "GOPATH": f"{tmp}:/usr/share/gocode"}
+    try:
+        subprocess.run(["go", "build", "-o", str(binary),
+                        "github.com/openim-gateway/openim-gateway/worker-example/go"],
+                       env=env, check=True)
+    except (OSError, subprocess.CalledProcessError) as error:
+        raise StartError(f"cannot build the Go worker (scripts/install-go installs Go): {error}")
+    return str(binary)
+
+
+def worker_argv(name: str, python: str, go_bin: str | None = None) -> list:
+    if name == "go":
+        return [go_bin or build_go_worker()]
     if name == "rust":
         return [str(ROOT / "target" / "debug" / "openim-worker-example")]
     if name == "python":
         return [python, str(HERE / "python" / "worker.py")]
     if name == "node":
         return ["node", str(HERE / "node" / "worker.js")]
-    raise SystemExit(f"unknown worker {name!r}: use rust, python or node")
+    raise SystemExit(f"unknown worker {name!r}: use rust, python, node or go")
 
 
 # --- Bodies -----------------------------------------------------------------------------------
@@ -440,7 +461,8 @@ def main() -> int:
     parser.add_argument("--nats-server", required=True, help="the nats-server executable")
     parser.add_argument("--gateway", default=str(ROOT / "target" / "debug" / "openim-gateway"))
     parser.add_argument("--workers", default="rust,python,node",
-                        help="comma-separated: rust, python, node")
+                        help="comma-separated: rust, python, node, go")
+    parser.add_argument("--go-bin", help="the Go worker, built; else built here with `go`")
     parser.add_argument("--python", default=sys.executable,
                         help="the interpreter that has nats-py, for the Python worker")
     parser.add_argument("--cases", default=str(HERE / "cases.json"))
@@ -456,7 +478,7 @@ def main() -> int:
         gateway, gateway_port = start_gateway(args.gateway, nats_url)
         children.append(gateway)
         for name in [w.strip() for w in args.workers.split(",") if w.strip()]:
-            run_worker(report, name, worker_argv(name, args.python), table, nats_url,
+            run_worker(report, name, worker_argv(name, args.python, args.go_bin), table, nats_url,
                        gateway_port, args.only)
             if gateway.proc.poll() is not None:
                 raise StartError(f"the gateway exited ({gateway.proc.returncode}):\n"
