@@ -268,19 +268,19 @@ pub const ALL: &[Setting] = &[
     GATEWAY_LOG_FORMAT,
 ];
 
-/// The settings part of `--help`: each variable with what it is for, its default and its
-/// rule.
+/// The settings part of `--help`: each variable with its default, its rule and what it is
+/// for (the default on the line after the name, as it always was).
 pub fn help() -> String {
     let mut text = String::from(
         "Settings (environment variables; a bad or unknown GATEWAY_* one stops the start with exit code 2):\n",
     );
     for setting in ALL {
         text.push_str(&format!(
-            "  {}\n      {}\n      default: {}\n      {}\n",
+            "  {}\n      default: {}\n      {}\n      {}\n",
             setting.name,
-            setting.meaning,
             setting.default.unwrap_or("unset"),
-            setting.rule
+            setting.rule,
+            setting.meaning
         ));
     }
     text
