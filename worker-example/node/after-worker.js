@@ -11,7 +11,7 @@
 
 import { pathToFileURL } from "node:url";
 
-import * as ow from "./openim-worker.js";
+import * as ow from "openim-gateway-worker";
 
 export const AFTER_SET_GROUP_MEMBER_INFO = "callbackAfterSetGroupMemberInfoCommand";
 export const WORKER_AFTER_STREAM = "WORKER_AFTER_STREAM";
