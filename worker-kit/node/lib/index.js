@@ -58,6 +58,7 @@ exports.log = log.log;
 
 const changes = require("./changes.js");
 exports.COMMANDS = changes.COMMANDS;
+exports.SHAPES = require("./models.js").SHAPES;
 exports.INT32_MIN = changes.INT32_MIN;
 exports.INT32_MAX = changes.INT32_MAX;
 exports.checkChanges = changes.checkChanges;
