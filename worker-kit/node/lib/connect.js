@@ -3,6 +3,9 @@
 // The connection to NATS: retried until a server answers, its failures logged without
 // flooding the log.
 
+const { createRequire } = require("node:module");
+const path = require("node:path");
+
 const { EXIT_OK, EXIT_CANNOT_RUN, PING_INTERVAL_MS } = require("./names.js");
 const { redactNatsUrls } = require("./settings.js");
 const { log } = require("./log.js");
@@ -48,6 +51,20 @@ function isPermanent(error) {
   return /AUTH/i.test(String(error?.code ?? ""));
 }
 
+/**
+ * The `nats` client package. Installed from a registry or with `--install-links`, the kit has
+ * it beside itself; linked by `npm install <directory>` (a symlink, whose dependencies npm
+ * does not install), it has no node_modules of its own, so the program's `nats` is used.
+ */
+function loadNats() {
+  try {
+    return require("nats");
+  } catch (error) {
+    if (error?.code !== "MODULE_NOT_FOUND" || !process.argv[1]) throw error;
+    return createRequire(path.resolve(process.argv[1]))("nats");
+  }
+}
+
 const sleep = (ms, stopped) => {
   let timer;
   return Promise.race([
@@ -70,7 +87,7 @@ async function connectUntilStopped(
   whileDisconnected = "callbacks get the gateway's default",
   { throttle = new LogThrottle(), retryWaitMs = RECONNECT_WAIT_MS } = {},
 ) {
-  const nats = require("nats");
+  const nats = loadNats();
   const servers = redactNatsUrls(settings.natsServers.join(","));
   let signalled = false;
   stopped.then(() => (signalled = true));
