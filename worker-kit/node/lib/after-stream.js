@@ -1,5 +1,9 @@
 "use strict";
 
+// After-callbacks stored by the gateway in a JetStream stream (GATEWAY_AFTER_STREAM), read
+// through a durable pull consumer: acknowledged once the handler returns, delivered again when
+// it throws, terminated when the body is refused.
+
 const {
   DEFAULT_SUBJECT_PREFIX,
   HEADER_REQUEST_ID,

@@ -1,5 +1,8 @@
 "use strict";
 
+// Answers: allow(), reject(code, msg) and modify(command, changes), the three shapes the
+// gateway accepts (docs/worker-protocol.md). Built any other way, they throw.
+
 // --- Decisions -------------------------------------------------------------------------------
 
 const { INT32_MIN, INT32_MAX, checkChanges } = require("./changes.js");

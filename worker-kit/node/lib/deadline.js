@@ -1,5 +1,8 @@
 "use strict";
 
+// X-Deadline-Unix-Ms: the time after which the gateway has answered OpenIM with its default
+// and nobody waits for the reply any more.
+
 const { HEADER_DEADLINE_UNIX_MS } = require("./names.js");
 const { log } = require("./log.js");
 

@@ -1,5 +1,8 @@
 "use strict";
 
+// One message without NATS: the body read as OpenIM writes it, the command's request typed,
+// the handler run, and the outcome turned into a reply or a service error (400, 500).
+
 const { BEFORE_SET_GROUP_MEMBER_INFO, HEADER_SERVICE_ERROR, HEADER_SERVICE_ERROR_CODE } = require("./names.js");
 const { INT32_MIN, INT32_MAX, Decision } = require("./answer.js");
 const { log } = require("./log.js");

@@ -1,5 +1,8 @@
 "use strict";
 
+// Logs on stderr, one line each, prefixed by the time, the level and the program's name;
+// stdout carries only the readiness line.
+
 const LOG_LEVELS = { debug: 10, info: 20, warn: 30, warning: 30, error: 40 };
 
 // --- Logs (stderr; stdout carries only the readiness line) -----------------------------------

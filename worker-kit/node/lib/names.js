@@ -1,5 +1,8 @@
 "use strict";
 
+// The names the worker shares with the gateway (subjects, queue group, headers) and the exit
+// codes of the programs.
+
 // --- Names shared with the gateway -----------------------------------------------------------
 
 const DEFAULT_SUBJECT_PREFIX = "openim.callback";

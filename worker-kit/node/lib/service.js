@@ -1,5 +1,10 @@
 "use strict";
 
+// Before-callbacks on NATS: one subscription per command in the queue group openim-workers,
+// at most WORKER_CONCURRENCY handlers at a time (the subscription is not read further while
+// all are busy), late messages skipped, and a drain on shutdown that answers everything
+// already received (up to SHUTDOWN_GRACE_MS).
+
 const {
   QUEUE_GROUP,
   HEADER_REQUEST_ID,

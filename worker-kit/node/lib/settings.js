@@ -1,5 +1,8 @@
 "use strict";
 
+// The settings every worker reads from the environment: checked all at once (every bad value
+// reported), misspelled WORKER_* variables caught, passwords in NATS URLs never shown.
+
 const { DEFAULT_SUBJECT_PREFIX } = require("./names.js");
 const { LOG_LEVELS } = require("./log.js");
 
