@@ -10,8 +10,15 @@ const { INT32_MIN, INT32_MAX, checkChanges } = require("./changes.js");
 const MIN_REJECT_ERR_CODE = 100;
 
 /** An OpenIM answer: the five common fields plus the command's own fields to write. */
+// Only allow(), reject() and modify() hold it: they check what they build, a `new Decision`
+// from elsewhere could not be checked.
+const BUILDER = Symbol("openim-gateway-worker answer builder");
+
 class Decision {
-  constructor({ actionCode = 0, errCode = 0, errMsg = "", errDlt = "", nextCode = 0, fields = {} } = {}) {
+  constructor(builder, { actionCode = 0, errCode = 0, errMsg = "", errDlt = "", nextCode = 0, fields = {} } = {}) {
+    if (builder !== BUILDER) {
+      throw new TypeError("build an answer with answer.allow(), answer.reject() or answer.modify()");
+    }
     this.actionCode = actionCode;
     this.errCode = errCode;
     this.errMsg = errMsg;
@@ -37,7 +44,7 @@ class Decision {
 
 /** Let the operation through unchanged. */
 function allow() {
-  return new Decision();
+  return new Decision(BUILDER);
 }
 
 /** Refuse the operation. OpenIM shows `errCode` (at least 100) and `errMsg` to the user. */
@@ -51,7 +58,7 @@ function reject(errCode, errMsg, errDlt = "") {
   if (!errMsg.isWellFormed() || !errDlt.isWellFormed()) {
     throw new TypeError("errMsg and errDlt must not hold lone surrogates (not valid UTF-8)");
   }
-  return new Decision({ errCode, errMsg, errDlt, nextCode: 1 });
+  return new Decision(BUILDER, { errCode, errMsg, errDlt, nextCode: 1 });
 }
 
 /**
@@ -65,7 +72,7 @@ function modify(command, changes) {
   if (typeof command !== "string") {
     throw new TypeError("modify(command, changes): name the command first, e.g. modify(BEFORE_SET_GROUP_MEMBER_INFO, { nickName })");
   }
-  return new Decision({ fields: checkChanges(command, changes) });
+  return new Decision(BUILDER, { fields: checkChanges(command, changes) });
 }
 
 /** The three answers: `answer.allow()`, `answer.reject(code, msg)`, `answer.modify(command, changes)`. */

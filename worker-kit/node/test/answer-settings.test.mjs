@@ -139,3 +139,10 @@ ow.run({ [ow.BEFORE_SET_GROUP_MEMBER_INFO]: () => ow.answer.allow() }, { name: "
   assert.equal(failures.length, 1, stderr);
   assert.match(failures[0], new RegExp(`ERROR throttle-check: cannot connect to NATS at nats://127\\.0\\.0\\.1:${port}: `));
 });
+
+test("a Decision cannot be built around the checks", () => {
+  assert.throws(() => new ow.Decision(undefined, { nextCode: 1, errCode: 5 }), /answer\.allow\(\)/);
+  assert.throws(() => new ow.Decision({ nextCode: 1, errCode: 5 }), TypeError);
+  assert.ok(Object.isFrozen(ow.answer.allow()));
+  assert.ok(Object.isFrozen(ow.answer.allow().fields));
+});
