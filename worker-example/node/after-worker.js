@@ -11,7 +11,7 @@
 
 import { pathToFileURL } from "node:url";
 
-import * as ow from "./openim-worker.js";
+import * as ow from "openim-gateway-worker";
 
 export const AFTER_SET_GROUP_MEMBER_INFO = "callbackAfterSetGroupMemberInfoCommand";
 export const WORKER_AFTER_STREAM = "WORKER_AFTER_STREAM";
@@ -36,23 +36,29 @@ export function onMemberInfoChanged(command, body, headers) {
   ow.log.info(`member info changed: ${describe(body)} request_id=${headers[ow.HEADER_REQUEST_ID] ?? "-"}`);
 }
 
-export async function main() {
-  let stream;
-  let durable;
-  try {
-    stream = ow.parseNameSetting(process.env, WORKER_AFTER_STREAM, DEFAULT_STREAM);
-    durable = ow.parseNameSetting(process.env, WORKER_AFTER_DURABLE, DEFAULT_DURABLE);
-  } catch (error) {
-    if (!(error instanceof ow.SettingsError)) throw error;
-    process.stderr.write(`${error.message}\n`);
+export const PROGRAM = "openim-after-worker-node";
+export const VARIABLES = [WORKER_AFTER_STREAM, WORKER_AFTER_DURABLE];
+
+export async function main(env = process.env) {
+  // Every problem at once, each line prefixed by the program's name; exit code 2.
+  const { values, problems } = ow.collectSettings([
+    () => ow.parseNameSetting(env, WORKER_AFTER_STREAM, DEFAULT_STREAM),
+    () => ow.parseNameSetting(env, WORKER_AFTER_DURABLE, DEFAULT_DURABLE),
+  ]);
+  problems.unshift(...ow.settingsProblems(env, { variables: VARIABLES }));
+  if (problems.length) {
+    ow.reportProblems(PROGRAM, problems);
     return ow.EXIT_BAD_SETTINGS;
   }
+  const [stream, durable] = values;
   return ow.runAfterStream({
     stream,
     durable,
     handler: onMemberInfoChanged,
     commands: [AFTER_SET_GROUP_MEMBER_INFO],
-    name: "openim-after-worker-node",
+    name: PROGRAM,
+    env,
+    variables: VARIABLES,
   });
 }
 

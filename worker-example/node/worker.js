@@ -14,11 +14,14 @@
 // A null field is not checked, and the answer never carries any field but a rewritten nickName.
 //
 // Run: `node worker.js` (env NATS_URL, WORKER_SUBJECT_PREFIX, WORKER_BANNED_WORDS,
-// WORKER_MAX_NICKNAME_CHARS, WORKER_CONCURRENCY, WORKER_LOG_LEVEL).
+// WORKER_MAX_NICKNAME_CHARS, WORKER_CONCURRENCY, WORKER_LOG_LEVEL); `--help`, `--version`.
+// A bad setting, or a misspelled WORKER_* variable, stops the start: every problem is
+// printed, each line prefixed by the program's name, and the exit code is 2.
 
+import { readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 
-import * as ow from "./openim-worker.js";
+import * as ow from "openim-gateway-worker";
 
 export const ERR_BANNED_WORD = 5001;
 export const ERR_NICKNAME_TOO_LONG = 5002;
@@ -39,6 +42,29 @@ export const WORKER_BANNED_WORDS = "WORKER_BANNED_WORDS";
 export const WORKER_MAX_NICKNAME_CHARS = "WORKER_MAX_NICKNAME_CHARS";
 
 const HTTPS_PREFIX = "https://";
+
+export const PROGRAM = "openim-worker-example-node";
+export const VERSION = JSON.parse(readFileSync(new URL("./package.json", import.meta.url), "utf8")).version;
+export const VARIABLES = [WORKER_BANNED_WORDS, WORKER_MAX_NICKNAME_CHARS];
+
+export const HELP = `${PROGRAM} ${VERSION}: the example openim-gateway worker in Node
+
+Decides ${ow.BEFORE_SET_GROUP_MEMBER_INFO}: refuses blank nicknames (5003), nicknames
+with a banned word (5001) or too long (5002), avatars not on https (5004), the owner role
+(5005) and unknown roles (5006); tidies the nickname's whitespace.
+
+Usage: node worker.js [--help | --version]
+
+Environment:
+  NATS_URL                   NATS servers, comma-separated (default ${ow.DEFAULT_NATS_URL})
+  WORKER_SUBJECT_PREFIX      subject prefix, as the gateway's (default ${ow.DEFAULT_SUBJECT_PREFIX})
+  WORKER_BANNED_WORDS        comma-separated, case-insensitive (default ${DEFAULT_BANNED_WORDS.join(",")})
+  WORKER_MAX_NICKNAME_CHARS  1..=${MAX_NICKNAME_CHARS_LIMIT} (default ${DEFAULT_MAX_NICKNAME_CHARS})
+  WORKER_CONCURRENCY         handlers at a time, 1..=${ow.MAX_CONCURRENCY} (default ${ow.DEFAULT_CONCURRENCY})
+  WORKER_LOG_LEVEL           debug, info, warn or error (default info)
+
+Exit codes: 0 after SIGTERM/SIGINT, 1 when it cannot run, 2 for bad settings or arguments.
+`;
 
 /** The policy's settings. Banned words are stored normalised, lowercased and non-empty. */
 export function makeRules(bannedWords = DEFAULT_BANNED_WORDS, maxNicknameChars = DEFAULT_MAX_NICKNAME_CHARS) {
@@ -107,21 +133,42 @@ export function decide(rules, request) {
     return ow.reject(ERR_UNKNOWN_ROLE, "roleLevel must be 20 (member) or 60 (admin)");
   }
 
-  return nickname !== original ? ow.modify({ nickName: nickname }) : ow.allow();
+  return nickname !== original ? ow.modify(ow.BEFORE_SET_GROUP_MEMBER_INFO, { nickName: nickname }) : ow.allow();
 }
 
-export async function main() {
+/**
+ * The program: `args` are the command-line arguments. Resolves to the exit code; never
+ * starts for --help, --version or a bad argument or setting.
+ */
+export async function main(args = process.argv.slice(2), env = process.env) {
+  if (args.includes("--help") || args.includes("-h")) {
+    process.stdout.write(HELP);
+    return ow.EXIT_OK;
+  }
+  if (args.includes("--version") || args.includes("-V")) {
+    process.stdout.write(`${PROGRAM} ${VERSION} (openim-gateway-worker ${ow.VERSION})\n`);
+    return ow.EXIT_OK;
+  }
+  if (args.length) {
+    ow.reportProblems(PROGRAM, [`unexpected argument ${JSON.stringify(args[0])}; see --help`]);
+    return ow.EXIT_BAD_SETTINGS;
+  }
+  // Every problem at once: the kit's settings, this worker's, and misspelled names.
+  const problems = ow.settingsProblems(env, { variables: VARIABLES });
   let rules;
   try {
-    rules = rulesFromEnv();
+    rules = rulesFromEnv(env);
   } catch (error) {
     if (!(error instanceof ow.SettingsError)) throw error;
-    process.stderr.write(`${error.message}\n`);
+    problems.push(...error.problems);
+  }
+  if (problems.length) {
+    ow.reportProblems(PROGRAM, problems);
     return ow.EXIT_BAD_SETTINGS;
   }
   return ow.run(
     { [ow.BEFORE_SET_GROUP_MEMBER_INFO]: (request) => decide(rules, request) },
-    { name: "openim-worker-example-node" },
+    { name: PROGRAM, env, variables: VARIABLES },
   );
 }
 

@@ -13,7 +13,7 @@ import { fileURLToPath } from "node:url";
 
 import { connect } from "nats";
 
-import * as ow from "../openim-worker.js";
+import * as ow from "openim-gateway-worker";
 import { AFTER_SET_MEMBER, Child, cleanEnv, FIXTURE, Stack } from "./stack.js";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));

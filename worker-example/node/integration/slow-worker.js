@@ -1,7 +1,7 @@
-// A worker on openim-worker.js whose handler takes a few milliseconds, so that a shutdown
+// A worker on the Node kit (worker-kit/node) whose handler takes a few milliseconds, so that a shutdown
 // finds handlers running and messages waiting for a free slot: the drain tests' worker.
 
-import * as ow from "../openim-worker.js";
+import * as ow from "openim-gateway-worker";
 
 const HANDLER_MS = 5;
 

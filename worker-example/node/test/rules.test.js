@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
 
-import * as ow from "../openim-worker.js";
+import * as ow from "openim-gateway-worker";
 import { decide, makeRules, rulesFromEnv } from "../worker.js";
 
 const example = new URL("../../", import.meta.url);

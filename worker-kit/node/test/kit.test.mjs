@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import * as ow from "../openim-worker.js";
+import * as ow from "openim-gateway-worker";
 
 const COMMAND = ow.BEFORE_SET_GROUP_MEMBER_INFO;
 const encode = (text) => new TextEncoder().encode(text);
@@ -93,7 +93,7 @@ test("reject", () => {
 });
 
 test("modify drops null fields and refuses the common ones", () => {
-  assert.deepEqual(ow.modify({ nickName: "Bob", faceURL: null, ex: undefined }).toObject(), {
+  assert.deepEqual(ow.modify(COMMAND, { nickName: "Bob", faceURL: null, ex: undefined }).toObject(), {
     actionCode: 0,
     errCode: 0,
     errMsg: "",
@@ -101,7 +101,7 @@ test("modify drops null fields and refuses the common ones", () => {
     nextCode: 0,
     nickName: "Bob",
   });
-  assert.throws(() => ow.modify({ nextCode: 1 }));
+  assert.throws(() => ow.modify(COMMAND, { nextCode: 1 }));
 });
 
 test("the typed request", () => {
@@ -274,7 +274,7 @@ test("a throwing handler, or one returning something else, gets a 500", async ()
 });
 
 test("async handlers are awaited; untyped commands get the JSON object", async () => {
-  const { worker, client } = makeWorker(async () => ow.modify({ nickName: "x" }));
+  const { worker, client } = makeWorker(async () => ow.modify(COMMAND, { nickName: "x" }));
   await worker.handle(COMMAND, message());
   assert.equal(JSON.parse(decode(client.published[0].data)).nickName, "x");
   const plain = new FakeClient();
