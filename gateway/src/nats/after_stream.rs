@@ -7,7 +7,7 @@ use async_nats::{jetstream, Subject};
 use futures::StreamExt;
 use openim_gateway_proto::{catalog, CallbackKind};
 
-use super::SetupError;
+use super::error::SetupError;
 
 /// The JetStream stream after-callbacks are stored in.
 #[derive(Debug, Clone)]

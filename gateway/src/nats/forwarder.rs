@@ -17,7 +17,6 @@ use async_nats::{
 };
 use bytes::Bytes;
 use openim_gateway_proto::{catalog, headers, subject, CallbackKind, Command};
-use thiserror::Error;
 use tokio::{
     sync::{oneshot, Notify},
     time::Instant,
@@ -25,15 +24,16 @@ use tokio::{
 
 use super::{
     after_stream::{after_stream_config, ensure_stream, AfterStream},
+    error::SetupError,
     events::{ConnectionEvents, FailureCauses},
     headers::{
-        protocol_headers, service_error, CALLBACK_COMMAND_HEADER, DEADLINE_UNIX_MS_HEADER,
-        TIMEOUT_MS_HEADER,
+        protocol_headers, service_error, CallbackMeta, CALLBACK_COMMAND_HEADER,
+        DEADLINE_UNIX_MS_HEADER, TIMEOUT_MS_HEADER,
     },
     options,
     replies::{lock, route_replies, Pending, PendingGuard},
 };
-use crate::{deadline::Deadline, metrics::Metrics, settings::nats::NatsSettings};
+use crate::{metrics::Metrics, settings::nats::NatsSettings};
 
 /// How often the client pings the server. async-nats' default of 60 s lets a half-open
 /// connection look connected for minutes; two missed pings at this interval mark it down.
@@ -47,48 +47,6 @@ const PROBE_WAIT: Duration = Duration::from_millis(300);
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long the start-up check of the after-callback stream's consumers may take.
 const STREAM_CHECK_WAIT: Duration = Duration::from_secs(2);
-
-/// Why the NATS client could not be set up (the settings were already valid).
-#[derive(Debug, Error)]
-pub enum SetupError {
-    /// The client could not be created.
-    #[error("cannot set up the nats client for {servers}: {source}")]
-    Connect {
-        /// The servers, without credentials.
-        servers: String,
-        /// async-nats' reason.
-        source: async_nats::ConnectError,
-    },
-    /// The credentials could not be handed to the client.
-    #[error("cannot use the nats credentials: {0}")]
-    Credentials(#[from] std::io::Error),
-    /// The subscription that routes replies could not be made.
-    #[error("cannot subscribe to the reply inbox: {0}")]
-    Subscribe(#[from] async_nats::SubscribeError),
-    /// The after-callback stream could not be found or created.
-    #[error("GATEWAY_AFTER_STREAM={name:?}: cannot find or create the jetstream stream: {reason} (a new stream reserves GATEWAY_AFTER_STREAM_MAX_BYTES={max_bytes} in the server's jetstream store)")]
-    AfterStream {
-        /// The stream's name.
-        name: String,
-        /// The size the gateway asked for when creating it.
-        max_bytes: u64,
-        /// What the server said.
-        reason: String,
-    },
-}
-
-/// What the forwarder needs to know about a callback besides its body.
-#[derive(Debug, Clone, Copy)]
-pub struct CallbackMeta<'a> {
-    /// The catalog command (its subject is `{prefix}.{name}`).
-    pub command: &'static Command,
-    /// `X-Request-Id`: the same id OpenIM gets on the answer.
-    pub request_id: uuid::Uuid,
-    /// `X-Operation-Id`, when OpenIM sent one.
-    pub operation_id: Option<&'a str>,
-    /// When the gateway stops waiting.
-    pub deadline: Deadline,
-}
 
 /// A worker's reply, not yet judged.
 #[derive(Debug)]

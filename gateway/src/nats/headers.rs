@@ -6,10 +6,25 @@ use async_nats::{header::HeaderName, HeaderMap, Message};
 use openim_gateway_proto::headers;
 use tokio::time::Instant;
 
-use super::CallbackMeta;
+use openim_gateway_proto::Command;
+
+use crate::deadline::Deadline;
 
 /// The worker protocol's header names, built once: a name given as a `&str` is validated and
 /// copied on every insert.
+/// What the forwarder needs to know about a callback besides its body.
+#[derive(Debug, Clone, Copy)]
+pub struct CallbackMeta<'a> {
+    /// The catalog command (its subject is `{prefix}.{name}`).
+    pub command: &'static Command,
+    /// `X-Request-Id`: the same id OpenIM gets on the answer.
+    pub request_id: uuid::Uuid,
+    /// `X-Operation-Id`, when OpenIM sent one.
+    pub operation_id: Option<&'a str>,
+    /// When the gateway stops waiting.
+    pub deadline: Deadline,
+}
+
 pub(super) const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static(headers::REQUEST_ID);
 pub(super) const CALLBACK_COMMAND_HEADER: HeaderName =
     HeaderName::from_static(headers::CALLBACK_COMMAND);

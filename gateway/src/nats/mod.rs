@@ -15,6 +15,7 @@
 //! flagged an error, and the callback path decides what that means for OpenIM.
 
 mod after_stream;
+mod error;
 mod events;
 mod forwarder;
 mod headers;
@@ -22,4 +23,6 @@ mod options;
 mod replies;
 
 pub use after_stream::AFTER_STREAM_MAX_AGE;
-pub use forwarder::{CallbackMeta, Forwarder, NotDelivered, Outcome, Reply, SetupError};
+pub use error::SetupError;
+pub use forwarder::{Forwarder, NotDelivered, Outcome, Reply};
+pub use headers::CallbackMeta;
