@@ -17,7 +17,7 @@ import os
 import sys
 from typing import Any, Dict
 
-import openim_worker as ow
+import openim_gateway_worker as ow
 
 AFTER_SET_GROUP_MEMBER_INFO = "callbackAfterSetGroupMemberInfoCommand"
 WORKER_AFTER_STREAM = "WORKER_AFTER_STREAM"

@@ -1,0 +1,56 @@
+"""One message without NATS: parse, run the handler, build the reply."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import Any, Awaitable, Callable, Dict, Optional, Union
+
+from .answer import Decision
+from .protocol import HEADER_SERVICE_ERROR, HEADER_SERVICE_ERROR_CODE
+from .request import BadRequest, parse_json
+
+log = logging.getLogger("openim_gateway_worker")
+
+Handler = Callable[[Any], Union[Decision, Awaitable[Decision]]]
+
+
+# --- One message, without NATS ----------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Reply:
+    """What to publish on the reply subject: a body, and headers only for service errors."""
+
+    body: bytes
+    headers: Optional[Dict[str, str]] = None
+    decision: Optional[Decision] = None
+
+
+def service_error(code: str, description: str) -> Reply:
+    description = " ".join(description.splitlines())  # a header value cannot hold a line break
+    return Reply(b"", {HEADER_SERVICE_ERROR: description, HEADER_SERVICE_ERROR_CODE: code})
+
+
+async def respond(handler: Handler, parse: Callable[[Any], Any], payload: bytes) -> Reply:
+    """Parses the body, runs the handler and turns the outcome into the reply."""
+    try:
+        request = parse(parse_json(payload))
+    except BadRequest as error:
+        return service_error("400", f"bad request: {error}")
+    except Exception as error:  # noqa: BLE001 - a parser bug still gets an answer
+        log.error("the request parser failed", exc_info=True)
+        return service_error("500", f"internal error: the request parser failed "
+                                    f"({type(error).__name__})")
+    try:
+        decision = handler(request)
+        if asyncio.iscoroutine(decision) or isinstance(decision, asyncio.Future):
+            decision = await decision
+        if not isinstance(decision, Decision):
+            raise TypeError(f"the handler returned {type(decision).__name__}, not a Decision")
+        return Reply(decision.to_json(), None, decision)
+    except Exception as error:  # noqa: BLE001 - any handler failure becomes a service error
+        log.error("the handler failed", exc_info=True)
+        return service_error("500", f"internal error: the handler failed ({type(error).__name__})")
+
