@@ -2,6 +2,8 @@
 with every problem on its own line, prefixed by the program's name, and exit code 2."""
 
 import os
+import signal
+import socket
 import subprocess
 import sys
 import unittest
@@ -59,6 +61,38 @@ class CommandLine(unittest.TestCase):
         self.assertEqual(result.returncode, 2)
         self.assertIn("did you mean WORKER_BANNED_WORDS?", result.stderr)
         self.assertNotIn("Traceback", result.stderr)
+
+
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class ConnectionFailures(unittest.TestCase):
+    def test_logged_once_per_server_and_cause_naming_the_server(self):
+        first, second = closed_port(), closed_port()
+        env = {key: value for key, value in os.environ.items()
+               if not key.startswith(("WORKER_", "NATS_"))}
+        env["NATS_URL"] = f"nats://127.0.0.1:{first},nats://bob:s3cret@127.0.0.1:{second}"
+        proc = subprocess.Popen([sys.executable, str(WORKER)], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            # nats-py tries each server again every 2 s: several attempts in 5 s.
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=20)
+        self.assertEqual(proc.returncode, 0, stderr)
+        self.assertEqual(stdout, "")
+        warnings = [line for line in stderr.splitlines() if " WARNING " in line]
+        self.assertEqual(len(warnings), 2, stderr)
+        self.assertTrue(any(f"NATS server nats://127.0.0.1:{first}: ConnectionRefusedError"
+                            in line for line in warnings), warnings)
+        self.assertTrue(any(f"NATS server nats://bob:***@127.0.0.1:{second}: "
+                            "ConnectionRefusedError" in line for line in warnings), warnings)
+        self.assertNotIn("s3cret", stderr)
+        self.assertNotIn("Traceback", stderr)
 
 
 if __name__ == "__main__":

@@ -72,3 +72,22 @@ from .settings import (DEFAULT_CONCURRENCY, DEFAULT_NATS_URL, LOG_LEVELS, MAX_CO
 from .worker import Worker
 
 __version__ = "1.0.0"
+
+__all__ = ["ACK_TIMEOUT_S", "AfterHandler", "AfterStreamConsumer", "AfterStreamStats",
+           "BEFORE_SET_GROUP_MEMBER_INFO", "BadRequest", "COMMON_FIELDS", "Changes",
+           "DEFAULT_ACK_WAIT_S", "DEFAULT_CONCURRENCY", "DEFAULT_FETCH_WAIT_S",
+           "DEFAULT_NAK_DELAY_S", "DEFAULT_NATS_URL", "DEFAULT_SUBJECT_PREFIX", "Decision",
+           "ERROR_LOG_INTERVAL_S", "EXIT_BAD_SETTINGS", "EXIT_CANNOT_RUN", "EXIT_OK",
+           "ErrorThrottle", "HEADER_CALLBACK_COMMAND", "HEADER_DEADLINE_UNIX_MS",
+           "HEADER_REQUEST_ID", "HEADER_SERVICE_ERROR", "HEADER_SERVICE_ERROR_CODE", "Handler",
+           "INT32_MAX", "INT32_MIN", "LOG_LEVELS", "MAX_CONCURRENCY", "MIN_REJECT_ERR_CODE",
+           "NATS_URL", "PING_INTERVAL_S", "QUEUE_GROUP", "REQUEST_TYPES", "Reply",
+           "SHUTDOWN_GRACE_S", "SetGroupMemberInfoRequest", "Settings", "SettingsError",
+           "ShapeError", "VARIABLES", "WHITESPACE_CHARS", "WORKER_CONCURRENCY",
+           "WORKER_LOG_LEVEL", "WORKER_SUBJECT_PREFIX", "Worker", "after_command",
+           "after_subjects", "allow", "answer", "configure_logging", "consume_after_stream",
+           "deadline_unix_ms", "gather", "is_past", "is_valid_name", "is_valid_subject",
+           "json_object", "misspelled", "models", "modify", "normalise_whitespace",
+           "now_unix_ms", "parse_int_setting", "parse_json", "parse_name_setting",
+           "parse_nats_urls", "print_problems", "redact_nats_urls", "reject", "respond", "run",
+           "run_after_stream", "serve", "serve_after_stream", "service_error", "__version__"]

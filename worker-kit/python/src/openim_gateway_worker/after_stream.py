@@ -338,12 +338,14 @@ async def serve_after_stream(settings: Settings, stream: str, durable: str,
 
 def run_after_stream(stream: str, durable: str, handler: AfterHandler,
                      commands: Optional[Any] = None, *, name: str = "openim-after-worker-py",
-                     env: Optional[Mapping[str, str]] = None, **options: Any) -> int:
+                     env: Optional[Mapping[str, str]] = None,
+                     settings: Optional[Settings] = None, **options: Any) -> int:
     """`consume_after_stream` as a program: reads the settings (NATS_URL,
     WORKER_SUBJECT_PREFIX, WORKER_CONCURRENCY, WORKER_LOG_LEVEL), prints `worker ready on
     stream ...` once the consumer exists, stops cleanly on SIGTERM/SIGINT. Returns the exit
-    code: 0 after a signal, 1 when it cannot run, 2 for a bad setting."""
-    settings = _startup(env, name)
+    code: 0 after a signal, 1 when it cannot run, 2 for bad settings (one line each on stderr,
+    prefixed by `name`). Pass `settings` when the program read them itself."""
+    settings = _startup(env, name, settings)
     if settings is None:
         return EXIT_BAD_SETTINGS
     return asyncio.run(serve_after_stream(settings, stream, durable, handler, commands, name,

@@ -44,12 +44,20 @@ class ErrorThrottle:
 
 
 def current_server(client: Any, settings: Settings) -> str:
-    """The server the client is trying or using, for a log line, its credentials hidden."""
-    server = getattr(client, "_current_server", None)
+    """The server an error is about, for a log line, its credentials hidden: the connected
+    one, or while connecting the one just tried (nats-py puts it at the end of its pool)."""
+    server = None
+    if getattr(client, "is_connected", False):
+        server = getattr(client, "_current_server", None)
+    else:
+        pool = getattr(client, "_server_pool", None)
+        if pool:
+            server = pool[-1]
     uri = getattr(server, "uri", None)
     if uri is not None and hasattr(uri, "geturl"):
         return redact_nats_urls(uri.geturl())
     return redact_nats_urls(",".join(settings.nats_servers))
+
 
 async def _connect(settings: Settings, name: str, stopping: "asyncio.Future[Any]",
                    while_disconnected: str = "callbacks get the gateway's default") -> Any:
