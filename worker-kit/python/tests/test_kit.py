@@ -197,6 +197,21 @@ class SettingsFromEnv(unittest.TestCase):
         self.assertEqual(len(lines), 2)
 
 
+class RunWithBadSettings(unittest.TestCase):
+    def test_exit_2_and_every_problem_prefixed_by_the_name(self):
+        import contextlib
+        import io
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            code = ow.run({COMMAND: lambda request: ow.allow()}, name="my-worker",
+                          env={"WORKER_CONCURRENCY": "0", "WORKER_SUBJECT_PREFIX": "a b"})
+        self.assertEqual(code, 2)
+        self.assertEqual(stderr.getvalue().splitlines(), [
+            'my-worker: WORKER_SUBJECT_PREFIX="a b": must be a NATS subject without wildcards '
+            "or whitespace, such as openim.callback",
+            'my-worker: WORKER_CONCURRENCY="0": must be a whole number from 1 to 10000'])
+
+
 class ConnectionErrors(unittest.TestCase):
     def test_logged_once_per_server_and_cause_in_30_seconds(self):
         now = [100.0]
