@@ -135,7 +135,8 @@ Environment:
   WORKER_BANNED_WORDS        comma-separated words a nickname must not contain
                              (default {",".join(DEFAULT_BANNED_WORDS)}; set but empty: none)
   WORKER_MAX_NICKNAME_CHARS  1 to {MAX_NICKNAME_CHARS_LIMIT} (default {DEFAULT_MAX_NICKNAME_CHARS})
-  WORKER_CONCURRENCY         handlers at a time, 1 to {ow.MAX_CONCURRENCY} (default {ow.DEFAULT_CONCURRENCY})
+  WORKER_CONCURRENCY         handlers at a time, 1 to {ow.MAX_CONCURRENCY}
+                             (default {ow.DEFAULT_CONCURRENCY})
   WORKER_LOG_LEVEL           debug, info, warn or error (default info)
 
 Exit codes: 0 after SIGTERM/SIGINT (drained), 1 when it cannot run, 2 for bad settings.

@@ -180,7 +180,6 @@ class SettingsFromEnv(unittest.TestCase):
                                 line)
                 self.assertNotIn("\n", line)
 
-
     def test_every_bad_value_at_once(self):
         with self.assertRaises(ow.SettingsError) as raised:
             ow.Settings.from_env({"NATS_URL": "http://a:1", "WORKER_CONCURRENCY": "x",

@@ -1,4 +1,5 @@
-"""openim_gateway_worker: write an openim-gateway worker; the NATS side is done of an openim-gateway worker, so that a worker is only its rules.
+"""openim_gateway_worker: the NATS side of an openim-gateway worker, so that a worker is only
+its rules.
 
 You write a handler that takes a typed request and returns a decision made with `allow()`,
 `reject(code, msg)` or `modify(changes)` (a `models.*Changes` dataclass); `run()` does the rest:

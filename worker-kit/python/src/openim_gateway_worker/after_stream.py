@@ -8,17 +8,16 @@ import logging
 import unicodedata
 from typing import Any, Awaitable, Callable, Dict, Mapping, Optional
 
-from .connect import _connect
+from .connect import connect
 from .protocol import DEFAULT_SUBJECT_PREFIX, EXIT_BAD_SETTINGS, EXIT_CANNOT_RUN, EXIT_OK, \
     HEADER_REQUEST_ID
 from .request import BadRequest, parse_json
 from .service import _startup
-from .settings import DEFAULT_CONCURRENCY, MAX_CONCURRENCY, SHUTDOWN_GRACE_S, WHITESPACE_CHARS, Settings, \
-    SettingsError, is_valid_subject
-from .shutdown import _stop_on_signals
+from .settings import (DEFAULT_CONCURRENCY, MAX_CONCURRENCY, SHUTDOWN_GRACE_S, WHITESPACE_CHARS,
+                       Settings, SettingsError, is_valid_subject)
+from .shutdown import stop_on_signals
 
 log = logging.getLogger("openim_gateway_worker")
-# --- After-callbacks from a JetStream stream --------------------------------------------------
 #
 # With GATEWAY_AFTER_STREAM=<name> the gateway stores every after-callback in that stream
 # before acknowledging OpenIM. A durable consumer remembers, on the server, what this worker
@@ -301,10 +300,10 @@ async def serve_after_stream(settings: Settings, stream: str, durable: str,
                              **options: Any) -> int:
     """Connects, creates the durable consumer, announces readiness, handles messages until
     SIGTERM/SIGINT, then finishes the running ones. Returns the exit code."""
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     stopping = asyncio.ensure_future(stop.wait())
-    connected = await _connect(settings, name, stopping,
-                               "after-callbacks wait in the stream")
+    connected = await connect(settings, name, stopping,
+                              "after-callbacks wait in the stream")
     if isinstance(connected, int):
         return connected
     client, closed = connected
@@ -333,7 +332,6 @@ async def serve_after_stream(settings: Settings, stream: str, durable: str,
              stats.acked, stats.retried, stats.refused, stats.unconfirmed, stats.abandoned)
     await client.close()
     return EXIT_OK
-
 
 
 def run_after_stream(stream: str, durable: str, handler: AfterHandler,

@@ -59,8 +59,8 @@ def current_server(client: Any, settings: Settings) -> str:
     return redact_nats_urls(",".join(settings.nats_servers))
 
 
-async def _connect(settings: Settings, name: str, stopping: "asyncio.Future[Any]",
-                   while_disconnected: str = "callbacks get the gateway's default") -> Any:
+async def connect(settings: Settings, name: str, stopping: "asyncio.Future[Any]",
+                  while_disconnected: str = "callbacks get the gateway's default") -> Any:
     """Connects, retrying until a server answers. Returns (client, closed event), or the exit
     code when a signal (`stopping` done) came first or the connection failed for good."""
     import nats.aio.client  # imported here so that the rest of the kit needs no package
@@ -103,4 +103,3 @@ async def _connect(settings: Settings, name: str, stopping: "asyncio.Future[Any]
     except Exception as error:  # noqa: BLE001
         log.error("cannot connect to NATS: %s", error)
         return EXIT_CANNOT_RUN
-

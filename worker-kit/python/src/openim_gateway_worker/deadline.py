@@ -11,6 +11,7 @@ from .protocol import HEADER_DEADLINE_UNIX_MS
 
 log = logging.getLogger("openim_gateway_worker")
 
+
 def deadline_unix_ms(headers: Optional[Mapping[str, str]]) -> Optional[int]:
     """The request's deadline, or None when absent or malformed (a malformed one is ignored
     rather than trusted: dropping a request somebody waits for is the worse mistake)."""
@@ -32,4 +33,3 @@ def is_past(deadline: int, now: int) -> bool:
     """Past only once the clock is after the deadline (the deadline millisecond itself is on
     time)."""
     return now > deadline
-

@@ -16,9 +16,6 @@ log = logging.getLogger("openim_gateway_worker")
 Handler = Callable[[Any], Union[Decision, Awaitable[Decision]]]
 
 
-# --- One message, without NATS ----------------------------------------------------------------
-
-
 @dataclasses.dataclass(frozen=True)
 class Reply:
     """What to publish on the reply subject: a body, and headers only for service errors."""
@@ -53,4 +50,3 @@ async def respond(handler: Handler, parse: Callable[[Any], Any], payload: bytes)
     except Exception as error:  # noqa: BLE001 - any handler failure becomes a service error
         log.error("the handler failed", exc_info=True)
         return service_error("500", f"internal error: the handler failed ({type(error).__name__})")
-

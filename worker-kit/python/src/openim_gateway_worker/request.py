@@ -9,8 +9,6 @@ from typing import Any, Callable, Dict, Mapping, Optional
 from .answer import INT32_MAX, INT32_MIN
 from .protocol import BEFORE_SET_GROUP_MEMBER_INFO
 
-# --- Requests ---------------------------------------------------------------------------------
-
 
 class BadRequest(Exception):
     """The body is not the command's request. The message goes in a header: never quote the
@@ -90,4 +88,3 @@ def json_object(obj: Any) -> Dict[str, Any]:
 REQUEST_TYPES: Dict[str, Callable[[Any], Any]] = {
     BEFORE_SET_GROUP_MEMBER_INFO: SetGroupMemberInfoRequest.from_json,
 }
-

@@ -7,12 +7,12 @@ import logging
 import sys
 from typing import Any, Callable, Mapping, Optional
 
-from .connect import _connect
+from .connect import connect
 from .handler import Handler
 from .protocol import EXIT_BAD_SETTINGS, EXIT_CANNOT_RUN, EXIT_OK
 from .settings import Settings, SettingsError
-from .shutdown import _stop_on_signals
-from .worker import Worker, _announce_ready
+from .shutdown import stop_on_signals
+from .worker import Worker, announce_ready
 
 log = logging.getLogger("openim_gateway_worker")
 
@@ -21,9 +21,9 @@ async def serve(settings: Settings, handlers: Mapping[str, Handler], name: str,
                 parsers: Optional[Mapping[str, Callable[[Any], Any]]] = None) -> int:
     """Connects (retrying until a server answers), subscribes, announces readiness, answers
     until SIGTERM/SIGINT, then drains. Returns the exit code."""
-    stop = _stop_on_signals()
+    stop = stop_on_signals()
     stopping = asyncio.ensure_future(stop.wait())
-    connected = await _connect(settings, name, stopping)
+    connected = await connect(settings, name, stopping)
     if isinstance(connected, int):
         return connected
     client, closed = connected
@@ -35,7 +35,7 @@ async def serve(settings: Settings, handlers: Mapping[str, Handler], name: str,
         log.error("cannot subscribe: %s", error)
         await client.close()
         return EXIT_CANNOT_RUN
-    _announce_ready([worker.subject(command) for command in handlers])
+    announce_ready([worker.subject(command) for command in handlers])
 
     closing = asyncio.ensure_future(closed.wait())
     await asyncio.wait({stopping, closing}, return_when=asyncio.FIRST_COMPLETED)

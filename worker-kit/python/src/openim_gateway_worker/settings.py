@@ -14,7 +14,6 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 
 from .protocol import DEFAULT_SUBJECT_PREFIX
 
-# --- Settings ---------------------------------------------------------------------------------
 
 NATS_URL = "NATS_URL"
 WORKER_SUBJECT_PREFIX = "WORKER_SUBJECT_PREFIX"
@@ -73,8 +72,11 @@ def misspelled(env: Mapping[str, str], known: Iterable[str], prefix: str = "WORK
     for variable in sorted(env):
         if variable.startswith(prefix) and variable not in known:
             close = difflib.get_close_matches(variable, known, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]}?" if close else \
-                f"; the {prefix}* variables it reads are {', '.join(v for v in known if v.startswith(prefix))}"
+            if close:
+                hint = f"; did you mean {close[0]}?"
+            else:
+                reads = ", ".join(name for name in known if name.startswith(prefix))
+                hint = f"; the {prefix}* variables it reads are {reads}"
             lines.append(f"{variable}: not a setting of this program{hint}")
     return lines
 

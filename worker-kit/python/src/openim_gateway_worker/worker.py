@@ -14,8 +14,6 @@ from .settings import SHUTDOWN_GRACE_S, Settings
 
 log = logging.getLogger("openim_gateway_worker")
 
-# --- The NATS loop ----------------------------------------------------------------------------
-
 
 class Worker:
     """Subscriptions and in-flight messages of one connection. `client` needs `publish`,
@@ -28,7 +26,8 @@ class Worker:
         self.client = client
         self.settings = settings
         self.handlers = dict(handlers)
-        self.parsers = {command: (parsers or {}).get(command) or REQUEST_TYPES.get(command, json_object)
+        self.parsers = {command: (parsers or {}).get(command)
+                        or REQUEST_TYPES.get(command, json_object)
                         for command in self.handlers}
         self.slots = asyncio.Semaphore(settings.concurrency)
         self.in_flight: set = set()
@@ -109,6 +108,5 @@ class Worker:
             return False
 
 
-def _announce_ready(subjects: list) -> None:
+def announce_ready(subjects: list) -> None:
     print(f"worker ready on {', '.join(subjects)} (queue {QUEUE_GROUP})", flush=True)
-
