@@ -26,8 +26,12 @@ import os
 import sys
 from typing import Iterable, Mapping, Optional, Sequence, Tuple
 
-import openim_gateway_worker as ow
-from openim_gateway_worker import models
+try:
+    import openim_gateway_worker as ow
+    from openim_gateway_worker import models
+except ImportError as missing:  # one line, not a traceback, when the kit is not installed
+    sys.exit(f"openim-worker-example-python: {missing}: install the Python kit, from the "
+             "repository's root: pip install -r worker-example/python/requirements.txt")
 
 ERR_BANNED_WORD = 5001
 ERR_NICKNAME_TOO_LONG = 5002
