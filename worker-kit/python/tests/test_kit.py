@@ -295,6 +295,20 @@ class Protocol(unittest.IsolatedAsyncioTestCase):
         await worker.handle(COMMAND, message())
         self.assertEqual(json.loads(client.published[0][1])["nickName"], "x")
 
+    async def test_another_commands_changes_are_a_service_error(self):
+        user_changes = models.BeforeUpdateUserInfoExCommandChanges(nickName="x")
+        member_changes = models.BeforeSetGroupMemberInfoCommandChanges(nickName="x")
+        for command, changes, data in [(COMMAND, user_changes, ROLE_ONLY),
+                                        ("callbackBeforeSendSingleMsgCommand", member_changes,
+                                         b'{"x":"y"}')]:
+            with self.subTest(command=command):
+                client = FakeClient()
+                worker = ow.Worker(client, settings(),
+                                   {command: lambda request, c=changes: ow.modify(c)})
+                await worker.handle(command, message(data=data))
+                self.assertEqual(client.published[0][1], b"")
+                self.assertEqual(client.published[0][2]["Nats-Service-Error-Code"], "500")
+
     async def test_commands_without_a_type_get_the_json_object(self):
         client = FakeClient()
         worker = ow.Worker(client, settings(), {"callbackBeforeSendSingleMsgCommand":

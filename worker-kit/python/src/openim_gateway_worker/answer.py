@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any, Dict, Mapping
+from typing import Any, Dict, Mapping, Optional
 
 from .changes import Changes
 
@@ -36,6 +36,8 @@ class Decision:
     err_dlt: str = ""
     next_code: int = 0
     fields: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # The changes dataclass `modify` was given: the kit checks it is the command's.
+    changes_type: Optional[type] = dataclasses.field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.action_code != 0 or not _is_int(self.action_code):
@@ -101,4 +103,4 @@ def modify(changes: Changes) -> Decision:
         raise TypeError(f"modify() takes a changes dataclass from openim_gateway_worker.models "
                         f"(e.g. BeforeSetGroupMemberInfoCommandChanges), not "
                         f"{type(changes).__name__}")
-    return Decision(fields=changes.to_dict())
+    return Decision(fields=changes.to_dict(), changes_type=type(changes))

@@ -77,7 +77,8 @@ class Worker:
                 log.info("request_id=%s late_by_ms=%d deadline passed: nobody waits for this "
                          "answer, not replying", request_id, now - deadline)
                 return
-        reply = await respond(self.handlers[command], self.parsers[command], msg.data)
+        reply = await respond(self.handlers[command], self.parsers[command], msg.data,
+                              command)
         if reply.headers:
             log.warning("request_id=%s %s", request_id, reply.headers[HEADER_SERVICE_ERROR])
         elif reply.decision is not None:
