@@ -298,9 +298,9 @@ class Protocol(unittest.IsolatedAsyncioTestCase):
     async def test_another_commands_changes_are_a_service_error(self):
         user_changes = models.BeforeUpdateUserInfoExCommandChanges(nickName="x")
         member_changes = models.BeforeSetGroupMemberInfoCommandChanges(nickName="x")
-        for command, changes, data in [(COMMAND, user_changes, ROLE_ONLY),
-                                        ("callbackBeforeSendSingleMsgCommand", member_changes,
-                                         b'{"x":"y"}')]:
+        cases = [(COMMAND, user_changes, ROLE_ONLY),
+                 ("callbackBeforeSendSingleMsgCommand", member_changes, b'{"x":"y"}')]
+        for command, changes, data in cases:
             with self.subTest(command=command):
                 client = FakeClient()
                 worker = ow.Worker(client, settings(),
