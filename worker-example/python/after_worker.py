@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
-from typing import Any, Dict
+from typing import Any, Dict, Mapping, Optional
 
-import openim_worker as ow
+import openim_gateway_worker as ow
 
 AFTER_SET_GROUP_MEMBER_INFO = "callbackAfterSetGroupMemberInfoCommand"
 WORKER_AFTER_STREAM = "WORKER_AFTER_STREAM"
@@ -45,15 +44,25 @@ def on_member_info_changed(command: str, body: Any, headers: Dict[str, str]) -> 
              headers.get(ow.HEADER_REQUEST_ID, "-"))
 
 
-def main() -> int:
+PROGRAM = "openim-after-worker-example-python"
+VARIABLES = ow.VARIABLES + (WORKER_AFTER_STREAM, WORKER_AFTER_DURABLE)
+
+
+def main(env: Optional[Mapping[str, str]] = None) -> int:
+    env = os.environ if env is None else env
+    problems = ow.misspelled(env, VARIABLES)
     try:
-        stream = ow.parse_name_setting(os.environ, WORKER_AFTER_STREAM, DEFAULT_STREAM)
-        durable = ow.parse_name_setting(os.environ, WORKER_AFTER_DURABLE, DEFAULT_DURABLE)
+        settings, stream, durable = ow.gather(
+            lambda: ow.Settings.from_env(env),
+            lambda: ow.parse_name_setting(env, WORKER_AFTER_STREAM, DEFAULT_STREAM),
+            lambda: ow.parse_name_setting(env, WORKER_AFTER_DURABLE, DEFAULT_DURABLE))
     except ow.SettingsError as error:
-        print(error, file=sys.stderr)
+        problems.extend(error.problems)
+    if problems:
+        ow.print_problems(PROGRAM, ow.SettingsError(problems=problems))
         return ow.EXIT_BAD_SETTINGS
     return ow.run_after_stream(stream, durable, on_member_info_changed,
-                               [AFTER_SET_GROUP_MEMBER_INFO], name="openim-after-worker-py")
+                               [AFTER_SET_GROUP_MEMBER_INFO], name=PROGRAM, settings=settings)
 
 
 if __name__ == "__main__":

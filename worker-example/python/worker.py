@@ -13,7 +13,9 @@ Decides callbackBeforeSetGroupMemberInfoCommand. Rules, in order; the first that
 A null field is not checked, and the answer never carries any field but a rewritten nickName.
 
 Run: `python worker.py` (env NATS_URL, WORKER_SUBJECT_PREFIX, WORKER_BANNED_WORDS,
-WORKER_MAX_NICKNAME_CHARS, WORKER_CONCURRENCY, WORKER_LOG_LEVEL).
+WORKER_MAX_NICKNAME_CHARS, WORKER_CONCURRENCY, WORKER_LOG_LEVEL); `--help`, `--version`.
+Bad settings, or a WORKER_* variable it does not read, stop the start with every problem on
+its own line and exit code 2.
 """
 
 from __future__ import annotations
@@ -22,9 +24,14 @@ import dataclasses
 import logging
 import os
 import sys
-from typing import Iterable, Mapping, Optional, Tuple
+from typing import Iterable, Mapping, Optional, Sequence, Tuple
 
-import openim_worker as ow
+try:
+    import openim_gateway_worker as ow
+    from openim_gateway_worker import models
+except ImportError as missing:  # one line, not a traceback, when the kit is not installed
+    sys.exit(f"openim-worker-example-python: {missing}: install the Python kit, from the "
+             "repository's root: pip install -r worker-example/python/requirements.txt")
 
 ERR_BANNED_WORD = 5001
 ERR_NICKNAME_TOO_LONG = 5002
@@ -112,21 +119,68 @@ def decide(rules: Rules, request: ow.SetGroupMemberInfoRequest) -> ow.Decision:
         return ow.reject(ERR_UNKNOWN_ROLE, "roleLevel must be 20 (member) or 60 (admin)")
 
     if nickname != original:
-        return ow.modify(nickName=nickname)
+        return ow.modify(models.BeforeSetGroupMemberInfoCommandChanges(nickName=nickname))
     return ow.allow()
 
 
-def main() -> int:
+PROGRAM = "openim-worker-example-python"
+VERSION = "1.0.0"
+VARIABLES = ow.VARIABLES + (WORKER_BANNED_WORDS, WORKER_MAX_NICKNAME_CHARS)
+
+USAGE = f"""{PROGRAM} {VERSION}: the example decision worker in Python, on openim-gateway-worker.
+
+Answers callbackBeforeSetGroupMemberInfoCommand through NATS (rules: worker-example/cases.json).
+
+Usage: python worker.py [--help | --version]
+
+Environment:
+  NATS_URL                   NATS server(s), comma-separated (default {ow.DEFAULT_NATS_URL})
+  WORKER_SUBJECT_PREFIX      the gateway's subject prefix (default {ow.DEFAULT_SUBJECT_PREFIX})
+  WORKER_BANNED_WORDS        comma-separated words a nickname must not contain
+                             (default {",".join(DEFAULT_BANNED_WORDS)}; set but empty: none)
+  WORKER_MAX_NICKNAME_CHARS  1 to {MAX_NICKNAME_CHARS_LIMIT} (default {DEFAULT_MAX_NICKNAME_CHARS})
+  WORKER_CONCURRENCY         handlers at a time, 1 to {ow.MAX_CONCURRENCY}
+                             (default {ow.DEFAULT_CONCURRENCY})
+  WORKER_LOG_LEVEL           debug, info, warn or error (default info)
+
+Exit codes: 0 after SIGTERM/SIGINT (drained), 1 when it cannot run, 2 for bad settings.
+"""
+
+
+def load(env: Mapping[str, str]) -> Tuple[ow.Settings, Rules]:
+    """The kit's settings and the rules; one SettingsError listing every problem, a
+    misspelled WORKER_* variable included."""
+    problems = ow.misspelled(env, VARIABLES)
     try:
-        rules = Rules.from_env()
+        settings, rules = ow.gather(lambda: ow.Settings.from_env(env), lambda: Rules.from_env(env))
     except ow.SettingsError as error:
-        print(error, file=sys.stderr)
+        problems.extend(error.problems)
+    if problems:
+        raise ow.SettingsError(problems=problems)
+    return settings, rules
+
+
+def main(argv: Optional[Sequence[str]] = None, env: Optional[Mapping[str, str]] = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv in (["--help"], ["-h"]):
+        print(USAGE, end="")
+        return ow.EXIT_OK
+    if argv in (["--version"], ["-V"]):
+        print(f"{PROGRAM} {VERSION} (openim-gateway-worker {ow.__version__})")
+        return ow.EXIT_OK
+    if argv:
+        print(f"{PROGRAM}: unexpected argument {argv[0]!r}; try --help", file=sys.stderr)
+        return ow.EXIT_BAD_SETTINGS
+    try:
+        settings, rules = load(os.environ if env is None else env)
+    except ow.SettingsError as error:
+        ow.print_problems(PROGRAM, error)
         return ow.EXIT_BAD_SETTINGS
 
     def handle(request: ow.SetGroupMemberInfoRequest) -> ow.Decision:
         return decide(rules, request)
 
-    return ow.run({ow.BEFORE_SET_GROUP_MEMBER_INFO: handle}, name="openim-worker-example-py")
+    return ow.run({ow.BEFORE_SET_GROUP_MEMBER_INFO: handle}, name=PROGRAM, settings=settings)
 
 
 if __name__ == "__main__":

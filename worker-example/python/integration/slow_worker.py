@@ -1,4 +1,4 @@
-"""A worker on openim_worker whose handler takes a few milliseconds, so that a shutdown finds
+"""A worker on openim_gateway_worker whose handler takes a few milliseconds, so that a shutdown finds
 handlers running and messages waiting for a free slot: the drain test's worker."""
 
 import asyncio
@@ -7,7 +7,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import openim_worker as ow  # noqa: E402
+import openim_gateway_worker as ow  # noqa: E402
 
 HANDLER_S = 0.005
 

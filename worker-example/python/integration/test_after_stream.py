@@ -19,7 +19,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import nats  # noqa: E402
 
-import openim_worker as ow  # noqa: E402
+import openim_gateway_worker as ow  # noqa: E402
 from integration.stack import AFTER_SET_MEMBER, FIXTURE, Child, Stack, clean_env  # noqa: E402
 
 STREAM = "OPENIM_AFTER_PY"
@@ -30,7 +30,7 @@ ACK_WAIT_S = 1.0
 SETTLE_S = ACK_WAIT_S + 1.0
 WAIT_S = 15.0
 
-logging.getLogger("openim_worker").setLevel(logging.CRITICAL)
+logging.getLogger("openim_gateway_worker").setLevel(logging.CRITICAL)
 
 
 def raw(data):

@@ -1,4 +1,4 @@
-"""A worker on openim_worker (slow_worker.py: a handler of a few milliseconds) stopped with
+"""A worker on openim_gateway_worker (slow_worker.py: a handler of a few milliseconds) stopped with
 SIGTERM under load, against a real nats-server and the real gateway: two Python workers share the callbacks of concurrent callers; one is
 frozen (SIGSTOP) so that messages pile up for it, sent SIGTERM, then thawed (SIGCONT). It
 must answer everything the server routed to it before the unsubscribe and exit 0, so not a

@@ -8,7 +8,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-import openim_worker as ow  # noqa: E402
+import openim_gateway_worker as ow  # noqa: E402
 import worker  # noqa: E402
 
 EXAMPLE = HERE.parent.parent
@@ -144,8 +144,8 @@ class Rules(unittest.TestCase):
             with self.assertRaises(ow.SettingsError) as raised:
                 worker.Rules.from_env({"WORKER_MAX_NICKNAME_CHARS": value})
             self.assertEqual(str(raised.exception),
-                             f"WORKER_MAX_NICKNAME_CHARS={json.dumps(value)} is not valid: "
-                             "must be an integer in 1..=255")
+                             f"WORKER_MAX_NICKNAME_CHARS={json.dumps(value)}: "
+                             "must be a whole number from 1 to 255")
         for value in ["1", "32", "255", "+32"]:
             worker.Rules.from_env({"WORKER_MAX_NICKNAME_CHARS": value})
 

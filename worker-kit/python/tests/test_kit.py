@@ -1,22 +1,19 @@
-"""The helper library: decisions, request typing, settings and the per-message protocol,
+"""The kit, as installed: decisions, request typing, settings and the per-message protocol,
 driven through a fake NATS client (no server needed)."""
 
 import asyncio
 import json
 import logging
-import sys
 import unittest
-from pathlib import Path
 from types import SimpleNamespace
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-import openim_worker as ow  # noqa: E402
+import openim_gateway_worker as ow
+from openim_gateway_worker import models
 
 COMMAND = ow.BEFORE_SET_GROUP_MEMBER_INFO
 ROLE_ONLY = (b'{"callbackCommand":"callbackBeforeSetGroupMemberInfoCommand","groupID":"g",'
              b'"userID":"u","nickName":null,"faceURL":null,"roleLevel":20,"ex":null}\n')
-logging.getLogger("openim_worker").setLevel(logging.CRITICAL)
+logging.getLogger("openim_gateway_worker").setLevel(logging.CRITICAL)
 
 
 class FakeSubscription:
@@ -79,15 +76,34 @@ class Decisions(unittest.TestCase):
             with self.assertRaises((ValueError, TypeError), msg=repr(bad)):
                 ow.reject(bad, "no")
 
-    def test_modify_drops_none_and_refuses_common_fields(self):
-        self.assertEqual(json.loads(ow.modify(nickName="Bob", faceURL=None).to_json()), {
+    def test_modify_drops_none_and_takes_only_a_changes_dataclass(self):
+        changes = models.BeforeSetGroupMemberInfoCommandChanges(nickName="Bob", faceURL=None)
+        self.assertEqual(json.loads(ow.modify(changes).to_json()), {
             "actionCode": 0, "errCode": 0, "errMsg": "", "errDlt": "", "nextCode": 0,
             "nickName": "Bob"})
-        with self.assertRaises(ValueError):
+        for bad in [{"nickName": "Bob"}, None, "nickName"]:
+            with self.assertRaises(TypeError, msg=repr(bad)):
+                ow.modify(bad)
+        with self.assertRaises(TypeError):
             ow.modify(nextCode=1)
 
+    def test_a_changes_value_of_the_wrong_shape_cannot_be_built(self):
+        for fields in [{"nickName": 5}, {"roleLevel": 2**31}, {"roleLevel": True},
+                       {"roleLevel": "20"}]:
+            with self.assertRaises(ow.ShapeError, msg=repr(fields)):
+                models.BeforeSetGroupMemberInfoCommandChanges(**fields)
+
+    def test_no_decision_the_gateway_would_refuse_for_its_shape(self):
+        for fields in [{"action_code": 1}, {"next_code": 2}, {"next_code": 1, "err_code": 99},
+                       {"next_code": 1, "err_code": 5001, "fields": {"nickName": "a"}},
+                       {"err_code": 2**31}, {"err_msg": 5}, {"fields": {"errCode": 1}},
+                       {"next_code": True}]:
+            with self.assertRaises((ValueError, TypeError), msg=repr(fields)):
+                ow.Decision(**fields)
+
     def test_non_ascii_is_written_as_utf8(self):
-        self.assertIn("李 雷".encode(), ow.modify(nickName="李 雷").to_json())
+        changes = models.BeforeSetGroupMemberInfoCommandChanges(nickName="李 雷")
+        self.assertIn("李 雷".encode(), ow.modify(changes).to_json())
 
 
 class Requests(unittest.TestCase):
@@ -160,9 +176,59 @@ class SettingsFromEnv(unittest.TestCase):
                 with self.assertRaises(ow.SettingsError) as raised:
                     ow.Settings.from_env({variable: value})
                 line = str(raised.exception)
-                self.assertTrue(line.startswith(f"{variable}={json.dumps(value)} is not valid: "),
+                self.assertTrue(line.startswith(f"{variable}={json.dumps(value)}: "),
                                 line)
                 self.assertNotIn("\n", line)
+
+    def test_every_bad_value_at_once(self):
+        with self.assertRaises(ow.SettingsError) as raised:
+            ow.Settings.from_env({"NATS_URL": "http://a:1", "WORKER_CONCURRENCY": "x",
+                                  "WORKER_LOG_LEVEL": "loud"})
+        self.assertEqual([line.split("=", 1)[0] for line in raised.exception.problems],
+                         ["NATS_URL", "WORKER_CONCURRENCY", "WORKER_LOG_LEVEL"])
+
+    def test_a_misspelled_variable_gets_a_suggestion(self):
+        lines = ow.misspelled({"WORKER_CONCURENCY": "8", "WORKER_LOG_LEVEL": "info",
+                               "WORKER_ZZZ": "1", "HOME": "/"}, ow.VARIABLES)
+        self.assertEqual(lines[0], "WORKER_CONCURENCY: not a setting of this program; "
+                                   "did you mean WORKER_CONCURRENCY?")
+        self.assertTrue(lines[1].startswith("WORKER_ZZZ: not a setting of this program; "), lines)
+        self.assertEqual(len(lines), 2)
+
+
+class RunWithBadSettings(unittest.TestCase):
+    def test_exit_2_and_every_problem_prefixed_by_the_name(self):
+        import contextlib
+        import io
+        stderr = io.StringIO()
+        with contextlib.redirect_stderr(stderr):
+            code = ow.run({COMMAND: lambda request: ow.allow()}, name="my-worker",
+                          env={"WORKER_CONCURRENCY": "0", "WORKER_SUBJECT_PREFIX": "a b"})
+        self.assertEqual(code, 2)
+        self.assertEqual(stderr.getvalue().splitlines(), [
+            'my-worker: WORKER_SUBJECT_PREFIX="a b": must be a NATS subject without wildcards '
+            "or whitespace, such as openim.callback",
+            'my-worker: WORKER_CONCURRENCY="0": must be a whole number from 1 to 10000'])
+
+
+class ConnectionErrors(unittest.TestCase):
+    def test_logged_once_per_server_and_cause_in_30_seconds(self):
+        now = [100.0]
+        throttle = ow.ErrorThrottle(clock=lambda: now[0])
+        refused = ConnectionRefusedError("connection refused")
+        with self.assertLogs("openim_gateway_worker", "WARNING") as logged:
+            self.assertTrue(throttle.report("nats://a:4222", refused))
+            self.assertFalse(throttle.report("nats://a:4222", refused))
+            self.assertTrue(throttle.report("nats://b:4222", refused))
+            self.assertTrue(throttle.report("nats://a:4222", TimeoutError()))
+            now[0] += 29.9
+            self.assertFalse(throttle.report("nats://a:4222", refused))
+            now[0] += 0.2
+            self.assertTrue(throttle.report("nats://a:4222", refused))
+        self.assertEqual(len(logged.output), 4)
+        self.assertIn("NATS server nats://a:4222: ConnectionRefusedError: connection refused",
+                      logged.output[0])
+        self.assertIn("(and 2 more time(s) in the last 30 s)", logged.output[3])
 
 
 class Protocol(unittest.IsolatedAsyncioTestCase):
@@ -223,10 +289,25 @@ class Protocol(unittest.IsolatedAsyncioTestCase):
     async def test_async_handlers_are_awaited(self):
         async def handler(request):
             await asyncio.sleep(0)
-            return ow.modify(nickName="x")
+            return ow.modify(
+                models.BeforeSetGroupMemberInfoCommandChanges(nickName="x"))
         worker, client = make_worker(handler)
         await worker.handle(COMMAND, message())
         self.assertEqual(json.loads(client.published[0][1])["nickName"], "x")
+
+    async def test_another_commands_changes_are_a_service_error(self):
+        user_changes = models.BeforeUpdateUserInfoExCommandChanges(nickName="x")
+        member_changes = models.BeforeSetGroupMemberInfoCommandChanges(nickName="x")
+        cases = [(COMMAND, user_changes, ROLE_ONLY),
+                 ("callbackBeforeSendSingleMsgCommand", member_changes, b'{"x":"y"}')]
+        for command, changes, data in cases:
+            with self.subTest(command=command):
+                client = FakeClient()
+                worker = ow.Worker(client, settings(),
+                                   {command: lambda request, c=changes: ow.modify(c)})
+                await worker.handle(command, message(data=data))
+                self.assertEqual(client.published[0][1], b"")
+                self.assertEqual(client.published[0][2]["Nats-Service-Error-Code"], "500")
 
     async def test_commands_without_a_type_get_the_json_object(self):
         client = FakeClient()
