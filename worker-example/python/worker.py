@@ -13,7 +13,9 @@ Decides callbackBeforeSetGroupMemberInfoCommand. Rules, in order; the first that
 A null field is not checked, and the answer never carries any field but a rewritten nickName.
 
 Run: `python worker.py` (env NATS_URL, WORKER_SUBJECT_PREFIX, WORKER_BANNED_WORDS,
-WORKER_MAX_NICKNAME_CHARS, WORKER_CONCURRENCY, WORKER_LOG_LEVEL); `--help`, `--version`.
+WORKER_MAX_NICKNAME_CHARS, WORKER_CONCURRENCY, WORKER_LOG_LEVEL, and the WORKER_NATS_CREDS,
+WORKER_NATS_NKEY, WORKER_NATS_TLS_CA, WORKER_NATS_TLS_CERT, WORKER_NATS_TLS_KEY files);
+`--help`, `--version`.
 Bad settings, or a WORKER_* variable it does not read, stop the start with every problem on
 its own line and exit code 2.
 """
@@ -142,6 +144,11 @@ Environment:
   WORKER_CONCURRENCY         handlers at a time, 1 to {ow.MAX_CONCURRENCY}
                              (default {ow.DEFAULT_CONCURRENCY})
   WORKER_LOG_LEVEL           debug, info, warn or error (default info)
+  WORKER_NATS_CREDS          a creds file (user JWT and nkey seed); not with an nkey
+  WORKER_NATS_NKEY           a file holding a user nkey seed (SU...)
+  WORKER_NATS_TLS_CA         a PEM CA file; set: TLS is required
+  WORKER_NATS_TLS_CERT       a PEM client certificate, with WORKER_NATS_TLS_KEY
+  WORKER_NATS_TLS_KEY        its PEM key, with WORKER_NATS_TLS_CERT
 
 Exit codes: 0 after SIGTERM/SIGINT (drained), 1 when it cannot run, 2 for bad settings.
 """

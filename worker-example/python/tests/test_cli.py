@@ -56,6 +56,23 @@ class CommandLine(unittest.TestCase):
             f'{PROGRAM}: WORKER_MAX_NICKNAME_CHARS="0": must be a whole number from 1 to 255',
         ])
 
+    def test_the_nats_security_files_are_settings_checked_at_start(self):
+        missing = str(Path(__file__).resolve().parent / "no-such-file.pem")
+        result = run(WORKER_NATS_CREDS=str(WORKER), WORKER_NATS_NKEY=str(WORKER),
+                     WORKER_NATS_TLS_CA=missing, WORKER_NATS_TLS_KEY=str(WORKER))
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertEqual(result.stderr.splitlines(), [
+            f'{PROGRAM}: WORKER_NATS_TLS_CA="{missing}": must be a readable file '
+            "(No such file or directory)",
+            f'{PROGRAM}: WORKER_NATS_NKEY="{WORKER}": must not be set with WORKER_NATS_CREDS: '
+            "a server accepts one way to authenticate",
+            f'{PROGRAM}: WORKER_NATS_TLS_KEY="{WORKER}": must come with WORKER_NATS_TLS_CERT',
+        ])
+        help_text = run("--help").stdout
+        for variable in ["WORKER_NATS_CREDS", "WORKER_NATS_NKEY", "WORKER_NATS_TLS_CA",
+                         "WORKER_NATS_TLS_CERT", "WORKER_NATS_TLS_KEY"]:
+            self.assertIn(variable, help_text)
+
     def test_a_misspelled_variable_alone_stops_the_start(self):
         result = run(WORKER_BANED_WORDS="x")
         self.assertEqual(result.returncode, 2)

@@ -33,11 +33,17 @@ def repository() -> Optional[Path]:
     return root if (root / "worker-kit" / "python" / "pyproject.toml").is_file() else None
 
 
-def binaries() -> tuple:
-    """(nats-server, gateway), or a RuntimeError saying which is missing."""
+def binaries_nats() -> str:
+    """nats-server, or a RuntimeError."""
     nats = os.environ.get("NATS_SERVER_BIN") or shutil.which("nats-server")
     if not nats or not os.access(nats, os.X_OK):
         raise RuntimeError("no nats-server: set NATS_SERVER_BIN (scripts/install-nats)")
+    return nats
+
+
+def binaries() -> tuple:
+    """(nats-server, gateway), or a RuntimeError saying which is missing."""
+    nats = binaries_nats()
     root = repository()
     gateway = os.environ.get("OPENIM_GATEWAY_BIN") or \
         (str(root / "target" / "debug" / "openim-gateway") if root else "")

@@ -55,7 +55,7 @@ from .after_stream import (ACK_TIMEOUT_S, DEFAULT_ACK_WAIT_S, DEFAULT_FETCH_WAIT
 from .answer import (COMMON_FIELDS, INT32_MAX, INT32_MIN, MIN_REJECT_ERR_CODE, Decision, allow,
                      modify, reject)
 from .changes import Changes, ShapeError
-from .connect import ERROR_LOG_INTERVAL_S, ErrorThrottle
+from .connect import ERROR_LOG_INTERVAL_S, ErrorThrottle, SecurityError, security_options
 from .deadline import deadline_unix_ms, is_past, now_unix_ms
 from .handler import Handler, Reply, respond, service_error
 from .protocol import (BEFORE_SET_GROUP_MEMBER_INFO, DEFAULT_SUBJECT_PREFIX, EXIT_BAD_SETTINGS,
@@ -66,8 +66,10 @@ from .request import (REQUEST_TYPES, BadRequest, SetGroupMemberInfoRequest, json
 from .service import configure_logging, print_problems, run, serve
 from .settings import (DEFAULT_CONCURRENCY, DEFAULT_NATS_URL, LOG_LEVELS, MAX_CONCURRENCY,
                        NATS_URL, PING_INTERVAL_S, SHUTDOWN_GRACE_S, VARIABLES, WHITESPACE_CHARS,
-                       WORKER_CONCURRENCY, WORKER_LOG_LEVEL, WORKER_SUBJECT_PREFIX, Settings,
-                       SettingsError, gather, is_valid_subject, misspelled,
+                       WORKER_CONCURRENCY, WORKER_LOG_LEVEL, WORKER_NATS_CREDS,
+                       WORKER_NATS_NKEY, WORKER_NATS_TLS_CA, WORKER_NATS_TLS_CERT,
+                       WORKER_NATS_TLS_KEY, WORKER_SUBJECT_PREFIX, NatsSecurity, Settings,
+                       SettingsError, file_setting, gather, is_valid_subject, misspelled,
                        normalise_whitespace, parse_int_setting, parse_nats_urls,
                        redact_nats_urls)
 from .worker import Worker
@@ -82,13 +84,14 @@ __all__ = ["ACK_TIMEOUT_S", "AfterHandler", "AfterStreamConsumer", "AfterStreamS
            "ErrorThrottle", "HEADER_CALLBACK_COMMAND", "HEADER_DEADLINE_UNIX_MS",
            "HEADER_REQUEST_ID", "HEADER_SERVICE_ERROR", "HEADER_SERVICE_ERROR_CODE", "Handler",
            "INT32_MAX", "INT32_MIN", "LOG_LEVELS", "MAX_CONCURRENCY", "MIN_REJECT_ERR_CODE",
-           "NATS_URL", "PING_INTERVAL_S", "QUEUE_GROUP", "REQUEST_TYPES", "Reply",
+           "NATS_URL", "NatsSecurity", "PING_INTERVAL_S", "QUEUE_GROUP", "REQUEST_TYPES", "Reply",
            "SHUTDOWN_GRACE_S", "SetGroupMemberInfoRequest", "Settings", "SettingsError",
-           "ShapeError", "VARIABLES", "WHITESPACE_CHARS", "WORKER_CONCURRENCY",
-           "WORKER_LOG_LEVEL", "WORKER_SUBJECT_PREFIX", "Worker", "after_command",
+           "SecurityError", "ShapeError", "VARIABLES", "WHITESPACE_CHARS", "WORKER_CONCURRENCY",
+           "WORKER_LOG_LEVEL", "WORKER_NATS_CREDS", "WORKER_NATS_NKEY", "WORKER_NATS_TLS_CA",
+           "WORKER_NATS_TLS_CERT", "WORKER_NATS_TLS_KEY", "WORKER_SUBJECT_PREFIX", "Worker", "after_command",
            "after_subjects", "allow", "answer", "configure_logging", "consume_after_stream",
-           "deadline_unix_ms", "gather", "is_past", "is_valid_name", "is_valid_subject",
+           "deadline_unix_ms", "file_setting", "gather", "is_past", "is_valid_name", "is_valid_subject",
            "json_object", "misspelled", "models", "modify", "normalise_whitespace",
            "now_unix_ms", "parse_int_setting", "parse_json", "parse_name_setting",
            "parse_nats_urls", "print_problems", "redact_nats_urls", "reject", "respond", "run",
-           "run_after_stream", "serve", "serve_after_stream", "service_error", "__version__"]
+           "run_after_stream", "security_options", "serve", "serve_after_stream", "service_error", "__version__"]

@@ -19,6 +19,11 @@ NATS_URL = "NATS_URL"
 WORKER_SUBJECT_PREFIX = "WORKER_SUBJECT_PREFIX"
 WORKER_CONCURRENCY = "WORKER_CONCURRENCY"
 WORKER_LOG_LEVEL = "WORKER_LOG_LEVEL"
+WORKER_NATS_CREDS = "WORKER_NATS_CREDS"
+WORKER_NATS_NKEY = "WORKER_NATS_NKEY"
+WORKER_NATS_TLS_CA = "WORKER_NATS_TLS_CA"
+WORKER_NATS_TLS_CERT = "WORKER_NATS_TLS_CERT"
+WORKER_NATS_TLS_KEY = "WORKER_NATS_TLS_KEY"
 
 DEFAULT_NATS_URL = "nats://127.0.0.1:4222"
 DEFAULT_CONCURRENCY = 64
@@ -168,6 +173,69 @@ def parse_int_setting(env: Mapping[str, str], variable: str, default: int, low: 
     raise SettingsError(variable, value, f"must be a whole number from {low} to {high}")
 
 
+def file_setting(env: Mapping[str, str], variable: str) -> Optional[str]:
+    """The path in `variable` (unset or empty: None); it must name a file this process can
+    read. Only the path is ever shown, never what the file holds."""
+    path = env.get(variable, "")
+    if not path:
+        return None
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as error:
+        raise SettingsError(variable, path,
+                            f"must be a readable file ({error.strerror or error})") from None
+    if os.path.isdir(path):
+        raise SettingsError(variable, path, "must be a readable file (it is a directory)")
+    return path
+
+
+@dataclasses.dataclass(frozen=True)
+class NatsSecurity:
+    """How the worker proves who it is to NATS and checks the server, beyond NATS_URL: file
+    paths only (the files are read when connecting)."""
+
+    creds_file: Optional[str] = None
+    nkey_file: Optional[str] = None
+    tls_ca: Optional[str] = None
+    tls_cert: Optional[str] = None
+    tls_key: Optional[str] = None
+
+    @property
+    def tls(self) -> bool:
+        """Whether TLS is required (a CA or a client certificate is set)."""
+        return bool(self.tls_ca or self.tls_cert)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> "NatsSecurity":
+        """Reads WORKER_NATS_CREDS, WORKER_NATS_NKEY, WORKER_NATS_TLS_CA, WORKER_NATS_TLS_CERT
+        and WORKER_NATS_TLS_KEY; raises one SettingsError listing every problem."""
+        problems = []
+
+        def read(variable: str) -> Optional[str]:
+            try:
+                return file_setting(env, variable)
+            except SettingsError as error:
+                problems.extend(error.problems)
+                return None
+
+        creds, nkey, ca, cert, key = (read(variable) for variable in (
+            WORKER_NATS_CREDS, WORKER_NATS_NKEY, WORKER_NATS_TLS_CA, WORKER_NATS_TLS_CERT,
+            WORKER_NATS_TLS_KEY))
+        if env.get(WORKER_NATS_CREDS) and env.get(WORKER_NATS_NKEY):
+            problems.append(str(SettingsError(
+                WORKER_NATS_NKEY, env[WORKER_NATS_NKEY],
+                f"must not be set with {WORKER_NATS_CREDS}: a server accepts one way to "
+                "authenticate")))
+        if bool(env.get(WORKER_NATS_TLS_CERT)) != bool(env.get(WORKER_NATS_TLS_KEY)):
+            present, missing = (WORKER_NATS_TLS_CERT, WORKER_NATS_TLS_KEY) \
+                if env.get(WORKER_NATS_TLS_CERT) else (WORKER_NATS_TLS_KEY, WORKER_NATS_TLS_CERT)
+            problems.append(str(SettingsError(present, env[present], f"must come with {missing}")))
+        if problems:
+            raise SettingsError(problems=problems)
+        return cls(creds, nkey, ca, cert, key)
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """What every worker built on this module reads from the environment."""
@@ -176,11 +244,12 @@ class Settings:
     subject_prefix: str = DEFAULT_SUBJECT_PREFIX
     concurrency: int = DEFAULT_CONCURRENCY
     log_level: int = logging.INFO
+    security: NatsSecurity = NatsSecurity()
 
     @classmethod
     def from_env(cls, env: Optional[Mapping[str, str]] = None) -> "Settings":
-        """Reads NATS_URL, WORKER_SUBJECT_PREFIX, WORKER_CONCURRENCY and WORKER_LOG_LEVEL;
-        raises one SettingsError listing every bad value."""
+        """Reads NATS_URL, WORKER_SUBJECT_PREFIX, WORKER_CONCURRENCY, WORKER_LOG_LEVEL and the
+        WORKER_NATS_* files (NatsSecurity); raises one SettingsError listing every bad value."""
         env = os.environ if env is None else env
 
         def prefix() -> str:
@@ -198,14 +267,17 @@ class Settings:
                                     "must be one of debug, info, warn, error")
             return LOG_LEVELS[name]
 
-        servers, subject_prefix, concurrency, log_level = gather(
+        servers, subject_prefix, concurrency, log_level, security = gather(
             lambda: parse_nats_urls(env.get(NATS_URL, DEFAULT_NATS_URL)),
             prefix,
             lambda: parse_int_setting(env, WORKER_CONCURRENCY, DEFAULT_CONCURRENCY, 1,
                                       MAX_CONCURRENCY),
-            level)
-        return cls(servers, subject_prefix, concurrency, log_level)
+            level,
+            lambda: NatsSecurity.from_env(env))
+        return cls(servers, subject_prefix, concurrency, log_level, security)
 
 
 # The variables Settings.from_env reads.
-VARIABLES = (NATS_URL, WORKER_SUBJECT_PREFIX, WORKER_CONCURRENCY, WORKER_LOG_LEVEL)
+VARIABLES = (NATS_URL, WORKER_SUBJECT_PREFIX, WORKER_CONCURRENCY, WORKER_LOG_LEVEL,
+             WORKER_NATS_CREDS, WORKER_NATS_NKEY, WORKER_NATS_TLS_CA, WORKER_NATS_TLS_CERT,
+             WORKER_NATS_TLS_KEY)
