@@ -1,11 +1,13 @@
 """WORKER_NATS_CREDS, WORKER_NATS_NKEY, WORKER_NATS_TLS_CA, WORKER_NATS_TLS_CERT and
 WORKER_NATS_TLS_KEY: the settings' rules, and a worker, as installed, connecting to a real
-nats-server that requires an nkey user, then one that requires TLS with a client certificate.
-The keys are made here: the nkey with the nkeys package (the kit's dependency, through
-nats-py[nkeys]), the CA and certificates with the openssl command. Needs $NATS_SERVER_BIN
+nats-server that requires an nkey user, then a user JWT from a creds file (operator mode),
+then TLS with a client certificate. The keys are made here: the nkeys and JWTs with the nkeys
+package (the kit's dependency, through nats-py[nkeys]), the CA and certificates with the
+openssl command. Needs $NATS_SERVER_BIN
 (else nats-server on PATH) and openssl; no gateway (the test sends the request itself)."""
 
 import asyncio
+import base64
 import json
 import os
 import secrets
@@ -295,6 +297,59 @@ class NkeyUser(SecuredServer):
         line = self.one_line_exit({ow.WORKER_NATS_NKEY: self.seed_file,
                                    ow.WORKER_NATS_CREDS: self.seed_file}, ow.EXIT_BAD_SETTINGS)
         self.assertIn("must not be set with WORKER_NATS_CREDS", line)
+
+
+def new_key(prefix: int) -> tuple:
+    """(seed, public key) of a new nkey of the given role."""
+    seed = nkeys.encode_seed(secrets.token_bytes(32), prefix)
+    return seed.decode(), nkeys.from_seed(bytearray(seed)).public_key.decode()
+
+
+def signed_jwt(signer_seed: str, subject: str, nats_claims: dict) -> str:
+    """A NATS JWT (v2) for `subject`, signed with `signer_seed`."""
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    signer = nkeys.from_seed(bytearray(signer_seed.encode()))
+    claims = {"jti": secrets.token_hex(16).upper(), "iat": int(time.time()),
+              "iss": signer.public_key.decode(), "sub": subject, "name": "kit-test",
+              "nats": dict(nats_claims, version=2)}
+    head = b64(json.dumps({"typ": "JWT", "alg": "ed25519-nkey"}).encode())
+    body = b64(json.dumps(claims).encode())
+    signature = b64(signer.sign(f"{head}.{body}".encode()))
+    return f"{head}.{body}.{signature}"
+
+
+class CredsFile(SecuredServer):
+    """A server in operator mode (an operator, one account preloaded in memory); the worker
+    has a user JWT and seed in a creds file."""
+
+    @classmethod
+    def prepare(cls):
+        operator_seed, operator = new_key(nkeys.PREFIX_BYTE_OPERATOR)
+        account_seed, account = new_key(nkeys.PREFIX_BYTE_ACCOUNT)
+        cls.seed, user = new_key(nkeys.PREFIX_BYTE_USER)
+        unlimited = {"subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1,
+                     "wildcards": True, "conn": -1, "leaf": -1}
+        operator_jwt = signed_jwt(operator_seed, operator, {"type": "operator"})
+        account_jwt = signed_jwt(operator_seed, account,
+                                 {"type": "account", "limits": unlimited})
+        user_jwt = signed_jwt(account_seed, user, {
+            "type": "user", "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1})
+        cls.creds = write(cls.path, "user.creds", (
+            f"-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n"
+            f"-----BEGIN USER NKEY SEED-----\n{cls.seed}\n------END USER NKEY SEED------\n"))
+        cls.config = (f'operator: "{operator_jwt}"\nresolver: MEMORY\n'
+                      f'resolver_preload: {{ {account}: "{account_jwt}" }}\n')
+
+    def test_the_worker_connects_with_the_creds_file_and_answers(self):
+        child = self.ready({ow.WORKER_NATS_CREDS: self.creds, ow.WORKER_LOG_LEVEL: "debug"})
+        answer = self.request(user_credentials=self.creds)
+        self.assertEqual((answer["errCode"], answer["errMsg"]), (5001, "secured"))
+        self.assertNotIn(self.seed, self.stopped_output(child))
+
+    def test_without_the_creds_file_the_server_refuses(self):
+        self.assert_not_ready({}, "Authorization Violation")
 
 
 class TlsWithClientCertificate(SecuredServer):
