@@ -185,8 +185,6 @@ def file_setting(env: Mapping[str, str], variable: str) -> Optional[str]:
     except OSError as error:
         raise SettingsError(variable, path,
                             f"must be a readable file ({error.strerror or error})") from None
-    if os.path.isdir(path):
-        raise SettingsError(variable, path, "must be a readable file (it is a directory)")
     return path
 
 
