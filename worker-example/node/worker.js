@@ -13,7 +13,8 @@
 //
 // A null field is not checked, and the answer never carries any field but a rewritten nickName.
 //
-// Run: `node worker.js` (env NATS_URL, WORKER_SUBJECT_PREFIX, WORKER_BANNED_WORDS,
+// Run: `node worker.js` (env NATS_URL, WORKER_NATS_CREDS, WORKER_NATS_NKEY, WORKER_NATS_TLS_CA,
+// WORKER_NATS_TLS_CERT, WORKER_NATS_TLS_KEY, WORKER_SUBJECT_PREFIX, WORKER_BANNED_WORDS,
 // WORKER_MAX_NICKNAME_CHARS, WORKER_CONCURRENCY, WORKER_LOG_LEVEL); `--help`, `--version`.
 // A bad setting, or a misspelled WORKER_* variable, stops the start: every problem is
 // printed, each line prefixed by the program's name, and the exit code is 2.
@@ -57,6 +58,10 @@ Usage: node worker.js [--help | --version]
 
 Environment:
   NATS_URL                   NATS servers, comma-separated (default ${ow.DEFAULT_NATS_URL})
+  WORKER_NATS_CREDS          a creds file (user JWT and nkey seed); not with an nkey
+  WORKER_NATS_NKEY           a file holding a user nkey seed (SU...)
+  WORKER_NATS_TLS_CA         a PEM CA file; set: TLS is required
+  WORKER_NATS_TLS_CERT       a PEM client certificate, with WORKER_NATS_TLS_KEY (its key)
   WORKER_SUBJECT_PREFIX      subject prefix, as the gateway's (default ${ow.DEFAULT_SUBJECT_PREFIX})
   WORKER_BANNED_WORDS        comma-separated, case-insensitive (default ${DEFAULT_BANNED_WORDS.join(",")})
   WORKER_MAX_NICKNAME_CHARS  1..=${MAX_NICKNAME_CHARS_LIMIT} (default ${DEFAULT_MAX_NICKNAME_CHARS})

@@ -3,10 +3,14 @@
 // each line prefixed by the program's name, exit code 2; a missing server is logged once.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { createServer } from "node:net";
 import path from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
+
+import { nkeys } from "nats";
 
 const WORKER = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "worker.js");
 const PROGRAM = "openim-worker-example-node";
@@ -76,9 +80,33 @@ test("every bad value and misspelling is reported at once, prefixed, exit code 2
 });
 
 test("another program's WORKER_* variable is not taken for a misspelling", async () => {
-  const { code, stderr } = await runWorker([], { ...BASE_ENV, WORKER_AFTER_STREAM: "S", WORKER_NATS_CREDS: "/x" }, 1500);
+  const { code, stderr } = await runWorker([], { ...BASE_ENV, WORKER_AFTER_STREAM: "S", WORKER_HTTP_PORT: "8080" }, 1500);
   assert.equal(code, 0, stderr);
   assert.ok(!stderr.includes("did you mean"), stderr);
+});
+
+test("the NATS security variables are settings: readable files accepted, a missing one refused", async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), "example-node-security-"));
+  try {
+    const seedFile = path.join(dir, "user.nk");
+    writeFileSync(seedFile, `${new TextDecoder().decode(nkeys.createUser().getSeed())}\n`, { mode: 0o600 });
+    const pem = path.join(dir, "any.pem");
+    writeFileSync(pem, "");
+    const files = { WORKER_NATS_NKEY: seedFile, WORKER_NATS_TLS_CA: pem, WORKER_NATS_TLS_CERT: pem, WORKER_NATS_TLS_KEY: pem };
+    const accepted = await runWorker([], { ...BASE_ENV, ...files }, 1500);
+    assert.equal(accepted.code, 0, accepted.stderr);
+    assert.ok(!accepted.stderr.includes("is not"), accepted.stderr);
+
+    const missing = path.join(dir, "missing.creds");
+    const refused = await runWorker([], { ...BASE_ENV, WORKER_NATS_CREDS: missing, WORKER_NATS_NKY: seedFile });
+    assert.equal(refused.code, 2);
+    assert.deepEqual(refused.stderr.trimEnd().split("\n"), [
+      `${PROGRAM}: WORKER_NATS_CREDS=${JSON.stringify(missing)} is not valid: must be a readable file (ENOENT)`,
+      `${PROGRAM}: WORKER_NATS_NKY is not a setting of this worker: did you mean WORKER_NATS_NKEY?`,
+    ]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 function closedPort() {

@@ -3,6 +3,7 @@
 // The connection to NATS: retried until a server answers, its failures logged without
 // flooding the log.
 
+const { readFileSync } = require("node:fs");
 const { createRequire } = require("node:module");
 const path = require("node:path");
 
@@ -65,6 +66,37 @@ function loadNats() {
   }
 }
 
+/**
+ * The `connect` options for `security` (the WORKER_NATS_* files): an authenticator for a creds
+ * file or an nkey seed, and `tls` (TLS required) when a CA or a client certificate is named.
+ * The files are read now; an error names the file, never its contents.
+ */
+function securityOptions(nats, security) {
+  const options = {};
+  if (!security) return options;
+  const read = (variable, file) => {
+    try {
+      return readFileSync(file);
+    } catch (error) {
+      throw new Error(`${variable}=${JSON.stringify(file)} cannot be read (${error?.code ?? error?.message ?? error})`);
+    }
+  };
+  if (security.credsFile) {
+    options.authenticator = nats.credsAuthenticator(new Uint8Array(read("WORKER_NATS_CREDS", security.credsFile)));
+  } else if (security.nkeyFile) {
+    const seed = read("WORKER_NATS_NKEY", security.nkeyFile).toString("utf8").trim();
+    options.authenticator = nats.nkeyAuthenticator(new TextEncoder().encode(seed));
+  }
+  if (security.tlsCaFile || security.tlsCertFile || security.tlsKeyFile) {
+    const tls = {};
+    if (security.tlsCaFile) tls.caFile = security.tlsCaFile;
+    if (security.tlsCertFile) tls.certFile = security.tlsCertFile;
+    if (security.tlsKeyFile) tls.keyFile = security.tlsKeyFile;
+    options.tls = tls;
+  }
+  return options;
+}
+
 const sleep = (ms, stopped) => {
   let timer;
   return Promise.race([
@@ -89,10 +121,18 @@ async function connectUntilStopped(
 ) {
   const nats = loadNats();
   const servers = redactNatsUrls(settings.natsServers.join(","));
+  let security;
+  try {
+    security = securityOptions(nats, settings.security);
+  } catch (error) {
+    log.error(`cannot connect to NATS at ${servers}: ${error.message}`);
+    return EXIT_CANNOT_RUN;
+  }
   let signalled = false;
   stopped.then(() => (signalled = true));
   for (;;) {
     const connecting = nats.connect({
+      ...security,
       servers: settings.natsServers,
       name,
       pingInterval: PING_INTERVAL_MS,
@@ -155,4 +195,5 @@ module.exports = {
   RECONNECT_WAIT_MS,
   LogThrottle,
   connectUntilStopped,
+  securityOptions,
 };

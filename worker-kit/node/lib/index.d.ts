@@ -120,6 +120,11 @@ export declare const NATS_URL: "NATS_URL";
 export declare const WORKER_SUBJECT_PREFIX: "WORKER_SUBJECT_PREFIX";
 export declare const WORKER_CONCURRENCY: "WORKER_CONCURRENCY";
 export declare const WORKER_LOG_LEVEL: "WORKER_LOG_LEVEL";
+export declare const WORKER_NATS_CREDS: "WORKER_NATS_CREDS";
+export declare const WORKER_NATS_NKEY: "WORKER_NATS_NKEY";
+export declare const WORKER_NATS_TLS_CA: "WORKER_NATS_TLS_CA";
+export declare const WORKER_NATS_TLS_CERT: "WORKER_NATS_TLS_CERT";
+export declare const WORKER_NATS_TLS_KEY: "WORKER_NATS_TLS_KEY";
 export declare const DEFAULT_NATS_URL: string;
 export declare const DEFAULT_CONCURRENCY: number;
 export declare const MAX_CONCURRENCY: number;
@@ -129,11 +134,29 @@ export declare const LOG_LEVELS: { readonly [name: string]: number };
 
 export type Env = Record<string, string | undefined>;
 
+/**
+ * How the worker authenticates to NATS and checks the server (a user and password or a token
+ * go in NATS_URL): file paths from the WORKER_NATS_* variables, null when unset.
+ */
+export interface Security {
+  /** WORKER_NATS_CREDS: a creds file (user JWT and nkey seed); not with nkeyFile. */
+  readonly credsFile: string | null;
+  /** WORKER_NATS_NKEY: a file holding a user nkey seed (SU...). */
+  readonly nkeyFile: string | null;
+  /** WORKER_NATS_TLS_CA: a PEM CA file; set, TLS is required. */
+  readonly tlsCaFile: string | null;
+  /** WORKER_NATS_TLS_CERT and WORKER_NATS_TLS_KEY: a PEM client certificate and its key, both or neither. */
+  readonly tlsCertFile: string | null;
+  readonly tlsKeyFile: string | null;
+}
+
 export interface Settings {
   natsServers: string[];
   subjectPrefix: string;
   concurrency: number;
   logLevel: number;
+  /** Absent means none (no creds, nkey or TLS files). */
+  security?: Security;
 }
 
 /** A setting that cannot be used; `problems` holds one line per bad value. */
@@ -145,6 +168,8 @@ export declare class SettingsError extends Error {
 }
 
 export declare function readSettings(env?: Env): Settings;
+/** The WORKER_NATS_* files, each checked readable, the pairs consistent; throws SettingsError. */
+export declare function readSecurity(env?: Env): Security;
 export declare function settingsProblems(env?: Env, options?: { variables?: string[] }): string[];
 export declare function misspelledVariables(env: Env, known: readonly string[]): string[];
 export declare function editDistance(a: string, b: string): number;

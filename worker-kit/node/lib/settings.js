@@ -3,6 +3,8 @@
 // The settings every worker reads from the environment: checked all at once (every bad value
 // reported), misspelled WORKER_* variables caught, passwords in NATS URLs never shown.
 
+const { readFileSync } = require("node:fs");
+
 const { DEFAULT_SUBJECT_PREFIX } = require("./names.js");
 const { LOG_LEVELS } = require("./log.js");
 
@@ -12,6 +14,13 @@ const NATS_URL = "NATS_URL";
 const WORKER_SUBJECT_PREFIX = "WORKER_SUBJECT_PREFIX";
 const WORKER_CONCURRENCY = "WORKER_CONCURRENCY";
 const WORKER_LOG_LEVEL = "WORKER_LOG_LEVEL";
+// How the worker authenticates to NATS and checks the server, beside a user and password or a
+// token in NATS_URL: the same variables and rules as the Rust and Go workers.
+const WORKER_NATS_CREDS = "WORKER_NATS_CREDS";
+const WORKER_NATS_NKEY = "WORKER_NATS_NKEY";
+const WORKER_NATS_TLS_CA = "WORKER_NATS_TLS_CA";
+const WORKER_NATS_TLS_CERT = "WORKER_NATS_TLS_CERT";
+const WORKER_NATS_TLS_KEY = "WORKER_NATS_TLS_KEY";
 
 const DEFAULT_NATS_URL = "nats://127.0.0.1:4222";
 const DEFAULT_CONCURRENCY = 64;
@@ -150,7 +159,77 @@ function parseIntSetting(env, variable, fallback, low, high) {
 }
 
 /** The variables every worker built on this kit reads. */
-const KIT_VARIABLES = Object.freeze([NATS_URL, WORKER_SUBJECT_PREFIX, WORKER_CONCURRENCY, WORKER_LOG_LEVEL]);
+const KIT_VARIABLES = Object.freeze([
+  NATS_URL,
+  WORKER_NATS_CREDS,
+  WORKER_NATS_NKEY,
+  WORKER_NATS_TLS_CA,
+  WORKER_NATS_TLS_CERT,
+  WORKER_NATS_TLS_KEY,
+  WORKER_SUBJECT_PREFIX,
+  WORKER_CONCURRENCY,
+  WORKER_LOG_LEVEL,
+]);
+
+/** The contents of a file a setting names; SettingsError (naming the path, never the contents)
+ * when it cannot be read. */
+function readSettingFile(variable, file) {
+  try {
+    return readFileSync(file);
+  } catch (error) {
+    throw new SettingsError(variable, file, `must be a readable file (${error?.code ?? error?.message ?? error})`);
+  }
+}
+
+/**
+ * WORKER_NATS_CREDS, WORKER_NATS_NKEY, WORKER_NATS_TLS_CA, WORKER_NATS_TLS_CERT and
+ * WORKER_NATS_TLS_KEY: file paths, null when unset or empty. Each named file must be readable,
+ * an nkey file must hold a user seed (SU...), a creds file and an nkey are not taken together,
+ * and a client certificate comes with its key. Throws one SettingsError naming every problem;
+ * the files' contents are never shown.
+ */
+function readSecurity(env = process.env) {
+  const path = (variable) => (env[variable] === undefined || env[variable] === "" ? null : env[variable]);
+  const security = {
+    credsFile: path(WORKER_NATS_CREDS),
+    nkeyFile: path(WORKER_NATS_NKEY),
+    tlsCaFile: path(WORKER_NATS_TLS_CA),
+    tlsCertFile: path(WORKER_NATS_TLS_CERT),
+    tlsKeyFile: path(WORKER_NATS_TLS_KEY),
+  };
+  const { problems } = collectSettings([
+    () => security.credsFile !== null && readSettingFile(WORKER_NATS_CREDS, security.credsFile),
+    () => {
+      if (security.nkeyFile === null) return;
+      const seed = readSettingFile(WORKER_NATS_NKEY, security.nkeyFile).toString("utf8").trim();
+      if (!/^SU[A-Z2-7]+$/.test(seed)) {
+        throw new SettingsError(WORKER_NATS_NKEY, security.nkeyFile, "must be a file holding a user nkey seed (SU...)");
+      }
+    },
+    () => security.tlsCaFile !== null && readSettingFile(WORKER_NATS_TLS_CA, security.tlsCaFile),
+    () => security.tlsCertFile !== null && readSettingFile(WORKER_NATS_TLS_CERT, security.tlsCertFile),
+    () => security.tlsKeyFile !== null && readSettingFile(WORKER_NATS_TLS_KEY, security.tlsKeyFile),
+    () => {
+      if (security.credsFile !== null && security.nkeyFile !== null) {
+        throw new SettingsError(
+          WORKER_NATS_NKEY,
+          security.nkeyFile,
+          `must not be set with ${WORKER_NATS_CREDS}: a server accepts one way to authenticate`,
+        );
+      }
+    },
+    () => {
+      if (security.tlsCertFile !== null && security.tlsKeyFile === null) {
+        throw new SettingsError(WORKER_NATS_TLS_CERT, security.tlsCertFile, `must come with ${WORKER_NATS_TLS_KEY}`);
+      }
+      if (security.tlsKeyFile !== null && security.tlsCertFile === null) {
+        throw new SettingsError(WORKER_NATS_TLS_KEY, security.tlsKeyFile, `must come with ${WORKER_NATS_TLS_CERT}`);
+      }
+    },
+  ]);
+  if (problems.length) throw SettingsError.of(problems);
+  return Object.freeze(security);
+}
 
 /**
  * Runs each reader in turn and collects every SettingsError instead of stopping at the first,
@@ -198,10 +277,11 @@ function readSettings(env = process.env) {
       }
       return LOG_LEVELS[levelName];
     },
+    () => readSecurity(env),
   ]);
   if (problems.length) throw SettingsError.of(problems);
-  const [natsServers, subjectPrefix, concurrency, logLevel] = values;
-  return { natsServers, subjectPrefix, concurrency, logLevel };
+  const [natsServers, subjectPrefix, concurrency, logLevel, security] = values;
+  return { natsServers, subjectPrefix, concurrency, logLevel, security };
 }
 
 /** The Levenshtein distance between two strings (insertions, deletions, substitutions). */
@@ -294,6 +374,12 @@ module.exports = {
   WORKER_SUBJECT_PREFIX,
   WORKER_CONCURRENCY,
   WORKER_LOG_LEVEL,
+  WORKER_NATS_CREDS,
+  WORKER_NATS_NKEY,
+  WORKER_NATS_TLS_CA,
+  WORKER_NATS_TLS_CERT,
+  WORKER_NATS_TLS_KEY,
+  readSecurity,
   DEFAULT_NATS_URL,
   DEFAULT_CONCURRENCY,
   MAX_CONCURRENCY,

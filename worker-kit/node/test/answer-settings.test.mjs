@@ -92,7 +92,7 @@ test("a misspelled WORKER_* variable is named with the one it probably means", (
       "worker_log_level is not a setting of this worker: did you mean WORKER_LOG_LEVEL?",
     ],
   );
-  assert.deepEqual(ow.settingsProblems({ WORKER_CONCURRENCY: "8", WORKER_NATS_CREDS: "/x" }), []);
+  assert.deepEqual(ow.settingsProblems({ WORKER_CONCURRENCY: "8", WORKER_HTTP_PORT: "8080" }), []);
 });
 
 test("LogThrottle admits a key once per interval and counts what it held back", () => {

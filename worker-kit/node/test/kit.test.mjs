@@ -153,6 +153,7 @@ test("settings: defaults and every variable", () => {
     subjectPrefix: "openim.callback",
     concurrency: 64,
     logLevel: 20,
+    security: { credsFile: null, nkeyFile: null, tlsCaFile: null, tlsCertFile: null, tlsKeyFile: null },
   });
   const parsed = ow.readSettings({
     NATS_URL: "nats://a:4222, tls://b:4443,c:1234",
