@@ -228,6 +228,21 @@ impl Gateway {
         &self.stderr
     }
 
+    /// Waits (bounded) until the gateway has logged a line for which `wanted` holds: lines
+    /// reach stderr from the gateway's log thread, a moment after what they tell.
+    pub async fn logged(&self, bound: Duration, wanted: impl Fn(&str) -> bool) -> bool {
+        let until = Instant::now() + bound;
+        loop {
+            if self.stderr.all().lines().any(&wanted) {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// The captured stdout (the listening line, nothing else).
     pub fn stdout_log(&self) -> &OutputLog {
         &self.stdout

@@ -283,13 +283,13 @@ async fn an_existing_stream_without_a_size_is_used_as_it_is_with_a_warning() {
         .expect("a stream without max_bytes");
     let gateway = Gateway::start(&nats.url(), &[("GATEWAY_AFTER_STREAM", STREAM)]).await;
     post(&gateway, AFTER_SET_MEMBER).await;
-    let log = gateway.stderr_log().all();
-    assert!(
-        log.lines().any(|line| line.contains("WARN")
-            && line.contains("has no max_bytes")
-            && line.contains(&format!("nats stream edit {STREAM} --max-bytes"))),
-        "{log}"
-    );
+    let edit = format!("nats stream edit {STREAM} --max-bytes");
+    let warned = gateway
+        .logged(Duration::from_secs(5), |line| {
+            line.contains("WARN") && line.contains("has no max_bytes") && line.contains(&edit)
+        })
+        .await;
+    assert!(warned, "{}", gateway.stderr_log().all());
     let mut stream = context.get_stream(STREAM).await.expect("the stream");
     let info = stream.info().await.expect("stream info");
     assert_eq!(info.config.max_bytes, -1, "the existing stream was changed");

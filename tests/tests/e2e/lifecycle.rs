@@ -352,14 +352,9 @@ async fn upgrade_twice_under_churn(handover: &str) -> Tally {
 
 /// Whether `gateway` logs a line with `text` within a few seconds.
 async fn logged(gateway: &Gateway, text: &str) -> bool {
-    let until = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < until {
-        if gateway.stderr_log().all().contains(text) {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    false
+    gateway
+        .logged(Duration::from_secs(5), |line| line.contains(text))
+        .await
 }
 
 /// The old gateway's line once a new one holds its listening socket.
