@@ -6,7 +6,7 @@
 //! `openim_gateway_bad_requests_total{reason="unknown_command"}`. The fields are private:
 //! the rest of the gateway records through the methods, which name what happened.
 
-use std::time::Duration;
+use std::{sync::atomic::AtomicU64, time::Duration};
 
 use openim_gateway_proto::{catalog, CallbackKind, Command, DecisionSource};
 use prometheus_client::{
@@ -15,7 +15,10 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::outcome::{InvalidReply, RejectReason, ShadowOutcome};
+use crate::{
+    outcome::{InvalidReply, RejectReason, ShadowOutcome},
+    rules::Rules,
+};
 
 /// Labels of `openim_gateway_callbacks_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -113,6 +116,8 @@ pub struct Metrics {
     shadow: Family<ShadowLabels, Counter>,
     /// Answers that left after their command's budget.
     late_answers: Family<CommandLabels, Counter>,
+    /// Each before-callback command's budget in seconds, as the rules in force say.
+    budgets: Family<CommandLabels, Gauge<f64, AtomicU64>>,
 }
 
 /// The upper bounds of the latency histograms, in seconds. Fine below 50 ms, where a worker
@@ -162,6 +167,7 @@ impl Metrics {
         let connections_evicted = Counter::default();
         let shadow = Family::<ShadowLabels, Counter>::default();
         let late_answers = Family::<CommandLabels, Counter>::default();
+        let budgets = Family::<CommandLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "callbacks",
             "Callbacks answered, by command, kind (before/after) and decision source",
@@ -237,6 +243,11 @@ impl Metrics {
             "Callbacks answered after their command's budget (OpenIM's timeout less GATEWAY_SAFETY_MARGIN_MS), by command: never expected, any is worth an alert",
             late_answers.clone(),
         );
+        registry.register(
+            "budget_seconds",
+            "Each before-callback command's budget (OpenIM's timeout for it less GATEWAY_SAFETY_MARGIN_MS), as the rules in force say: what its callback_duration_seconds compares against",
+            budgets.clone(),
+        );
         // `get_or_create` creates the series; the guard it returns is dropped at once.
         for reason in RejectReason::ALL {
             drop(bad_requests.get_or_create(&ReasonLabels {
@@ -286,6 +297,22 @@ impl Metrics {
             connections_evicted,
             shadow,
             late_answers,
+            budgets,
+        }
+    }
+
+    /// Records every before-callback command's budget from `rules` (at start and on each
+    /// reload).
+    pub fn budgets(&self, rules: &Rules) {
+        for command in catalog::COMMANDS
+            .iter()
+            .filter(|command| command.kind == CallbackKind::Before)
+        {
+            self.budgets
+                .get_or_create(&CommandLabels {
+                    command: command.name,
+                })
+                .set(rules.of(command).budget.as_secs_f64());
         }
     }
 
@@ -549,6 +576,30 @@ mod tests {
         );
         assert!(!text.contains("# EOF"), "{text}");
         assert!(metrics.encode_openmetrics().ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn every_before_callbacks_budget_is_exported() {
+        let metrics = Metrics::new();
+        let variables = [("GATEWAY_CALLBACK_TIMEOUT_MS", "2000")]
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect();
+        let config = crate::settings::Config::from_map(&variables).unwrap();
+        metrics.budgets(&Rules::new(&config));
+        let text = metrics.encode_prometheus_text();
+        assert!(
+            text.contains(
+                "openim_gateway_budget_seconds{command=\"callbackBeforeSetGroupMemberInfoCommand\"} 1.75\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            !text.contains(
+                "openim_gateway_budget_seconds{command=\"callbackAfterSetGroupMemberInfoCommand\"}"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -42,10 +42,12 @@ pub struct AppState {
 impl AppState {
     /// The shared state of a gateway configured by `config`.
     pub fn new(config: &Config, forwarder: Forwarder, metrics: Arc<Metrics>) -> Self {
+        let live = Live::started(config);
+        metrics.budgets(&live.rules);
         Self {
             forwarder,
             metrics,
-            live: RwLock::new(Arc::new(Live::started(config))),
+            live: RwLock::new(Arc::new(live)),
             webhook_secret: config.webhook_secret.clone(),
             max_body_bytes: config.max_body_bytes,
             draining: AtomicBool::new(false),
@@ -101,6 +103,7 @@ impl AppState {
             &mut *self.live.write().unwrap_or_else(PoisonError::into_inner),
             Arc::clone(&live),
         );
+        self.metrics.budgets(&live.rules);
         describe::log_reload(&before.rules, &live.rules);
     }
 

@@ -623,12 +623,20 @@ async fn a_reload_says_what_changed_for_each_command() {
     scratch.write(
         "policy.toml",
         &format!(
-            "[commands.{SET_MEMBER}]\nmode = \"shadow\"\ndefault = \"reject\"\nreject_err_code = 5101\nreject_err_msg = \"paused\"\n"
+            "[commands.{SET_MEMBER}]\nmode = \"shadow\"\ndefault = \"reject\"\nreject_err_code = 5101\nreject_err_msg = \"paused\"\ntimeout_ms = 2000\n"
         ),
     );
+    let budget = |samples: &[openim_gateway_tests::metrics::Sample]| {
+        metrics::sum(
+            samples,
+            "openim_gateway_budget_seconds",
+            &[("command", SET_MEMBER)],
+        )
+    };
+    assert!((budget(&stack.metrics().await) - 4.75).abs() < 1e-9);
     hang_up(&stack.gateway);
     let changed = format!(
-        r#"{SET_MEMBER}: mode = "enforce", default = "allow", budget 4750 ms -> mode = "shadow", default = "reject", reject_err_code = 5101, reject_err_msg = "paused", budget 4750 ms"#
+        r#"{SET_MEMBER}: mode = "enforce", default = "allow", budget 4750 ms -> mode = "shadow", default = "reject", reject_err_code = 5101, reject_err_msg = "paused", budget 1750 ms"#
     );
     assert!(
         stack
@@ -648,6 +656,9 @@ async fn a_reload_says_what_changed_for_each_command() {
         "{}",
         stack.gateway.stderr_log().all()
     );
+    // The exported budget follows the reload.
+    let after = budget(&stack.metrics().await);
+    assert!((after - 1.75).abs() < 1e-9, "{after}");
     // The same file again: nothing changed, and the log says so.
     hang_up(&stack.gateway);
     assert!(
