@@ -203,7 +203,8 @@ async fn timeouts_are_warned_about_once_then_counted_once_per_interval() {
         "the callbacks took too long to fit in the first interval: {:?}",
         started.elapsed()
     );
-    let first = warnings(&stack, TIMED_OUT);
+    // The log thread writes the warning a moment after the answer: wait for it (bounded).
+    let first = wait_for_warning(&stack, TIMED_OUT, Duration::from_secs(2)).await;
     assert_eq!(
         first.len(),
         1,
