@@ -9,6 +9,7 @@
 pub mod conditions;
 pub mod deadline;
 pub mod decision;
+pub mod describe;
 mod gateway;
 #[cfg(target_os = "linux")]
 pub mod handover;

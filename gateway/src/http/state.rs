@@ -9,6 +9,7 @@ use std::sync::{
 use super::{accept::Limits, answer::Prebuilt};
 use crate::{
     conditions::Conditions,
+    describe,
     metrics::{InflightGuard, Metrics},
     nats::Forwarder,
     rules::{self, Rules},
@@ -41,10 +42,12 @@ pub struct AppState {
 impl AppState {
     /// The shared state of a gateway configured by `config`.
     pub fn new(config: &Config, forwarder: Forwarder, metrics: Arc<Metrics>) -> Self {
+        let live = Live::started(config);
+        metrics.budgets(&live.rules);
         Self {
             forwarder,
             metrics,
-            live: RwLock::new(Arc::new(Live::new(config))),
+            live: RwLock::new(Arc::new(live)),
             webhook_secret: config.webhook_secret.clone(),
             max_body_bytes: config.max_body_bytes,
             draining: AtomicBool::new(false),
@@ -96,8 +99,12 @@ impl AppState {
     /// flight finish with the ones they started with; nothing else of `config` is applied.
     pub fn reload(&self, config: &Config) {
         let live = Arc::new(Live::new(config));
-        *self.live.write().unwrap_or_else(PoisonError::into_inner) = live;
-        tracing::info!("policy reloaded");
+        let before = std::mem::replace(
+            &mut *self.live.write().unwrap_or_else(PoisonError::into_inner),
+            Arc::clone(&live),
+        );
+        self.metrics.budgets(&live.rules);
+        describe::log_reload(&before.rules, &live.rules);
     }
 
     pub(super) fn limits<'a>(&'a self, live: &'a Live) -> Limits<'a> {
@@ -120,11 +127,19 @@ pub(super) struct Live {
 }
 
 impl Live {
+    /// The rules a gateway starts with, logged in the policy file's words.
+    fn started(config: &Config) -> Self {
+        let live = Self::new(config);
+        describe::log_start(config, &live.rules);
+        live
+    }
+
     fn new(config: &Config) -> Self {
         let rules = Rules::new(config);
         if let Some(webhooks) = &config.openim_webhooks {
             rules::log_webhooks(webhooks, &rules);
         }
+        describe::log_webhooks_summary(config);
         Self {
             prebuilt: Prebuilt::new(rules.global_default()),
             rules,

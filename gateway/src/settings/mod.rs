@@ -14,6 +14,7 @@ use thiserror::Error;
 
 pub mod nats;
 pub mod policy;
+pub mod suggest;
 pub mod table;
 pub mod webhooks;
 
@@ -88,21 +89,17 @@ fn known_gateway_names() -> impl Iterator<Item = &'static str> {
 pub fn closest_setting(name: &str) -> Option<&'static str> {
     let short = |name: &str| name.strip_prefix(GATEWAY_PREFIX).unwrap_or(name).to_owned();
     let wanted = short(name);
-    known_gateway_names()
-        .map(|known| {
-            let candidate = short(known);
-            let whole = strsim::jaro_winkler(&wanted, &candidate);
-            let tail = candidate
-                .match_indices('_')
-                .map(|(index, _)| &candidate[index + 1..])
-                .filter(|tail| wanted.len() >= 4 && tail.len() >= 4)
-                .map(|tail| strsim::jaro_winkler(&wanted, tail))
-                .fold(0.0, f64::max);
-            (whole.max(tail), known)
-        })
-        .filter(|(score, _)| *score >= 0.88)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, known)| known)
+    suggest::closest(known_gateway_names(), |known| {
+        let candidate = short(known);
+        let whole = suggest::similarity(&wanted, &candidate);
+        let tail = candidate
+            .match_indices('_')
+            .map(|(index, _)| &candidate[index + 1..])
+            .filter(|tail| wanted.len() >= 4 && tail.len() >= 4)
+            .map(|tail| suggest::similarity(&wanted, tail))
+            .fold(0.0, f64::max);
+        whole.max(tail)
+    })
 }
 
 /// Whether `name=value` is one of the variables Kubernetes puts in every pod for a Service

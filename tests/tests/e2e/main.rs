@@ -26,6 +26,7 @@ mod lifecycle;
 mod logging;
 mod nats_outage;
 mod nats_security;
+mod observe;
 mod openim_webhooks;
 mod plain_routes;
 mod policy;
