@@ -22,5 +22,6 @@ pub mod rules;
 pub mod serve;
 pub mod settings;
 mod startup;
+pub mod status;
 
 pub use gateway::{BuildError, Gateway, Reloader};

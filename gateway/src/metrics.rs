@@ -20,7 +20,10 @@ use prometheus_client::{
     registry::Registry,
 };
 
-use crate::outcome::{InvalidReply, RejectReason, ShadowOutcome};
+use crate::{
+    outcome::{InvalidReply, RejectReason, ShadowOutcome},
+    status::Recorder,
+};
 
 /// Labels of `openim_gateway_callbacks_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -116,6 +119,8 @@ pub struct Metrics {
     connections_evicted: Counter,
     /// Shadow-mode callbacks by how the worker's decision compared with the default.
     shadow: Family<ShadowLabels, Counter>,
+    /// The status page's figures, recorded with the counters they share.
+    status: Recorder,
 }
 
 fn latency_histogram() -> Histogram {
@@ -267,7 +272,13 @@ impl Metrics {
             open_connections,
             connections_evicted,
             shadow,
+            status: Recorder::new(),
         }
+    }
+
+    /// The status page's figures: fed by the methods below, read by the status page.
+    pub fn status(&self) -> &Recorder {
+        &self.status
     }
 
     /// Counts a shadow-mode callback by how the worker's decision compared with the default.
@@ -278,6 +289,7 @@ impl Metrics {
                 outcome: outcome.as_str(),
             })
             .inc();
+        self.status.shadow(command, outcome);
     }
 
     /// The OpenMetrics text exposition of every metric (what Prometheus asks for first).
@@ -305,6 +317,7 @@ impl Metrics {
                 command: command.name,
             })
             .observe(took.as_secs_f64());
+        self.status.answered(command, source, took);
     }
 
     /// Observes the time from publish to a worker's reply (valid or not).
@@ -314,6 +327,7 @@ impl Metrics {
                 command: command.name,
             })
             .observe(waited.as_secs_f64());
+        self.status.worker_replied(command);
     }
 
     /// Counts a reply that could not be forwarded to OpenIM, by why (`InvalidReply::reason`).
@@ -333,6 +347,7 @@ impl Metrics {
                 reason: reason.as_str(),
             })
             .inc();
+        self.status.bad_request(reason);
     }
 
     /// Counts a before-callback in flight until the guard drops, even if OpenIM hangs up and
