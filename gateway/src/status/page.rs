@@ -316,13 +316,19 @@ impl Status {
         if gateway.draining {
             out.push_str(" · <strong class=\"bad\">shutting down</strong>");
         }
+        out.push_str(if self.nats.connected {
+            " · NATS <span class=\"badge ok\">connected</span>"
+        } else {
+            " · NATS <span class=\"badge bad\">disconnected</span>"
+        });
         writeln!(
             out,
             " · refreshes every {REFRESH_SECONDS} s · <a href=\"status.json\">JSON</a></p></header>"
         )?;
+        // What an operator comes for first: the callbacks, who decided them, what failed.
+        self.write_commands(out)?;
         self.write_nats(out)?;
         self.write_workers(out)?;
-        self.write_commands(out)?;
         self.write_bad_requests(out)?;
         out.push_str("</body>\n</html>\n");
         Ok(())

@@ -10,6 +10,7 @@ mod after_callbacks;
 mod after_stream;
 mod after_stream_kit;
 mod bad_input;
+mod browser;
 mod cli;
 mod concurrency;
 mod config;

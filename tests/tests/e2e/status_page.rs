@@ -1,10 +1,8 @@
 //! The status page (`GET /`) and its figures (`GET /status.json`), and the admin listener
 //! (`GATEWAY_ADMIN_LISTEN`), against a real nats-server, the real gateway and the example
-//! worker; the page itself in headless Chromium when one is installed (scripts/test installs
-//! Debian's `chromium`).
+//! worker; the page itself in headless Chromium over the DevTools protocol ([`crate::browser`];
+//! scripts/test installs Debian's `chromium`), with screenshots in `target/status-page/`.
 
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use openim_gateway_proto::DecisionSource;
@@ -14,6 +12,7 @@ use openim_gateway_tests::scratch::Scratch;
 use openim_gateway_tests::{binaries, http, Gateway, HttpRequest, HttpResponse, NatsServer, Stack};
 use serde_json::Value;
 
+use crate::browser::{self, Browser};
 use crate::SET_MEMBER;
 
 /// What the gateway prints on stdout before its listening line, with `GATEWAY_ADMIN_LISTEN`.
@@ -328,79 +327,9 @@ fn figure(html: &str, command: &str, key: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
-/// Headless Chromium: `CHROMIUM_BIN`, or `chromium` on `PATH`.
-fn chromium() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("CHROMIUM_BIN") {
-        let path = PathBuf::from(path);
-        assert!(
-            path.exists(),
-            "CHROMIUM_BIN={} does not exist",
-            path.display()
-        );
-        return Some(path);
-    }
-    std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("chromium"))
-            .find(|path| path.is_file())
-    })
-}
-
-/// What one headless Chromium run gave: its stdout (the DOM with `--dump-dom`) and the
-/// console messages it logged.
-struct Rendered {
-    stdout: String,
-    console: Vec<String>,
-}
-
-/// Loads `url` in headless Chromium at a phone's size, with `mode` (`--dump-dom` or
-/// `--screenshot=...`), and collects what the page logged to its console.
-async fn render(chromium: &Path, profile: &Path, url: &str, mode: &str) -> Rendered {
-    let mut command = tokio::process::Command::new(chromium);
-    command
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--no-first-run",
-            "--hide-scrollbars",
-            "--enable-logging=stderr",
-            "--v=0",
-            "--window-size=412,915",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(mode)
-        .arg(url)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(90), command.output())
-        .await
-        .expect("chromium did not finish within 90 s")
-        .expect("chromium could not run");
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "chromium {mode} {url} failed ({}):\n{stderr}",
-        output.status
-    );
-    Rendered {
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        // Chromium writes each console message, errors and failed loads included, as a
-        // `CONSOLE` log line.
-        console: stderr
-            .lines()
-            .filter(|line| line.contains("CONSOLE"))
-            .map(str::to_owned)
-            .collect(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_renders_in_headless_chromium_while_a_worker_stops_and_starts() {
-    let Some(chromium) = chromium() else {
+    let Some(chromium) = browser::chromium() else {
         eprintln!(
             "SKIPPED: no chromium (set CHROMIUM_BIN or install Debian's chromium; scripts/test installs it)"
         );
@@ -408,9 +337,10 @@ async fn the_page_renders_in_headless_chromium_while_a_worker_stops_and_starts()
     };
     let shots = binaries::workspace_root().join("target/status-page");
     std::fs::create_dir_all(&shots).unwrap();
-    let profile = Scratch::new();
     let mut stack = Stack::start(&[]).await;
     stack.add_example_worker(&[]).await;
+    // A phone's viewport.
+    let mut browser = Browser::start(&chromium, 412, 915).await;
     let url = stack.gateway.url("/");
     let mut rounds = Vec::new();
     for (step, source, sent) in [
@@ -428,35 +358,23 @@ async fn the_page_renders_in_headless_chromium_while_a_worker_stops_and_starts()
             _ => {}
         }
         send_seed(&stack, sent, source).await;
-        let dom = render(&chromium, profile.path(), &url, "--dump-dom").await;
+        let page = browser.load(&url).await;
         assert!(
-            dom.console.is_empty(),
-            "{step}: the page logged to the console:\n{}",
-            dom.console.join("\n")
+            page.problems.is_empty(),
+            "{step}: the page caused console messages, errors or failed loads:\n{}",
+            page.problems.join("\n")
         );
-        let worker = figure(&dom.stdout, SET_MEMBER, "worker-5m");
-        let fallback = figure(&dom.stdout, SET_MEMBER, "fallback-5m");
+        assert!(
+            !page.overflows,
+            "{step}: the page is wider than a phone's screen"
+        );
         let shot = shots.join(format!("{step}.png"));
-        let _ = std::fs::remove_file(&shot);
-        let screenshot = render(
-            &chromium,
-            profile.path(),
-            &url,
-            &format!("--screenshot={}", shot.display()),
-        )
-        .await;
-        assert!(
-            screenshot.console.is_empty(),
-            "{step}: {:?}",
-            screenshot.console
-        );
-        let png =
-            std::fs::read(&shot).unwrap_or_else(|error| panic!("{}: {error}", shot.display()));
-        assert!(
-            png.starts_with(b"\x89PNG") && png.len() > 1000,
-            "{step}: not a PNG"
-        );
-        rounds.push((step, worker, fallback));
+        browser.screenshot(&shot).await;
+        rounds.push((
+            step,
+            figure(&page.html, SET_MEMBER, "worker-5m"),
+            figure(&page.html, SET_MEMBER, "fallback-5m"),
+        ));
     }
     // The DOM Chromium built shows the decisions move: worker answers, then fallbacks while
     // the worker is away, then worker answers again.
