@@ -407,9 +407,10 @@ impl Status {
     fn write_commands(&self, out: &mut String) -> std::fmt::Result {
         write!(
             out,
-            "<section id=\"commands\"><h2>Callbacks</h2><p><small>Last {} minutes and since start. \
-             p50/p99: time from arrival to answer, against the budget. Fallback: the default \
-             answered because something failed or the command is off.</small></p>",
+            "<section id=\"commands\"><h2>Callbacks</h2><p><small>Over the last {} minutes and \
+             since start. p50 / p99: time from arrival to answer (amber from half the budget, red \
+             from 80 %). Fallback: the default answered because something failed or the command \
+             is off.</small></p>",
             self.window_seconds / 60
         )?;
         if !self.gateway.webhooks_known {
@@ -505,16 +506,23 @@ fn write_command(out: &mut String, command: &CommandStatus) -> std::fmt::Result 
     };
     write!(
         out,
-        "<th>{}</th><th>fallback</th><th>p50</th><th>p99 / budget</th>",
+        "<th>{}</th><th>fallback</th><th>p50 / p99</th>",
         main_source.as_str()
     )?;
-    if command.kind == CallbackKind::Before.as_str() {
+    // The shadow column only where shadow mode is or was at work: a phone's width is short.
+    let shadowed = command.mode == "shadow"
+        || command
+            .since_start
+            .shadow
+            .values()
+            .any(|count| count.as_u64().unwrap_or(0) > 0);
+    if shadowed {
         out.push_str("<th>shadow</th>");
     }
     out.push_str("</tr></thead><tbody>");
     for (label, key, period) in [
-        ("last 5 min", "5m", &command.last_5m),
-        ("since start", "total", &command.since_start),
+        ("5 min", "5m", &command.last_5m),
+        ("total", "total", &command.since_start),
     ] {
         write!(
             out,
@@ -537,7 +545,6 @@ fn write_command(out: &mut String, command: &CommandStatus) -> std::fmt::Result 
             period.fallbacks,
             share * 100.0
         )?;
-        write!(out, "<td>{}</td>", latency_text(period.latency_p50_ms))?;
         let p99_class = match period.latency_p99_of_budget {
             Some(share) if share >= 0.8 => " class=\"bad\"",
             Some(share) if share >= 0.5 => " class=\"warn\"",
@@ -545,11 +552,12 @@ fn write_command(out: &mut String, command: &CommandStatus) -> std::fmt::Result 
         };
         write!(
             out,
-            "<td{p99_class}>{} <small>/ {} ms</small></td>",
-            latency_text(period.latency_p99_ms),
-            command.budget_ms
+            "<td{p99_class} title=\"budget {} ms\">{} / {} ms</td>",
+            command.budget_ms,
+            latency_number(period.latency_p50_ms),
+            latency_number(period.latency_p99_ms),
         )?;
-        if command.kind == CallbackKind::Before.as_str() {
+        if shadowed {
             out.push_str("<td>");
             let mut first = true;
             for (outcome, count) in &period.shadow {
@@ -608,11 +616,11 @@ fn default_text(command: &CommandStatus) -> String {
     }
 }
 
-fn latency_text(ms: Option<f64>) -> String {
+fn latency_number(ms: Option<f64>) -> String {
     match ms {
         None => String::from("–"),
-        Some(ms) if ms < 10.0 => format!("{ms:.2} ms"),
-        Some(ms) => format!("{ms:.0} ms"),
+        Some(ms) if ms < 10.0 => format!("{ms:.2}"),
+        Some(ms) => format!("{ms:.0}"),
     }
 }
 
@@ -657,12 +665,12 @@ header p,.rules,.sources{margin:.2rem 0;font-size:.9rem}\
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.15rem .75rem;margin:0}dt{font-weight:600}dd{margin:0;word-break:break-all}\
 .cmd{border:1px solid #8886;border-radius:.4rem;padding:.5rem .6rem;margin:.5rem 0}\
 .scroll{overflow-x:auto}table{border-collapse:collapse;font-size:.85rem;min-width:100%}\
-th,td{padding:.2rem .4rem;text-align:right;white-space:nowrap;border-bottom:1px solid #8883}\
+th,td{padding:.2rem .35rem;text-align:right;white-space:nowrap;border-bottom:1px solid #8883}\
 th:first-child,td:first-child{text-align:left}\
 .badge{display:inline-block;padding:0 .4rem;border-radius:.6rem;font-size:.8rem;border:1px solid currentColor}\
 .ok{color:#1a7f37}.bad{color:#cf222e}.warn{color:#9a6700}.off,.unknown{color:#6e7781}\
 details{margin:.6rem 0}summary{cursor:pointer}small{color:#6e7781}\
-@media (max-width:32rem){body{padding:.4rem}th,td{padding:.15rem .25rem}}";
+@media (max-width:32rem){body{padding:.4rem}table{font-size:.8rem}th,td{padding:.15rem .2rem}}";
 
 #[cfg(test)]
 mod tests {
