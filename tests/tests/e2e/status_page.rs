@@ -389,3 +389,52 @@ async fn the_page_renders_in_headless_chromium_while_a_worker_stops_and_starts()
         shots.display()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_says_which_callbacks_openim_enables_and_each_ones_policy() {
+    let scratch = Scratch::new();
+    let webhooks = scratch.write(
+        "webhooks.yml",
+        "url: http://127.0.0.1:10006/callbackExample\nbeforeSetGroupMemberInfo:\n  enable: true\n  timeout: 2\nbeforeSendSingleMsg:\n  enable: false\n  timeout: 5\n",
+    );
+    let policy = scratch.write(
+        "policy.toml",
+        &format!(
+            "[commands.{SET_MEMBER}]\nmode = \"shadow\"\n\n[commands.callbackBeforeAddFriendCommand]\nmode = \"off\"\ndefault = \"reject\"\nreject_err_code = 5100\nreject_err_msg = \"friends are paused\"\n"
+        ),
+    );
+    let mut stack = Stack::start(&[
+        ("GATEWAY_OPENIM_WEBHOOKS", &webhooks),
+        ("GATEWAY_CONFIG", &policy),
+    ])
+    .await;
+    stack.add_example_worker(&[]).await;
+    send_seed(&stack, 2, DecisionSource::Shadow).await;
+    let status = status_json(stack.gateway.address()).await;
+    assert_eq!(status["gateway"]["webhooks_known"], true, "{status:#}");
+    let seed = command(&status, SET_MEMBER);
+    assert_eq!(seed["enabled"], true, "{seed:#}");
+    assert_eq!(seed["mode"], "shadow", "{seed:#}");
+    assert_eq!(seed["budget_ms"], 1750, "{seed:#}");
+    assert_eq!(seed["last_5m"]["by_source"]["shadow"], 2, "{seed:#}");
+    // The example worker allows a role-only change, as the default does.
+    assert_eq!(seed["last_5m"]["shadow"]["agree"], 2, "{seed:#}");
+    let single = command(&status, "callbackBeforeSendSingleMsgCommand");
+    assert_eq!(single["enabled"], false, "{single:#}");
+    let friend = command(&status, "callbackBeforeAddFriendCommand");
+    assert_eq!(friend["mode"], "off", "{friend:#}");
+    assert_eq!(friend["default"], "reject", "{friend:#}");
+    assert_eq!(friend["reject_err_code"], 5100, "{friend:#}");
+
+    let html = http::get(stack.gateway.address(), "/").await.text();
+    // In full: the enabled one and the one switched off; folded: the one never called nor enabled.
+    for shown in [SET_MEMBER, "callbackBeforeAddFriendCommand"] {
+        assert!(
+            html.contains(&format!("<article class=\"cmd\" id=\"{shown}\"")),
+            "{shown} is not shown in full:\n{html}"
+        );
+    }
+    assert!(html.contains("<tr data-command=\"callbackBeforeSendSingleMsgCommand\">"));
+    assert!(html.contains("reject 5100 friends are paused"), "{html}");
+    assert!(html.contains("<th>shadow</th>"), "{html}");
+}
