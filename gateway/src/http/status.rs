@@ -40,8 +40,8 @@ const DISCOVERY_WAIT: Duration = Duration::from_millis(500);
 
 /// What the workers' note on the page says.
 const WORKERS_NOTE: &str = "A worker's reply does not say which worker sent it: the list shows \
-    the workers that register with the NATS service API (the Rust and Go kits do; the Python \
-    and Node kits do not), and each callback shows when any worker last replied to it.";
+    the workers that register with the NATS service API (the Rust kit does; the Python, Node \
+    and Go kits do not), and each callback shows when any worker last replied to it.";
 
 /// The crate's version.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
