@@ -9,6 +9,7 @@
 
 use std::{
     array,
+    collections::HashMap,
     sync::{
         atomic::{AtomicU64, Ordering},
         Mutex, PoisonError,
@@ -183,6 +184,12 @@ pub struct Recorder {
     started: Instant,
     /// In the order of [`catalog::COMMANDS`].
     commands: Vec<Mutex<Figures>>,
+    /// The address of the first entry of the catalog `Command::lookup` hands entries out of
+    /// (a copy of its own: a constant slice is not at one address in every crate), so that a
+    /// command's place is arithmetic on its address, checked by name.
+    lookup_base: Option<usize>,
+    /// Each command's place in [`Self::commands`], by name, for a command from elsewhere.
+    index: HashMap<&'static str, usize>,
     /// Refused requests since start, in the order of [`RejectReason::ALL`].
     bad_requests: [AtomicU64; REASONS],
 }
@@ -202,6 +209,15 @@ impl Recorder {
                 .iter()
                 .map(|_| Mutex::new(Figures::default()))
                 .collect(),
+            lookup_base: catalog::COMMANDS
+                .first()
+                .and_then(|first| Command::lookup(first.name))
+                .map(|first| std::ptr::from_ref(first).addr()),
+            index: catalog::COMMANDS
+                .iter()
+                .enumerate()
+                .map(|(index, command)| (command.name, index))
+                .collect(),
             bad_requests: array::from_fn(|_| AtomicU64::new(0)),
         }
     }
@@ -212,14 +228,17 @@ impl Recorder {
     }
 
     fn figures(&self, command: &Command) -> Option<&Mutex<Figures>> {
-        let index = catalog::COMMANDS
-            .iter()
-            .position(|known| std::ptr::eq(known, command))
-            .or_else(|| {
-                catalog::COMMANDS
-                    .iter()
-                    .position(|known| known.name == command.name)
-            })?;
+        let size = std::mem::size_of::<Command>();
+        let by_address = self.lookup_base.and_then(|base| {
+            let offset = std::ptr::from_ref(command).addr().checked_sub(base)?;
+            let index = offset / size;
+            (offset % size == 0 && catalog::COMMANDS.get(index)?.name == command.name)
+                .then_some(index)
+        });
+        let index = match by_address {
+            Some(index) => index,
+            None => *self.index.get(command.name)?,
+        };
         self.commands.get(index)
     }
 
@@ -347,6 +366,20 @@ mod tests {
             }
         }
         assert_eq!(bucket_of(u64::MAX), BUCKETS - 1);
+    }
+
+    #[test]
+    fn every_command_has_its_own_figures_however_it_was_found() {
+        let recorder = Recorder::new();
+        for command in catalog::COMMANDS {
+            // The catalog's entry as `lookup` gives it, and this crate's copy of it.
+            let looked_up = Command::lookup(command.name).unwrap();
+            recorder.answered(looked_up, DecisionSource::Off, Duration::from_millis(1));
+            recorder.answered(command, DecisionSource::Off, Duration::from_millis(1));
+        }
+        for (command, figures) in recorder.snapshot() {
+            assert_eq!(figures.since_start.answered(), 2, "{}", command.name);
+        }
     }
 
     #[test]
