@@ -23,5 +23,6 @@ pub mod rules;
 pub mod serve;
 pub mod settings;
 mod startup;
+pub mod status;
 
 pub use gateway::{BuildError, Gateway, Reloader};

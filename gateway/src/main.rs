@@ -178,6 +178,11 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let budget = Rules::new(&config).global_budget();
     let gateway = Gateway::build(config).await?;
     let address = gateway.local_addr()?;
+    if let Some(admin) = gateway.admin_addr() {
+        let admin = admin?;
+        tracing::info!(%admin, "status page and /metrics on the admin listener");
+        println!("openim-gateway status page on http://{admin}/");
+    }
     tracing::info!(%address, budget_ms = budget.as_millis() as u64, "openim-gateway listening");
     // The one line scripts and tests wait for. Nobody reading it (stdout closed) is no
     // reason to stop serving.

@@ -18,6 +18,7 @@ use prometheus_client::{
 use crate::{
     outcome::{InvalidReply, RejectReason, ShadowOutcome},
     rules::Rules,
+    status::Recorder,
 };
 
 /// Labels of `openim_gateway_callbacks_total`.
@@ -118,6 +119,8 @@ pub struct Metrics {
     late_answers: Family<CommandLabels, Counter>,
     /// Each before-callback command's budget in seconds, as the rules in force say.
     budgets: Family<CommandLabels, Gauge<f64, AtomicU64>>,
+    /// The status page's figures, recorded with the counters they share.
+    status: Recorder,
 }
 
 /// The upper bounds of the latency histograms, in seconds. Fine below 50 ms, where a worker
@@ -298,6 +301,7 @@ impl Metrics {
             shadow,
             late_answers,
             budgets,
+            status: Recorder::new(),
         }
     }
 
@@ -316,6 +320,11 @@ impl Metrics {
         }
     }
 
+    /// The status page's figures: fed by the methods below, read by the status page.
+    pub fn status(&self) -> &Recorder {
+        &self.status
+    }
+
     /// Counts a shadow-mode callback by how the worker's decision compared with the default.
     pub fn shadow(&self, command: &'static Command, outcome: ShadowOutcome) {
         self.shadow
@@ -324,6 +333,7 @@ impl Metrics {
                 outcome: outcome.as_str(),
             })
             .inc();
+        self.status.shadow(command, outcome);
     }
 
     /// The OpenMetrics text exposition of every metric (what Prometheus asks for first).
@@ -362,6 +372,7 @@ impl Metrics {
         if took > budget {
             self.late_answers.get_or_create(&labels).inc();
         }
+        self.status.answered(command, source, took);
     }
 
     /// Observes the time from publish to a worker's reply (valid or not).
@@ -371,6 +382,7 @@ impl Metrics {
                 command: command.name,
             })
             .observe(waited.as_secs_f64());
+        self.status.worker_replied(command);
     }
 
     /// Counts a reply that could not be forwarded to OpenIM, by why (`InvalidReply::reason`).
@@ -390,6 +402,7 @@ impl Metrics {
                 reason: reason.as_str(),
             })
             .inc();
+        self.status.bad_request(reason);
     }
 
     /// Counts a before-callback in flight until the guard drops, even if OpenIM hangs up and

@@ -1,17 +1,23 @@
 //! What the handlers share: the forwarder, the metrics, the limits, and the rules in force
 //! (replaced as a whole on a reload; a callback keeps the ones it started with).
 
-use std::sync::{
-    atomic::{AtomicBool, Ordering},
-    Arc, PoisonError, RwLock,
+use std::{
+    collections::HashSet,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, PoisonError, RwLock,
+    },
+    time::Duration,
 };
+
+use tokio::time::Instant;
 
 use super::{accept::Limits, answer::Prebuilt};
 use crate::{
     conditions::Conditions,
     describe,
     metrics::{InflightGuard, Metrics},
-    nats::Forwarder,
+    nats::{Forwarder, ServerSummary, ServiceSeen},
     rules::{self, Rules},
     settings::{Config, WebhookSecret},
 };
@@ -37,6 +43,21 @@ pub struct AppState {
     pub(super) max_inflight: usize,
     /// Warnings about conditions, counted rather than repeated.
     pub(super) conditions: Conditions,
+    /// The NATS servers as the status page shows them: without user information.
+    pub(super) nats_servers: Vec<String>,
+    /// What the status page's probe last measured.
+    pub(super) probed: Mutex<Probed>,
+}
+
+/// What the status page's probe last measured ([`super::probe_nats`]).
+#[derive(Debug, Default)]
+pub(super) struct Probed {
+    /// The last round trip to NATS, and when it was measured.
+    pub(super) round_trip: Option<(Duration, Instant)>,
+    /// The server of the connection at the last probe.
+    pub(super) server: Option<ServerSummary>,
+    /// The workers found by the last discovery, and when it ran.
+    pub(super) services: Option<(Vec<ServiceSeen>, Instant)>,
 }
 
 impl AppState {
@@ -53,6 +74,8 @@ impl AppState {
             draining: AtomicBool::new(false),
             max_inflight: config.max_inflight,
             conditions: Conditions::default(),
+            nats_servers: config.nats.servers_without_credentials(),
+            probed: Mutex::default(),
         }
     }
 
@@ -124,6 +147,8 @@ pub(super) struct Live {
     pub(super) rules: Rules,
     /// Answers serialised once per policy.
     pub(super) prebuilt: Prebuilt,
+    /// The commands OpenIM's `webhooks.yml` enables, when it is read.
+    pub(super) enabled: Option<HashSet<&'static str>>,
 }
 
 impl Live {
@@ -140,9 +165,18 @@ impl Live {
             rules::log_webhooks(webhooks, &rules);
         }
         describe::log_webhooks_summary(config);
+        let enabled = config.openim_webhooks.as_ref().map(|webhooks| {
+            webhooks
+                .callbacks
+                .iter()
+                .filter(|callback| callback.enabled)
+                .map(|callback| callback.command.name)
+                .collect()
+        });
         Self {
             prebuilt: Prebuilt::new(rules.global_default()),
             rules,
+            enabled,
         }
     }
 }
