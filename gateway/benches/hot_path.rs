@@ -129,7 +129,14 @@ fn per_callback_pieces(c: &mut Criterion) {
     let seed = command(MEMBER_INFO);
     let took = Duration::from_micros(850);
     c.bench_function("metrics/answered", |b| {
-        b.iter(|| metrics.answered(black_box(seed), DecisionSource::Worker, black_box(took)));
+        b.iter(|| {
+            metrics.answered(
+                black_box(seed),
+                DecisionSource::Worker,
+                black_box(took),
+                Duration::from_millis(4_750),
+            );
+        });
     });
     c.bench_function("status/answered", |b| {
         b.iter(|| recorder.answered(black_box(seed), DecisionSource::Worker, black_box(took)));
