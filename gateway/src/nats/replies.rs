@@ -3,7 +3,10 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, PoisonError},
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex, PoisonError,
+    },
 };
 
 use async_nats::Message;
@@ -12,10 +15,63 @@ use tokio::sync::oneshot;
 
 pub(super) type Pending = Mutex<HashMap<u64, oneshot::Sender<Message>>>;
 
+/// The gateway's private inbox: a reply subject per request, and who waits on each.
+#[derive(Debug)]
+pub(super) struct Inbox {
+    /// `{inbox}.`: a reply subject is this prefix plus the request number.
+    prefix: String,
+    /// Callbacks (and watchdog probes) waiting for a reply, by request number.
+    pub(super) pending: Arc<Pending>,
+    /// The next request number.
+    next_id: AtomicU64,
+}
+
+/// One open reply subject: its first message comes out of `receiver`; the map entry goes
+/// when this is dropped, whatever the reason.
+pub(super) struct Waiting<'a> {
+    /// `{inbox}.{number}`.
+    pub(super) subject: String,
+    /// The first message published to `subject`.
+    pub(super) receiver: oneshot::Receiver<Message>,
+    _guard: PendingGuard<'a>,
+}
+
+impl Inbox {
+    /// The inbox `inbox` (without the trailing dot), routed by the task of [`route_replies`]
+    /// to `pending`.
+    pub(super) fn new(inbox: &str, pending: Arc<Pending>) -> Self {
+        Self {
+            prefix: format!("{inbox}."),
+            pending,
+            next_id: AtomicU64::new(0),
+        }
+    }
+
+    /// A fresh reply subject.
+    pub(super) fn open(&self) -> Waiting<'_> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (sender, receiver) = oneshot::channel();
+        lock(&self.pending).insert(id, sender);
+        Waiting {
+            subject: format!("{}{id}", self.prefix),
+            receiver,
+            _guard: PendingGuard {
+                pending: &self.pending,
+                id,
+            },
+        }
+    }
+
+    /// How many reply subjects are open.
+    pub(super) fn len(&self) -> usize {
+        lock(&self.pending).len()
+    }
+}
+
 /// Removes a pending entry when its callback stops waiting, whatever the reason.
-pub(super) struct PendingGuard<'a> {
-    pub(super) pending: &'a Pending,
-    pub(super) id: u64,
+struct PendingGuard<'a> {
+    pending: &'a Pending,
+    id: u64,
 }
 
 impl Drop for PendingGuard<'_> {
@@ -24,16 +80,14 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
-pub(super) fn lock(
-    pending: &Pending,
-) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Message>>> {
+fn lock(pending: &Pending) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Message>>> {
     // The map stays consistent across a panic (single insert/remove calls), so a poisoned
     // lock is still usable.
     pending.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Hands each reply to the callback waiting for it; replies nobody waits for any more are
-/// dropped.
+/// dropped (so is the second reply to a subject asked twice: the first one won).
 pub(super) async fn route_replies(mut subscriber: async_nats::Subscriber, pending: Arc<Pending>) {
     while let Some(message) = subscriber.next().await {
         let id = message

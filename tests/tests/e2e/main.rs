@@ -17,6 +17,7 @@ mod connections;
 mod decisions;
 mod defaults;
 mod every_command;
+mod failover;
 mod fallbacks;
 mod fidelity;
 mod forwarding;
