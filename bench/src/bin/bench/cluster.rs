@@ -10,7 +10,8 @@
 //!   not take the socket from the running gateway).
 //!
 //! The stack: three routed nats-server nodes with a user and password, the gateway given
-//! every node's URL, and two example workers in the queue group, each on one of the two
+//! every node's URL, and two workers in the queue group that answer in 20 ms with the
+//! example worker's rules (`nats-floor worker --delay-ms 20`), each on one of the two
 //! nodes the gateway is not on (so that the node faults hit the gateway, and the worker
 //! fault hits a worker). `loadgen` calls the gateway as OpenIM's Go client does: open loop at
 //! 1000 callbacks/s, keep-alive, at most 100 connections (a callback finding none waits, and
@@ -46,6 +47,11 @@ const RATE: f64 = 1000.0;
 /// The NATS user every client logs in as, and its password.
 const USER: &str = "bench";
 const PASSWORD: &str = "bench-password";
+/// How long a worker takes to answer: a worker that consults something, so that a killed
+/// worker holds callbacks (about ten at this rate). At 1000 callbacks/s it keeps about 20 of
+/// OpenIM's 100 connections busy; 100 ms would take all of them, and the run would measure
+/// OpenIM's queue rather than the faults.
+const WORKER_DELAY_MS: u64 = 20;
 /// How long the frozen node stays frozen.
 const FROZEN_FOR: Duration = Duration::from_secs(10);
 /// How often a wrong-password upgrade is tried.
@@ -251,27 +257,27 @@ fn wrong_password_upgrades(
             listen,
             &cluster.urls("not-the-password"),
         )?;
-        let exited = wait_for(UPGRADE_WAIT, || upgrade.has_exited().then_some(()));
-        let old_alive = !running.has_exited();
+        // It listens only once it has the socket: then the running gateway hands over and
+        // drains, and callbacks are the new one's.
+        let listening = upgrade
+            .wait_for_line("openim-gateway listening on", UPGRADE_WAIT)
+            .is_ok();
+        let exited = upgrade.has_exited();
         eprintln!(
-            "bench:   wrong-password gateway {number}: {}; the running gateway {}",
-            if exited.is_some() {
-                "exited"
-            } else {
-                "still running"
-            },
-            if old_alive {
-                "still serves"
-            } else {
-                "has exited"
+            "bench:   wrong-password gateway {number}: {}",
+            match (listening, exited) {
+                (true, _) => "took the socket (the running gateway hands over)",
+                (false, true) => "exited without taking the socket",
+                (false, false) => "neither listening nor exited: stopped",
             }
         );
         attempts.push(json!({
-            "exited_by_itself": exited.is_some(),
-            "exited_after_ms": exited.map(|()| started.elapsed().as_millis() as u64),
-            "running_gateway_kept": old_alive,
+            "took_the_socket": listening,
+            "exited_by_itself": !listening && exited,
+            "after_ms": started.elapsed().as_millis() as u64,
+            "first_gateway_running": !running.has_exited(),
         }));
-        if exited.is_none() {
+        if listening {
             stayed.push(upgrade);
         }
         sleep_until(started + UPGRADE_EVERY.max(started.elapsed()));
@@ -351,8 +357,19 @@ impl Cluster {
                 .nodes
                 .iter()
                 .all(|node| {
-                    http_get(monitor_address(node.monitor), "/routez")
-                        .is_ok_and(|(_, body)| body.contains("\"num_routes\": 2"))
+                    // Each peer may have a pool of route connections: at least one per peer.
+                    monitor_get(node.monitor, "/routez").is_ok_and(|body| {
+                        serde_json::from_str::<Value>(&body)
+                            .ok()
+                            .and_then(|routez| routez["routes"].as_array().cloned())
+                            .is_some_and(|routes| {
+                                let peers: std::collections::BTreeSet<&str> = routes
+                                    .iter()
+                                    .filter_map(|route| route["remote_name"].as_str())
+                                    .collect();
+                                peers.len() == 2
+                            })
+                    })
                 })
                 .then_some(())
         })
@@ -385,14 +402,25 @@ impl Cluster {
         let wanted = format!("\"{name}\"");
         self.nodes.iter().position(|node| {
             node.guard.is_some()
-                && http_get(monitor_address(node.monitor), "/connz")
-                    .is_ok_and(|(_, body)| body.contains(&wanted))
+                && monitor_get(node.monitor, "/connz").is_ok_and(|body| body.contains(&wanted))
         })
     }
 }
 
-fn monitor_address(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
+/// The body of a nats-server monitoring page. Asked in HTTP/1.0, so that the answer is not
+/// chunked (a large page would be, in HTTP/1.1).
+fn monitor_get(port: u16, path: &str) -> anyhow::Result<String> {
+    use std::io::{Read as _, Write as _};
+    let address = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut stream = std::net::TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {address}\r\n\r\n")?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .with_context(|| format!("not an HTTP answer from {address}{path}"))
 }
 
 fn start_node(tools: &Tools, name: &str, config: &Path) -> anyhow::Result<Guard> {
@@ -445,13 +473,20 @@ fn start_gateway_process(
     Guard::spawn(name, command, &tools.log_dir)
 }
 
+/// A worker of the queue group that answers each callback [`WORKER_DELAY_MS`] after it
+/// arrived (`nats-floor worker`: the example worker's rules), ready.
 fn start_worker(tools: &Tools, name: &str, nats_url: &str) -> anyhow::Result<Guard> {
-    let mut command = Command::new(tools.bin_dir.join("openim-worker-example"));
+    let mut command = Command::new(tools.bin_dir.join("nats-floor"));
     command
-        .env("NATS_URL", nats_url)
-        .env("WORKER_SUBJECT_PREFIX", &tools.prefix);
+        .arg("--nats-url")
+        .arg(nats_url)
+        .arg("--prefix")
+        .arg(&tools.prefix)
+        .arg("worker")
+        .arg("--delay-ms")
+        .arg(WORKER_DELAY_MS.to_string());
     let mut guard = Guard::spawn(name, command, &tools.log_dir)?;
-    guard.wait_for_line("worker ready", Duration::from_secs(15))?;
+    guard.wait_for_line("nats-floor worker ready", Duration::from_secs(15))?;
     Ok(guard)
 }
 
