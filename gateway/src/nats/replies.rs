@@ -24,7 +24,13 @@ pub(super) struct Inbox {
     pub(super) pending: Arc<Pending>,
     /// The next request number.
     next_id: AtomicU64,
+    /// The next probe number (from [`PROBE_IDS`]: probes are not callbacks, and are not
+    /// counted as waiting ones).
+    next_probe_id: AtomicU64,
 }
+
+/// Where the numbers of the watchdog's probes start.
+const PROBE_IDS: u64 = 1 << 63;
 
 /// One open reply subject: its first message comes out of `receiver`; the map entry goes
 /// when this is dropped, whatever the reason.
@@ -44,12 +50,21 @@ impl Inbox {
             prefix: format!("{inbox}."),
             pending,
             next_id: AtomicU64::new(0),
+            next_probe_id: AtomicU64::new(PROBE_IDS),
         }
     }
 
-    /// A fresh reply subject.
+    /// A fresh reply subject for a callback.
     pub(super) fn open(&self) -> Waiting<'_> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.open_id(self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// A fresh reply subject for a probe of the watchdog.
+    pub(super) fn open_probe(&self) -> Waiting<'_> {
+        self.open_id(self.next_probe_id.fetch_add(1, Ordering::Relaxed) | PROBE_IDS)
+    }
+
+    fn open_id(&self, id: u64) -> Waiting<'_> {
         let (sender, receiver) = oneshot::channel();
         lock(&self.pending).insert(id, sender);
         Waiting {
@@ -62,9 +77,12 @@ impl Inbox {
         }
     }
 
-    /// How many reply subjects are open.
+    /// How many callbacks wait for a reply (the watchdog's probes left out).
     pub(super) fn len(&self) -> usize {
-        lock(&self.pending).len()
+        lock(&self.pending)
+            .keys()
+            .filter(|id| **id < PROBE_IDS)
+            .count()
     }
 }
 
@@ -104,4 +122,23 @@ pub(super) async fn route_replies(mut subscriber: async_nats::Subscriber, pendin
     }
     // The subscription ended: wake every waiting callback (they answer `Unavailable`).
     lock(&pending).clear();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_are_not_waiting_callbacks_and_every_entry_goes_with_its_guard() {
+        let inbox = Inbox::new("_INBOX.test", Arc::default());
+        let callback = inbox.open();
+        let probe = inbox.open_probe();
+        assert_eq!(inbox.len(), 1);
+        assert!(probe.subject.starts_with("_INBOX.test."));
+        assert_ne!(probe.subject, callback.subject);
+        drop(callback);
+        assert_eq!(inbox.len(), 0);
+        drop(probe);
+        assert!(lock(&inbox.pending).is_empty());
+    }
 }

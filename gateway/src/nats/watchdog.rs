@@ -91,7 +91,7 @@ impl Watchdog {
 
     /// One message to the gateway's own inbox, and its way back.
     async fn round_trip(&self) -> RoundTrip {
-        let waiting = self.inbox.open();
+        let waiting = self.inbox.open_probe();
         if self
             .client
             .publish(waiting.subject.clone(), Bytes::new())
