@@ -131,7 +131,7 @@ pub const GATEWAY_HEDGE_AFTER_PERCENT: Setting = Setting {
     name: "GATEWAY_HEDGE_AFTER_PERCENT",
     default: Some("50"),
     rule: "0..=99: a before-callback with no reply by this percentage of its budget is asked once more, with the same X-Request-Id, and the first reply wins; 0: never",
-    meaning: "when a callback a worker lost is asked again (hedging)",
+    meaning: "hedging: when a callback a worker lost is asked again; on by default, since a healthy worker answers long before half the budget (operations.md, Faults)",
 };
 
 /// `allow` or `reject`: the answer when no valid worker reply arrives in time.
