@@ -25,6 +25,7 @@ use super::{
         DEADLINE_UNIX_MS_HEADER, TIMEOUT_MS_HEADER,
     },
     health::Health,
+    hedge::HedgeBudget,
     options,
     replies::{route_replies, Inbox, Pending},
     servers::ServerChoice,
@@ -112,6 +113,8 @@ pub struct Forwarder {
     /// `GATEWAY_HEDGE_AFTER_PERCENT`: the share of the budget after which a callback without
     /// a reply is asked once more; `None`: never.
     hedge_after_percent: Option<u32>,
+    /// How many hedges may still be sent.
+    hedges: Arc<HedgeBudget>,
     metrics: Arc<Metrics>,
     /// With `GATEWAY_AFTER_STREAM`: after-callbacks are stored in this JetStream stream, and
     /// acknowledged to OpenIM once stored.
@@ -200,6 +203,7 @@ impl Forwarder {
             inbox,
             health,
             hedge_after_percent: None,
+            hedges: Arc::default(),
             metrics,
             after_stream: None,
         })
@@ -246,7 +250,8 @@ impl Forwarder {
     /// When the connection is lost meanwhile (dropped, or stalled as the watchdog sees it),
     /// the callback is asked again on the next connection, if one is good within
     /// [`super::health::REASK_WAIT`]; with hedging, it is asked once more when no reply has
-    /// come by the configured share of the budget. Every ask carries the same
+    /// come by the configured share of the budget (while the hedge budget lasts: see
+    /// `hedge.rs`). Every ask carries the same
     /// `X-Request-Id` and reply subject: the first reply wins, a later one is dropped.
     pub async fn ask(&self, meta: &CallbackMeta<'_>, payload: Bytes) -> Outcome {
         tokio::time::timeout_at(meta.deadline.at, self.exchange(meta, payload))
@@ -278,6 +283,8 @@ impl Forwarder {
             }
             if asked {
                 self.metrics.reasked(meta.command);
+            } else {
+                self.hedges.earn();
             }
             let published_at = Instant::now();
             if let Err(error) = self
@@ -302,6 +309,7 @@ impl Forwarder {
                     () = hedge => {
                         hedge_at = None;
                         if self.is_connected()
+                            && self.hedges.spend()
                             && self
                                 .publish(meta, &subject, &waiting.subject, payload.clone())
                                 .await

@@ -26,6 +26,7 @@ mod events;
 mod forwarder;
 mod headers;
 mod health;
+mod hedge;
 mod options;
 mod replies;
 mod servers;

@@ -287,3 +287,38 @@ async fn with_hedging_off_a_lost_callback_is_asked_once_and_gets_the_default() {
         .check(&seed(), &Expect::worker(allow()).within(AT_ONCE))
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_workers_are_not_sent_twice_the_load_hedges_stay_a_tenth_after_a_burst() {
+    // 300 callbacks at once to a hung worker: each would be hedged at half the budget, but
+    // the hedges saved up (100) and a tenth of the asks are all there is.
+    const CALLBACKS: usize = 300;
+    let stack = Stack::start(&crate::SHORT_BUDGET_SETTINGS).await;
+    let hung = stack.scripted(Behaviour::Hang).await;
+    let request = seed();
+    let answers = futures::future::join_all(
+        (0..CALLBACKS).map(|_| http::send(stack.gateway.address(), &request)),
+    )
+    .await;
+    let timeouts = answers
+        .iter()
+        .filter(|answer| {
+            matches!(answer, Ok(response) if response.source() == Some(DecisionSource::Timeout.header_value()))
+        })
+        .count();
+    assert_eq!(
+        timeouts, CALLBACKS,
+        "every callback gets the default at its deadline"
+    );
+    let hedged = metrics::sum(
+        &stack.metrics().await,
+        "openim_gateway_hedged_callbacks_total",
+        &[("command", SET_MEMBER)],
+    );
+    assert!(
+        (100.0..=130.0).contains(&hedged),
+        "{hedged} hedges for {CALLBACKS} callbacks to a hung worker: expected the burst of 100, plus at most a tenth of the asks"
+    );
+    hung.settle().await;
+    assert_eq!(hung.received().len(), CALLBACKS + hedged as usize);
+}
