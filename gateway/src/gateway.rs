@@ -106,7 +106,9 @@ impl Gateway {
     pub async fn build(config: Config) -> Result<Self, BuildError> {
         let metrics = Arc::new(Metrics::new());
         let forwarder =
-            Forwarder::connect(&config.nats, &config.subject_prefix, Arc::clone(&metrics)).await?;
+            Forwarder::connect(&config.nats, &config.subject_prefix, Arc::clone(&metrics))
+                .await?
+                .with_hedging(config.hedge_after_percent);
         if !forwarder.wait_connected(FIRST_CONNECT_WAIT).await {
             tracing::warn!(
                 waited_ms = FIRST_CONNECT_WAIT.as_millis() as u64,

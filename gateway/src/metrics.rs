@@ -121,6 +121,48 @@ pub struct Metrics {
     budgets: Family<CommandLabels, Gauge<f64, AtomicU64>>,
     /// The status page's figures, recorded with the counters they share.
     status: Recorder,
+    /// Failover: stalls, callbacks asked again.
+    failover: FailoverCounters,
+}
+
+/// What the NATS failover did: connections left because a round trip stalled, callbacks
+/// asked again on a new connection, callbacks asked once more by hedging.
+#[derive(Debug, Default)]
+struct FailoverCounters {
+    nats_stalls: Counter,
+    reasked: Family<CommandLabels, Counter>,
+    hedged: Family<CommandLabels, Counter>,
+}
+
+impl FailoverCounters {
+    fn register(registry: &mut Registry) -> Self {
+        let counters = Self::default();
+        registry.register(
+            "nats_stalls",
+            "Connections to NATS left because a round trip through the server did not come back in time (a frozen or unreachable server)",
+            counters.nats_stalls.clone(),
+        );
+        registry.register(
+            "reasked_callbacks",
+            "Before-callbacks asked again on a new NATS connection after theirs was lost, by command",
+            counters.reasked.clone(),
+        );
+        registry.register(
+            "hedged_callbacks",
+            "Before-callbacks asked a second time because no reply had come by GATEWAY_HEDGE_AFTER_PERCENT of the budget, by command",
+            counters.hedged.clone(),
+        );
+        for command in catalog::COMMANDS {
+            if command.kind == CallbackKind::Before {
+                let labels = CommandLabels {
+                    command: command.name,
+                };
+                drop(counters.reasked.get_or_create(&labels));
+                drop(counters.hedged.get_or_create(&labels));
+            }
+        }
+        counters
+    }
 }
 
 /// The upper bounds of the latency histograms, in seconds. Fine below 50 ms, where a worker
@@ -251,6 +293,7 @@ impl Metrics {
             "Each before-callback command's budget (OpenIM's timeout for it less GATEWAY_SAFETY_MARGIN_MS), as the rules in force say: what its callback_duration_seconds compares against",
             budgets.clone(),
         );
+        let failover = FailoverCounters::register(&mut registry);
         // `get_or_create` creates the series; the guard it returns is dropped at once.
         for reason in RejectReason::ALL {
             drop(bad_requests.get_or_create(&ReasonLabels {
@@ -302,6 +345,7 @@ impl Metrics {
             late_answers,
             budgets,
             status: Recorder::new(),
+            failover,
         }
     }
 
@@ -454,6 +498,31 @@ impl Metrics {
     /// The connection to NATS is down.
     pub fn nats_disconnected(&self) {
         self.nats_connected.set(0);
+    }
+
+    /// A round trip through the NATS server stalled: the connection was left.
+    pub fn nats_stalled(&self) {
+        self.failover.nats_stalls.inc();
+    }
+
+    /// A callback was asked again on a new connection after its own was lost.
+    pub fn reasked(&self, command: &'static Command) {
+        self.failover
+            .reasked
+            .get_or_create(&CommandLabels {
+                command: command.name,
+            })
+            .inc();
+    }
+
+    /// A callback was asked a second time by hedging.
+    pub fn hedged(&self, command: &'static Command) {
+        self.failover
+            .hedged
+            .get_or_create(&CommandLabels {
+                command: command.name,
+            })
+            .inc();
     }
 }
 

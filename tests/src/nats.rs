@@ -135,6 +135,26 @@ impl NatsServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP), as a hung host or a partition looks to its clients: its
+    /// sockets stay open and the kernel still completes TCP handshakes, but nothing is read
+    /// or answered. [`Self::thaw`] resumes it; a frozen server is still killed on drop.
+    pub fn freeze(&mut self) {
+        if let Some(child) = &self.child {
+            process::signal(child.id(), "STOP");
+            self.stderr
+                .note("--- nats-server frozen (SIGSTOP) by the test ---");
+        }
+    }
+
+    /// Resumes a server frozen by [`Self::freeze`] (SIGCONT).
+    pub fn thaw(&mut self) {
+        if let Some(child) = &self.child {
+            process::signal(child.id(), "CONT");
+            self.stderr
+                .note("--- nats-server resumed (SIGCONT) by the test ---");
+        }
+    }
+
     /// Starts a server on the same port (after [`Self::stop`] or [`Self::not_started`]) and
     /// waits until it accepts connections. Retries for a few seconds while the port is still
     /// held by the previous process.

@@ -95,6 +95,17 @@ impl Behaviour {
         Self::ReplyAfter(delay, Reply::body(body))
     }
 
+    /// Receives the first request and never replies to it (a worker that died holding it),
+    /// then replies `body` at once to every later one.
+    pub fn swallow_first(body: impl Into<Vec<u8>>) -> Self {
+        let body = body.into();
+        let seen = std::sync::atomic::AtomicBool::new(false);
+        Self::respond(move |_| {
+            seen.swap(true, std::sync::atomic::Ordering::Relaxed)
+                .then(|| Reply::body(body.clone()))
+        })
+    }
+
     /// Replies as `respond` says.
     pub fn respond(respond: impl Fn(&[u8]) -> Option<Reply> + Send + Sync + 'static) -> Self {
         Self::Respond(Responder::new(respond))

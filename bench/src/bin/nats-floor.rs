@@ -6,7 +6,7 @@
 //! - `nats-floor client`: async-nats request/reply through the same nats-server to whatever
 //!   workers are there, open or closed loop, with the same JSON result line as `loadgen`.
 
-use std::{io::Write as _, process::ExitCode, sync::Arc};
+use std::{io::Write as _, process::ExitCode, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
@@ -43,7 +43,12 @@ struct Args {
 #[derive(Debug, Subcommand)]
 enum Mode {
     /// Answer requests with the example worker's rules.
-    Worker,
+    Worker {
+        /// Answer each request this many milliseconds after it arrived (a slower worker;
+        /// requests are answered concurrently).
+        #[arg(long, default_value_t = 0)]
+        delay_ms: u64,
+    },
     /// Send requests and print one JSON result line.
     Client {
         /// Send the five headers the gateway adds (request id, command, operation id,
@@ -58,7 +63,7 @@ enum Mode {
 fn main() -> ExitCode {
     let args = Args::parse();
     let threads = match &args.command {
-        Mode::Worker => 1,
+        Mode::Worker { .. } => 1,
         Mode::Client { load, .. } => load.threads,
     };
     let runtime = match runtime(threads) {
@@ -70,12 +75,17 @@ fn main() -> ExitCode {
     };
     let subject = subject::for_command(&args.prefix, BEFORE_SET_GROUP_MEMBER_INFO);
     let outcome = runtime.block_on(async {
-        let client = async_nats::ConnectOptions::new()
-            .name("nats-floor")
-            .connect(args.nats_url.as_str())
-            .await?;
+        let mut options = async_nats::ConnectOptions::new().name("nats-floor");
+        // `nats://user:password@host`: the client does not log in with a URL's user alone.
+        let server: async_nats::ServerAddr = args.nats_url.parse()?;
+        if let (Some(user), Some(password)) = (server.username(), server.password()) {
+            options = options.user_and_password(user.to_owned(), password.to_owned());
+        }
+        let client = options.connect(args.nats_url.as_str()).await?;
         match &args.command {
-            Mode::Worker => serve(client, subject).await,
+            Mode::Worker { delay_ms } => {
+                serve(client, subject, Duration::from_millis(*delay_ms)).await
+            }
             Mode::Client { load, with_headers } => {
                 let mut target = NatsTarget::new(client, subject);
                 if *with_headers {
@@ -94,7 +104,7 @@ fn main() -> ExitCode {
     }
 }
 
-async fn serve(client: async_nats::Client, subject: String) -> anyhow::Result<()> {
+async fn serve(client: async_nats::Client, subject: String, delay: Duration) -> anyhow::Result<()> {
     let rules = Rules::default();
     let mut subscriber = client
         .queue_subscribe(subject.clone(), subject::QUEUE_GROUP.to_owned())
@@ -109,8 +119,17 @@ async fn serve(client: async_nats::Client, subject: String) -> anyhow::Result<()
             Ok(request) => decide(&rules, &request),
             Err(_) => SetGroupMemberInfoAnswer::allow(),
         };
-        let body = serde_json::to_vec(&answer)?;
-        client.publish(reply, Bytes::from(body)).await?;
+        let body = Bytes::from(serde_json::to_vec(&answer)?);
+        if delay.is_zero() {
+            client.publish(reply, body).await?;
+        } else {
+            let client = client.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                // A reply that cannot be sent is a lost callback, which the run counts.
+                let _ = client.publish(reply, body).await;
+            });
+        }
     }
     anyhow::bail!("the subscription ended")
 }

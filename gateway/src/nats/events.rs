@@ -10,8 +10,9 @@ use std::{
 };
 
 use async_nats::{ClientError, Event};
-use tokio::{sync::Notify, time::Instant};
+use tokio::time::Instant;
 
+use super::health::Health;
 use crate::{conditions::REPORT_INTERVAL, metrics::Metrics, settings::nats::redact_urls};
 
 /// Keeps the connection metrics and the disconnect signal in step with the client's events.
@@ -23,8 +24,8 @@ pub(super) struct ConnectionEvents {
     pub(super) metrics: Arc<Metrics>,
     /// Whether a connection was ever made: the next one is a reconnection.
     pub(super) connected_once: AtomicBool,
-    /// Wakes the callbacks waiting for a reply.
-    pub(super) disconnected: Arc<Notify>,
+    /// Told when the connection drops: it wakes the callbacks waiting for a reply.
+    pub(super) health: Arc<Health>,
 }
 
 impl ConnectionEvents {
@@ -37,10 +38,10 @@ impl ConnectionEvents {
             }
             Event::Disconnected => {
                 self.metrics.nats_disconnected();
-                self.disconnected.notify_waiters();
+                self.health.lose();
                 tracing::warn!(
                     servers = %self.servers,
-                    "disconnected from nats: callbacks get the default decision until it is back"
+                    "disconnected from nats: callbacks get the default decision until it is back (those in flight are asked again if it is back within 250 ms)"
                 );
             }
             Event::Closed => {

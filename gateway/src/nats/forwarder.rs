@@ -4,10 +4,7 @@
 use std::{
     collections::HashMap,
     fmt,
-    sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc,
-    },
+    sync::{atomic::AtomicBool, Arc},
     time::{Duration, SystemTime},
 };
 
@@ -17,10 +14,7 @@ use async_nats::{
 };
 use bytes::Bytes;
 use openim_gateway_proto::{catalog, headers, subject, CallbackKind, Command};
-use tokio::{
-    sync::{oneshot, Notify},
-    time::Instant,
-};
+use tokio::time::Instant;
 
 use super::{
     after_stream::{after_stream_config, ensure_stream, AfterStream},
@@ -30,13 +24,19 @@ use super::{
         protocol_headers, service_error, CallbackMeta, CALLBACK_COMMAND_HEADER,
         DEADLINE_UNIX_MS_HEADER, TIMEOUT_MS_HEADER,
     },
+    health::Health,
+    hedge::HedgeBudget,
     options,
-    replies::{lock, route_replies, Pending, PendingGuard},
+    replies::{route_replies, Inbox, Pending},
+    servers::ServerChoice,
+    watchdog::Watchdog,
 };
 use crate::{metrics::Metrics, settings::nats::NatsSettings};
 
 /// How often the client pings the server. async-nats' default of 60 s lets a half-open
 /// connection look connected for minutes; two missed pings at this interval mark it down.
+/// The watchdog (`watchdog.rs`) notices a stalled connection long before that; the pings
+/// remain for what it cannot see.
 const PING_INTERVAL: Duration = Duration::from_secs(2);
 /// The longest pause between reconnect attempts, so a restarted NATS is used within a second.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(1);
@@ -104,15 +104,18 @@ pub struct Forwarder {
     pub(super) client: Client,
     /// `{GATEWAY_SUBJECT_PREFIX}.{command}` for every catalog command, built once.
     pub(super) subjects: Arc<HashMap<&'static str, Subject>>,
-    /// `{inbox}.` : a reply subject is this prefix plus the request number.
-    reply_prefix: Arc<str>,
-    /// Callbacks waiting for a reply, by request number.
-    pending: Arc<Pending>,
-    /// The next request number.
-    next_id: Arc<AtomicU64>,
-    /// Wakes every waiting callback when the connection drops: a reply published during the
-    /// outage is lost, so waiting for it only makes OpenIM wait.
-    disconnected: Arc<Notify>,
+    /// The reply subjects and who waits on each.
+    inbox: Arc<Inbox>,
+    /// Whether the connection is known good; wakes every waiting callback when it is lost
+    /// (dropped, or stalled): a reply published on a lost connection never comes, so the
+    /// callback is asked again on the next one, or answered at once.
+    health: Arc<Health>,
+    /// `GATEWAY_HEDGE_AFTER_PERCENT`: the share of the budget after which a callback without
+    /// a reply is asked once more; `None`: never.
+    hedge_after_percent: Option<u32>,
+    /// How many hedges may still be sent.
+    hedges: Arc<HedgeBudget>,
+    metrics: Arc<Metrics>,
     /// With `GATEWAY_AFTER_STREAM`: after-callbacks are stored in this JetStream stream, and
     /// acknowledged to OpenIM once stored.
     after_stream: Option<AfterStream>,
@@ -126,7 +129,8 @@ impl Forwarder {
         subject_prefix: &str,
         metrics: Arc<Metrics>,
     ) -> Result<Self, SetupError> {
-        let disconnected = Arc::new(Notify::new());
+        let health = Arc::new(Health::default());
+        let choice = Arc::new(ServerChoice::default());
         let servers = settings.servers_for_log();
         tracing::info!(%servers, tls = settings.tls_required(), "connecting to nats");
         let options = options::with_settings(settings, ConnectOptions::new())?
@@ -141,21 +145,23 @@ impl Forwarder {
                 let failed = u32::try_from(attempts.saturating_sub(1)).unwrap_or(u32::MAX);
                 (Duration::from_millis(50) * failed).min(MAX_RECONNECT_DELAY)
             })
-            // Called before each round of connection attempts with what each server's last
-            // attempt failed on; async-nats' own events only say "IO error".
+            // Called before each connection attempt with what each server's last attempt
+            // failed on (async-nats' own events only say "IO error"); the gateway picks the
+            // server, so that one that stalled is not tried first.
             .reconnect_to_server_callback({
                 let causes = Arc::new(FailureCauses::default());
+                let choice = Arc::clone(&choice);
                 move |pool, _info| {
                     causes.report(&pool);
-                    std::future::ready(None)
+                    std::future::ready(choice.choose(&pool))
                 }
             })
             .event_callback({
                 let events = Arc::new(ConnectionEvents {
                     servers: servers.clone(),
-                    metrics,
+                    metrics: Arc::clone(&metrics),
                     connected_once: AtomicBool::new(false),
-                    disconnected: Arc::clone(&disconnected),
+                    health: Arc::clone(&health),
                 });
                 move |event| {
                     let events = Arc::clone(&events);
@@ -173,6 +179,17 @@ impl Forwarder {
         let subscriber = client.subscribe(format!("{inbox}.*")).await?;
         let pending: Arc<Pending> = Arc::default();
         tokio::spawn(route_replies(subscriber, Arc::clone(&pending)));
+        let inbox = Arc::new(Inbox::new(&inbox, pending));
+        tokio::spawn(
+            Watchdog {
+                client: client.clone(),
+                inbox: Arc::clone(&inbox),
+                health: Arc::clone(&health),
+                servers: choice,
+                metrics: Arc::clone(&metrics),
+            }
+            .run(),
+        );
         let subjects = catalog::COMMANDS
             .iter()
             .map(|command| {
@@ -183,17 +200,26 @@ impl Forwarder {
         Ok(Self {
             client,
             subjects: Arc::new(subjects),
-            reply_prefix: format!("{inbox}.").into(),
-            pending,
-            next_id: Arc::default(),
-            disconnected,
+            inbox,
+            health,
+            hedge_after_percent: None,
+            hedges: Arc::default(),
+            metrics,
             after_stream: None,
         })
     }
 
-    /// Whether the connection to NATS is up right now.
+    /// Whether the connection to NATS is up right now, and not stalled.
     pub fn is_connected(&self) -> bool {
-        self.client.connection_state() == State::Connected
+        self.client.connection_state() == State::Connected && !self.health.is_stalled()
+    }
+
+    /// Asks a callback again when no reply has come by `percent` of its budget (see
+    /// [`Self::ask`]); 0 (or 100 and above): never.
+    #[must_use]
+    pub fn with_hedging(mut self, percent: u32) -> Self {
+        self.hedge_after_percent = Some(percent).filter(|percent| (1..100).contains(percent));
+        self
     }
 
     /// Waits until the connection is up, at most `bound`; returns whether it is.
@@ -216,40 +242,93 @@ impl Forwarder {
 
     /// How many callbacks wait for a reply right now (the reply map's size).
     pub fn pending_len(&self) -> usize {
-        lock(&self.pending).len()
+        self.inbox.len()
     }
 
     /// Publishes a before-callback and waits for one reply, never past its deadline.
+    ///
+    /// When the connection is lost meanwhile (dropped, or stalled as the watchdog sees it),
+    /// the callback is asked again on the next connection, if one is good within
+    /// [`super::health::REASK_WAIT`]; with hedging, it is asked once more when no reply has
+    /// come by the configured share of the budget (while the hedge budget lasts: see
+    /// `hedge.rs`). Every ask carries the same
+    /// `X-Request-Id` and reply subject: the first reply wins, a later one is dropped.
     pub async fn ask(&self, meta: &CallbackMeta<'_>, payload: Bytes) -> Outcome {
-        // Registered before the state check, so a drop right after it still wakes this call.
-        let disconnected = self.disconnected.notified();
-        if !self.is_connected() {
-            return Outcome::Unavailable;
-        }
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let (sender, receiver) = oneshot::channel();
-        lock(&self.pending).insert(id, sender);
-        let _guard = PendingGuard {
-            pending: &self.pending,
-            id,
-        };
-        let reply_subject = format!("{}{id}", self.reply_prefix);
+        tokio::time::timeout_at(meta.deadline.at, self.exchange(meta, payload))
+            .await
+            .unwrap_or(Outcome::Timeout)
+    }
+
+    /// [`Self::ask`] without its deadline.
+    async fn exchange(&self, meta: &CallbackMeta<'_>, payload: Bytes) -> Outcome {
+        let mut waiting = self.inbox.open();
         let subject = self.subject(meta.command);
-        let published_at = Instant::now();
-        let headers = protocol_headers(meta, published_at, SystemTime::now());
-        let exchange = async {
+        let mut hedge_at = self.hedge_after_percent.map(|percent| {
+            let budget = meta
+                .deadline
+                .at
+                .saturating_duration_since(meta.deadline.arrival);
+            meta.deadline.arrival + budget * percent / 100
+        });
+        let mut asked = false;
+        loop {
+            // Registered before the state check, so a loss right after it still wakes this
+            // call.
+            let lost = self.health.lost();
+            if !self.is_connected() {
+                if self.wait_until_good().await {
+                    continue;
+                }
+                return Outcome::Unavailable;
+            }
+            if asked {
+                self.metrics.reasked(meta.command);
+            } else {
+                self.hedges.earn();
+            }
+            let published_at = Instant::now();
             if let Err(error) = self
-                .client
-                .publish_with_reply_and_headers(subject, reply_subject, headers, payload)
+                .publish(meta, &subject, &waiting.subject, payload.clone())
                 .await
             {
                 return Outcome::NotPublished(error.to_string());
             }
-            let reply = tokio::select! {
-                reply = receiver => reply,
-                () = disconnected => return Outcome::Unavailable,
+            asked = true;
+            tokio::pin!(lost);
+            let reply = loop {
+                let at = hedge_at;
+                let hedge = async move {
+                    match at {
+                        Some(at) => tokio::time::sleep_until(at).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    reply = &mut waiting.receiver => break Some(reply),
+                    () = &mut lost => break None,
+                    () = hedge => {
+                        hedge_at = None;
+                        if self.is_connected()
+                            && self.hedges.spend()
+                            && self
+                                .publish(meta, &subject, &waiting.subject, payload.clone())
+                                .await
+                                .is_ok()
+                        {
+                            self.metrics.hedged(meta.command);
+                        }
+                    }
+                }
             };
-            match reply {
+            let Some(reply) = reply else {
+                // The connection was lost: ask again on the next one. A hedge not sent yet
+                // is not needed any more once the time for it has passed.
+                if hedge_at.is_some_and(|at| at <= Instant::now()) {
+                    hedge_at = None;
+                }
+                continue;
+            };
+            return match reply {
                 Ok(message) if message.status == Some(StatusCode::NO_RESPONDERS) => {
                     Outcome::NoResponders
                 }
@@ -260,11 +339,45 @@ impl Forwarder {
                 }),
                 // The router dropped the sender: the subscription ended (client closed).
                 Err(_) => Outcome::Unavailable,
-            }
-        };
-        tokio::time::timeout_at(meta.deadline.at, exchange)
+            };
+        }
+    }
+
+    /// One ask: the callback's body with the protocol's headers, the time left stated now.
+    async fn publish(
+        &self,
+        meta: &CallbackMeta<'_>,
+        subject: &Subject,
+        reply_subject: &str,
+        payload: Bytes,
+    ) -> Result<(), async_nats::PublishError> {
+        let headers = protocol_headers(meta, Instant::now(), SystemTime::now());
+        self.client
+            .publish_with_reply_and_headers(
+                subject.clone(),
+                Subject::from(reply_subject),
+                headers,
+                payload,
+            )
             .await
-            .unwrap_or(Outcome::Timeout)
+    }
+
+    /// Waits for a connection known good while one is worth waiting for: until
+    /// [`super::health::REASK_WAIT`] after the last one was lost. Returns whether there
+    /// is one.
+    async fn wait_until_good(&self) -> bool {
+        let Some(until) = self.health.wait_until() else {
+            return false;
+        };
+        loop {
+            let good = self.health.good_again();
+            if self.is_connected() {
+                return true;
+            }
+            if tokio::time::timeout_at(until, good).await.is_err() {
+                return self.is_connected();
+            }
+        }
     }
 
     /// Whether any worker subscribes to `command`'s subject: `None` when it cannot be known

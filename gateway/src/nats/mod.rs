@@ -11,6 +11,12 @@
 //! request timeout only once the request has left its command channel, which is not read
 //! while reconnecting. And a request is not even attempted while the connection is down.
 //!
+//! A connection can also stall without dropping (a frozen or partitioned server): the
+//! watchdog (`watchdog.rs`) makes a round trip through the server every 100 ms, and when one
+//! does not come back in 350 ms it marks the connection lost (`health.rs`) and moves the
+//! client to another server (`servers.rs` picks it). A callback whose connection is lost is
+//! asked again on the next one when that is good within 250 ms, else answered at once.
+//!
 //! This module does not judge replies: it hands back the payload and whether the worker
 //! flagged an error, and the callback path decides what that means for OpenIM.
 
@@ -19,9 +25,13 @@ mod error;
 mod events;
 mod forwarder;
 mod headers;
+mod health;
+mod hedge;
 mod info;
 mod options;
 mod replies;
+mod servers;
+mod watchdog;
 
 pub use after_stream::AFTER_STREAM_MAX_AGE;
 pub use error::SetupError;

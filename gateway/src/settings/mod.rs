@@ -250,6 +250,8 @@ pub struct Config {
     pub callback_timeout: Duration,
     /// How long before OpenIM's timeout the answer must leave.
     pub safety_margin: Duration,
+    /// The percentage of a callback's budget after which it is asked once more; 0: never.
+    pub hedge_after_percent: u32,
     /// The answer when no valid worker decision arrives in time.
     pub default_decision: DefaultDecision,
     /// When set, the path segment before the command must equal it.
@@ -494,6 +496,8 @@ impl Config {
             .check(setting(GATEWAY_SHUTDOWN_DELAY_MS).integer_in(0..=MAX_SHUTDOWN_DELAY_MS, ""));
         let max_inflight =
             errors.check(setting(GATEWAY_MAX_INFLIGHT).integer_in(1..=MAX_MAX_INFLIGHT, ""));
+        let hedge_after_percent = errors
+            .check(setting(GATEWAY_HEDGE_AFTER_PERCENT).integer_in(0..=99, "0 never asks again"));
         let max_connections = errors.check(
             setting(GATEWAY_MAX_CONNECTIONS)
                 .integer_in(MIN_MAX_CONNECTIONS..=MAX_MAX_CONNECTIONS, ""),
@@ -642,6 +646,9 @@ impl Config {
                 subject_prefix: subject_prefix.value,
                 callback_timeout: Duration::from_millis(timeout_ms),
                 safety_margin: Duration::from_millis(margin_ms),
+                hedge_after_percent: hedge_after_percent
+                    .and_then(|percent| u32::try_from(percent).ok())
+                    .unwrap_or(0),
                 default_decision,
                 webhook_secret,
                 max_body_bytes: max_body_bytes as usize,
@@ -1100,6 +1107,7 @@ mod tests {
         assert_eq!(config.runtime_threads, 1);
         assert_eq!(config.shutdown_delay, Duration::from_millis(5000));
         assert_eq!(config.max_inflight, 10_000);
+        assert_eq!(config.hedge_after_percent, 50);
         assert_eq!(config.max_connections, 10_000);
         assert!(config.handover);
         assert_eq!(config.nats.servers.len(), 1);
@@ -1242,6 +1250,9 @@ mod tests {
             (GATEWAY_SHUTDOWN_DELAY_MS.name, "-1"),
             (GATEWAY_SHUTDOWN_DELAY_MS.name, "600001"),
             (GATEWAY_MAX_INFLIGHT.name, "0"),
+            (GATEWAY_HEDGE_AFTER_PERCENT.name, "100"),
+            (GATEWAY_HEDGE_AFTER_PERCENT.name, "-1"),
+            (GATEWAY_HEDGE_AFTER_PERCENT.name, "half"),
             (GATEWAY_MAX_CONNECTIONS.name, "15"),
             (GATEWAY_AFTER_STREAM.name, ""),
             (GATEWAY_AFTER_STREAM.name, "openim.after"),

@@ -134,6 +134,14 @@ pub const GATEWAY_SAFETY_MARGIN_MS: Setting = Setting {
     meaning: "how long before OpenIM's timeout the answer leaves",
 };
 
+/// The share of the budget after which a callback without a reply is asked once more.
+pub const GATEWAY_HEDGE_AFTER_PERCENT: Setting = Setting {
+    name: "GATEWAY_HEDGE_AFTER_PERCENT",
+    default: Some("50"),
+    rule: "0..=99: a before-callback with no reply by this percentage of its budget is asked once more, with the same X-Request-Id, and the first reply wins; 0: never",
+    meaning: "hedging: when a callback a worker lost is asked again; on by default, since a healthy worker answers long before half the budget (operations.md, Faults)",
+};
+
 /// `allow` or `reject`: the answer when no valid worker reply arrives in time.
 pub const GATEWAY_DEFAULT_DECISION: Setting = Setting {
     name: "GATEWAY_DEFAULT_DECISION",
@@ -261,6 +269,7 @@ pub const ALL: &[Setting] = &[
     GATEWAY_OPENIM_WEBHOOKS,
     GATEWAY_CONFIG,
     GATEWAY_SAFETY_MARGIN_MS,
+    GATEWAY_HEDGE_AFTER_PERCENT,
     GATEWAY_DEFAULT_DECISION,
     GATEWAY_REJECT_ERR_CODE,
     GATEWAY_REJECT_ERR_MSG,

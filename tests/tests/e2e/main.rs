@@ -18,6 +18,7 @@ mod connections;
 mod decisions;
 mod defaults;
 mod every_command;
+mod failover;
 mod fallbacks;
 mod fidelity;
 mod forwarding;

@@ -11,6 +11,7 @@
 //! target/release/bench [--quick] --nats-server PATH [--out target/bench] [--only floors,memory]
 //! ```
 
+mod cluster;
 mod machine;
 mod process;
 mod report;
@@ -45,18 +46,19 @@ struct Args {
     #[arg(long)]
     bin_dir: Option<PathBuf>,
     /// Only these scenarios, comma-separated: floors, hung_worker, nats_down, memory, overload,
-    /// scaling.
+    /// scaling, cluster.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
 
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 7] = [
     "floors",
     "hung_worker",
     "nats_down",
     "memory",
     "overload",
     "scaling",
+    "cluster",
 ];
 
 fn main() -> ExitCode {
@@ -122,6 +124,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             "nats_down" => scenarios::nats_down(&tools, &plan),
             "overload" => scenarios::overload(&tools, &plan),
             "scaling" => scenarios::scaling(&tools, &plan),
+            "cluster" => cluster::cluster(&tools, &plan),
             _ => scenarios::memory(&tools, &plan),
         }
         .with_context(|| format!("scenario {name} failed"))?;

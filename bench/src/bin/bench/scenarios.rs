@@ -119,7 +119,7 @@ pub(crate) struct Outcome {
 }
 
 impl Outcome {
-    fn keep(&mut self, scenario: &str, measured: &Measured) {
+    pub(crate) fn keep(&mut self, scenario: &str, measured: &Measured) {
         let mut result = measured.result.clone();
         result.timeline.clear();
         let mut value = serde_json::to_value(&result).unwrap_or(Value::Null);
