@@ -24,3 +24,4 @@ pub mod settings;
 mod startup;
 
 pub use gateway::{BuildError, Gateway, Reloader};
+pub use listener::ListenError;

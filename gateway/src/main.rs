@@ -32,6 +32,11 @@ fn cli() -> clap::Command {
         .after_help(settings::table::help())
         .subcommand(clap::Command::new("check-config").about(
             "Checks the settings and the files they name (GATEWAY_CONFIG, GATEWAY_OPENIM_WEBHOOKS, the NATS files), prints each command's policy and exits: 0 when valid, 2 otherwise",
+        ).arg(
+            clap::Arg::new("connect")
+                .long("connect")
+                .action(clap::ArgAction::SetTrue)
+                .help("Also logs in to each NATS server of NATS_URL and sends one request (answered by the server's \"no responders\"): exits 1, naming the server and the cause (connection refused, authentication failed, timed out), when none answers"),
         ))
         .subcommand(clap::Command::new("healthcheck").about(
             "Asks /readyz of the gateway running on GATEWAY_LISTEN (on loopback when it listens on every interface) and exits: 0 when it answers 200 within 2 s, 1 otherwise (a container healthcheck that needs no shell)",
@@ -80,6 +85,37 @@ fn print_checked(config: &Config) {
     }
 }
 
+/// `check-config --connect`: each NATS server logged in to and asked once, one line each
+/// (stdout when it answered, stderr with the cause when not); 0 when at least one answered
+/// (the gateway uses whichever it reaches), 1 otherwise.
+fn check_connect(config: &Config) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("openim-gateway: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let probes = runtime.block_on(openim_gateway::nats::probe_servers(
+        &config.nats,
+        &config.subject_prefix,
+    ));
+    for probe in &probes {
+        match probe.result {
+            Ok(_) => println!("nats: {probe}"),
+            Err(_) => eprintln!("openim-gateway: nats: {probe}"),
+        }
+    }
+    if probes.iter().any(|probe| probe.result.is_ok()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn main() -> ExitCode {
     // Exits with 0 after --help or --version, with 2 on an unknown argument.
     let arguments = cli().get_matches();
@@ -115,8 +151,11 @@ fn main() -> ExitCode {
     if healthcheck {
         return ExitCode::from(openim_gateway::healthcheck::run(config.listen));
     }
-    if arguments.subcommand_name() == Some("check-config") {
+    if let Some(("check-config", check)) = arguments.subcommand() {
         print_checked(&config);
+        if check.get_flag("connect") {
+            return check_connect(&config);
+        }
         return ExitCode::SUCCESS;
     }
     // Log lines are written by a thread of their own: a write to stderr can block (a full pipe,

@@ -62,6 +62,9 @@ pub struct ServeLimits {
     pub max_connections: usize,
     /// From the first byte of a request to the end of its headers.
     pub header_timeout: Duration,
+    /// From an answer to the next request's first byte: past it the connection is closed
+    /// (`GATEWAY_IDLE_TIMEOUT_MS`); `None`, never.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// Where a connection is in its request cycle.
@@ -144,6 +147,26 @@ impl Connection {
 
     fn since(&self) -> Instant {
         self.epoch + Duration::from_millis(self.since_ms.load(Ordering::Relaxed))
+    }
+
+    /// Completes when the connection has idled `timeout` since its last answer (never when
+    /// `timeout` is `None`).
+    async fn idle_overdue(&self, timeout: Option<Duration>) {
+        let Some(timeout) = timeout else {
+            return std::future::pending().await;
+        };
+        loop {
+            if self.phase() != Phase::Idle {
+                // Busy: the idle clock starts again at its answer.
+                tokio::time::sleep(timeout).await;
+                continue;
+            }
+            let idle_since = self.since();
+            tokio::time::sleep_until(idle_since + timeout).await;
+            if self.phase() == Phase::Idle && self.since() == idle_since {
+                return;
+            }
+        }
     }
 
     /// Completes when a request's headers have taken longer than `timeout`.
@@ -273,7 +296,7 @@ pub async fn serve(
         tokio::spawn(serve_connection(
             stream,
             router.clone(),
-            limits.header_timeout,
+            limits,
             Arc::clone(&protocol_error),
             registered,
             Arc::clone(&metrics),
@@ -293,7 +316,7 @@ pub async fn serve(
 async fn serve_connection(
     stream: TcpStream,
     router: Router,
-    header_timeout: Duration,
+    limits: ServeLimits,
     protocol_error: ProtocolErrorAnswer,
     registered: Registered,
     metrics: Arc<Metrics>,
@@ -323,8 +346,11 @@ async fn serve_connection(
     tokio::select! {
         // The client closed, or the answer said `Connection: close`.
         _ = serving => {}
-        () = connection.headers_overdue(header_timeout) => {
+        () = connection.headers_overdue(limits.header_timeout) => {
             tracing::debug!("a request's headers took too long: closing its connection");
+        }
+        () = connection.idle_overdue(limits.idle_timeout) => {
+            tracing::debug!("idle past GATEWAY_IDLE_TIMEOUT_MS: closing the connection");
         }
         () = evicted(&connection) => {
             metrics.connection_evicted();

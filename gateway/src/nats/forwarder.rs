@@ -31,6 +31,7 @@ use super::{
         DEADLINE_UNIX_MS_HEADER, TIMEOUT_MS_HEADER,
     },
     options,
+    probe::NotReady,
     replies::{lock, route_replies, Pending, PendingGuard},
 };
 use crate::{metrics::Metrics, settings::nats::NatsSettings};
@@ -206,6 +207,16 @@ impl Forwarder {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         true
+    }
+
+    /// One request round trip on this connection, answered within the probe's bound (see
+    /// [`super::probe`]): proves the login, the publish and the reply path, as a callback
+    /// needs them.
+    pub async fn round_trip(&self, subject_prefix: &str) -> Result<Duration, NotReady> {
+        if !self.is_connected() {
+            return Err(NotReady::Other("not connected".to_owned()));
+        }
+        super::probe::round_trip(&self.client, subject_prefix).await
     }
 
     /// The largest message the NATS server accepts (its `max_payload`, 1 MiB until the

@@ -20,9 +20,11 @@ mod events;
 mod forwarder;
 mod headers;
 mod options;
+mod probe;
 mod replies;
 
 pub use after_stream::AFTER_STREAM_MAX_AGE;
 pub use error::SetupError;
 pub use forwarder::{Forwarder, NotDelivered, Outcome, Reply};
 pub use headers::CallbackMeta;
+pub use probe::{causes_line, probe_servers, NotReady, ServerProbe, PROBE_BOUND};

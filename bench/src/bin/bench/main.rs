@@ -11,6 +11,7 @@
 //! target/release/bench [--quick] --nats-server PATH [--out target/bench] [--only floors,memory]
 //! ```
 
+mod idle;
 mod machine;
 mod process;
 mod report;
@@ -44,17 +45,18 @@ struct Args {
     /// The directory of the release binaries; default: this driver's own directory.
     #[arg(long)]
     bin_dir: Option<PathBuf>,
-    /// Only these scenarios, comma-separated: floors, hung_worker, nats_down, memory, overload,
-    /// scaling.
+    /// Only these scenarios, comma-separated: floors, hung_worker, nats_down, memory,
+    /// idle_connections, overload, scaling.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
 
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 7] = [
     "floors",
     "hung_worker",
     "nats_down",
     "memory",
+    "idle_connections",
     "overload",
     "scaling",
 ];
@@ -122,6 +124,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             "nats_down" => scenarios::nats_down(&tools, &plan),
             "overload" => scenarios::overload(&tools, &plan),
             "scaling" => scenarios::scaling(&tools, &plan),
+            "idle_connections" => {
+                idle::idle_connections(&tools, if args.quick { 2000 } else { 5000 })
+            }
             _ => scenarios::memory(&tools, &plan),
         }
         .with_context(|| format!("scenario {name} failed"))?;
