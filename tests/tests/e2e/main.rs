@@ -21,6 +21,7 @@ mod fallbacks;
 mod fidelity;
 mod forwarding;
 mod healthcheck;
+mod idle;
 mod invalid_replies;
 mod lifecycle;
 mod logging;

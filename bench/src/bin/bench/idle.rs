@@ -23,6 +23,8 @@ use crate::{
 /// Connections opened and closed before the "before" reading, so that the allocator's
 /// first-use growth is not counted against the idle ones.
 const WARM_UP: usize = 200;
+/// From the last connection opened to the "after" reading.
+const SETTLE_S: u64 = 10;
 
 /// One callback on `stream`, its whole answer read; the connection stays open.
 fn one_callback(stream: &mut TcpStream, wire: &[u8]) -> anyhow::Result<()> {
@@ -86,7 +88,9 @@ pub(crate) fn idle_connections(tools: &Tools, connections: usize) -> anyhow::Res
         idle.push(open(gateway.address, &wire)?);
     }
     let opening_s = started.elapsed().as_secs_f64();
-    std::thread::sleep(Duration::from_secs(2));
+    // Settled: every connection idle for a while (hyper's state dropped after a second),
+    // and the allocator's freed pages given back.
+    std::thread::sleep(Duration::from_secs(SETTLE_S));
     let open_connections = gateway.metric("openim_gateway_open_connections")?;
     let rss_after = gateway.guard.rss_kib()?;
     let per_connection_kib =
