@@ -396,7 +396,9 @@ async fn serve_connection(
         });
         // On the heap: a parked connection keeps none of hyper's state (its buffers, 16 KiB).
         let mut serving = Box::new(builder.serve_connection(TokioIo::new(watched), service));
-        let ended = tokio::select! {
+        // Boxed too: the timers of a serving connection are not kept while it is parked.
+        let ended = Box::pin(async {
+            tokio::select! {
             // The client closed, or the answer said `Connection: close`.
             _ = std::future::poll_fn(|cx| serving.poll_without_shutdown(cx)) => Ended::Closed,
             () = connection.headers_overdue(limits.header_timeout) => {
@@ -413,7 +415,9 @@ async fn serve_connection(
                 Ended::Closed
             }
             () = connection.parkable(PARK_AFTER) => Ended::Parked,
-        };
+            }
+        })
+        .await;
         if matches!(ended, Ended::Closed) {
             break;
         }
