@@ -399,8 +399,14 @@ async fn serve_connection(
         // Boxed too: the timers of a serving connection are not kept while it is parked.
         let ended = Box::pin(async {
             tokio::select! {
+            // hyper first: bytes that arrived are read (and the phase leaves idle) before a
+            // timer may close the connection; parked rather than closed for idling, where
+            // the socket gets a last look (the idle timeout closes an active connection only
+            // when its answer cannot be written out, its client not reading).
+            biased;
             // The client closed, or the answer said `Connection: close`.
             _ = std::future::poll_fn(|cx| serving.poll_without_shutdown(cx)) => Ended::Closed,
+            () = connection.parkable(PARK_AFTER) => Ended::Parked,
             () = connection.headers_overdue(limits.header_timeout) => {
                 tracing::debug!("a request's headers took too long: closing its connection");
                 Ended::Closed
@@ -414,7 +420,6 @@ async fn serve_connection(
                 tracing::debug!("closing the connection idle the longest to make room");
                 Ended::Closed
             }
-            () = connection.parkable(PARK_AFTER) => Ended::Parked,
             }
         })
         .await;
@@ -433,11 +438,17 @@ async fn serve_connection(
             continue;
         }
         let woken = tokio::select! {
+            // Bytes first: a request that has arrived is served, never closed under.
+            biased;
             // Bytes (or the client's close): hyper reads them.
             readable = watched.stream.readable() => readable.is_ok(),
             () = connection.idle_overdue(limits.idle_timeout) => {
-                tracing::debug!("idle past GATEWAY_IDLE_TIMEOUT_MS: closing the connection");
-                false
+                // The last look before closing: bytes already queued are a request.
+                let waiting = has_bytes_waiting(&watched.stream);
+                if !waiting {
+                    tracing::debug!("idle past GATEWAY_IDLE_TIMEOUT_MS: closing the connection");
+                }
+                waiting
             }
             () = evicted(&connection) => {
                 metrics.connection_evicted();
@@ -450,6 +461,15 @@ async fn serve_connection(
         }
     }
     drop(registered);
+}
+
+/// Whether bytes wait in the socket's receive queue now (peeked, not read).
+fn has_bytes_waiting(stream: &TcpStream) -> bool {
+    let mut byte = [0_u8; 1];
+    let mut buf = ReadBuf::new(&mut byte);
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    matches!(stream.poll_peek(&mut cx, &mut buf), Poll::Ready(Ok(count)) if count > 0)
 }
 
 /// The router's answer, boxed so that hyper's connection can be taken apart at rest.
