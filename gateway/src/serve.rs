@@ -52,7 +52,7 @@ use crate::{conditions::Condition, metrics::Metrics};
 /// only its socket kept: hyper holds a read and a write buffer of 8 KiB each per connection,
 /// which thousands of idle kept-alive connections would otherwise keep. A connection that
 /// carries a callback more often than this keeps its state.
-const PARK_AFTER: Duration = Duration::from_secs(1);
+const PARK_AFTER: Duration = Duration::from_millis(250);
 
 /// After a failed accept, the pause before the next: the failure (no file descriptors) does
 /// not go away in a tight loop.

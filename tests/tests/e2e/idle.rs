@@ -1,7 +1,7 @@
 //! Idle kept-alive connections: closed once they have carried no request for
-//! `GATEWAY_IDLE_TIMEOUT_MS`, never while they are used; and a connection that idles past a
-//! second (when the gateway drops its HTTP state and keeps only its socket) is answered again
-//! on the same socket.
+//! `GATEWAY_IDLE_TIMEOUT_MS`, never while they are used; and a connection that idles long
+//! enough for the gateway to drop its HTTP state and keep only its socket (a quarter of a
+//! second) is answered again on the same socket.
 
 use std::time::{Duration, Instant};
 
