@@ -10,9 +10,11 @@ use tokio::net::TcpListener;
 use crate::{
     http,
     http::AppState,
-    listener::{handover_name, open_admin_listener, open_listener, serve_handover},
+    listener::{
+        handover_name, open_admin_listener, open_listener, serve_handover, Endpoint, ListenError,
+    },
     metrics::Metrics,
-    nats::{Forwarder, SetupError},
+    nats::{causes_line, probe_servers, Forwarder, SetupError},
     serve,
     serve::ServeLimits,
     settings::Config,
@@ -22,14 +24,10 @@ use crate::{
 /// Why the gateway could not start (the configuration was already valid).
 #[derive(Debug, Error)]
 pub enum BuildError {
-    /// The listen address could not be bound.
-    #[error("cannot listen on {address}: {source}")]
-    Bind {
-        /// `GATEWAY_LISTEN`.
-        address: SocketAddr,
-        /// The operating system's reason.
-        source: io::Error,
-    },
+    /// The listening socket was not opened: not bound, or not taken over from the gateway
+    /// running on the address (which goes on serving).
+    #[error(transparent)]
+    Listen(#[from] ListenError),
     /// The admin listen address could not be bound.
     #[error("cannot listen on {address} (GATEWAY_ADMIN_LISTEN): {source}")]
     AdminBind {
@@ -81,8 +79,9 @@ pub struct Gateway {
     listener: TcpListener,
     /// With `GATEWAY_ADMIN_LISTEN`: the listener of the status page and `/metrics`.
     admin: Option<TcpListener>,
-    /// The handover endpoint's name, served while the gateway accepts (`GATEWAY_HANDOVER`).
-    handover: Option<String>,
+    /// The handover endpoint, held from the start (the lock on the address) and served while
+    /// the gateway accepts (`GATEWAY_HANDOVER`).
+    endpoint: Option<Endpoint>,
     state: Arc<AppState>,
     /// From SIGTERM to no longer accepting (`GATEWAY_SHUTDOWN_DELAY_MS`).
     shutdown_delay: Duration,
@@ -158,6 +157,7 @@ impl Gateway {
         let limits = ServeLimits {
             max_connections: connection_bound(config.max_connections),
             header_timeout: config.callback_timeout,
+            idle_timeout: config.idle_timeout,
         };
         let state = Arc::new(AppState::new(&config, forwarder, Arc::clone(&metrics)));
         let admin = config
@@ -168,16 +168,17 @@ impl Gateway {
             })
             .transpose()?;
         let handover = handover_name(&config);
-        let listener = open_listener(config.listen, handover.as_deref())
-            .await
-            .map_err(|source| BuildError::Bind {
-                address: config.listen,
-                source,
-            })?;
+        let ready = {
+            let forwarder = state.forwarder().clone();
+            let nats = config.nats.clone();
+            let prefix = config.subject_prefix.clone();
+            move || nats_ready(forwarder, nats, prefix)
+        };
+        let opened = open_listener(config.listen, handover.as_deref(), ready).await?;
         Ok(Self {
-            listener,
+            listener: opened.listener,
             admin,
-            handover,
+            endpoint: opened.endpoint,
             state,
             shutdown_delay: config.shutdown_delay,
             limits,
@@ -217,9 +218,8 @@ impl Gateway {
         let (stopped_accepting, stop_accepted) = tokio::sync::oneshot::channel();
         let (handed_over, taken) = tokio::sync::oneshot::channel::<()>();
         let endpoint = self
-            .handover
-            .clone()
-            .and_then(|name| serve_handover(name, &self.listener, handed_over));
+            .endpoint
+            .and_then(|endpoint| serve_handover(endpoint, &self.listener, handed_over));
         let shutdown_delay = self.shutdown_delay;
         let stop_accepting = async move {
             tokio::select! {
@@ -300,4 +300,35 @@ impl Gateway {
         }
         Ok(())
     }
+}
+
+/// Whether NATS carries callbacks now, for a gateway about to take the listening socket from
+/// a running one: the gateway's own connection is up and a request round trip succeeds.
+/// Otherwise the cause, server by server (each probed once on its own: "connection refused",
+/// "authentication failed", "timed out").
+async fn nats_ready(
+    forwarder: Forwarder,
+    nats: crate::settings::nats::NatsSettings,
+    prefix: String,
+) -> Result<(), String> {
+    if forwarder.is_connected() {
+        return match forwarder.request_round_trip(&prefix).await {
+            Ok(_) => Ok(()),
+            Err(cause) => Err(format!("{}: {cause}", nats.servers_for_log())),
+        };
+    }
+    let probes = probe_servers(&nats, &prefix).await;
+    if probes.iter().any(|probe| probe.result.is_ok()) {
+        // A server answers the probe: the gateway's own connection may be a moment behind.
+        if forwarder.wait_connected(FIRST_CONNECT_WAIT).await
+            && forwarder.request_round_trip(&prefix).await.is_ok()
+        {
+            return Ok(());
+        }
+        return Err(format!(
+            "the gateway's own connection is not up ({})",
+            causes_line(&probes)
+        ));
+    }
+    Err(causes_line(&probes))
 }

@@ -16,8 +16,15 @@
 //! 3. the new gateway checks the peer's user too, and that the socket is a listening TCP
 //!    socket bound to the address it was configured for, then answers [`TAKEN`] (or
 //!    [`REFUSED`], and binds a socket of its own);
-//! 4. on [`TAKEN`], the running gateway releases the name and starts its shutdown by itself;
-//!    the new one serves the endpoint from then on.
+//! 4. on [`TAKEN`], the running gateway starts its shutdown by itself; the new one serves the
+//!    endpoint from then on.
+//!
+//! The endpoint's own listening socket travels with the TCP one (a second descriptor in the
+//! same message), so the name is never free while a gateway serves the address: the name is
+//! the lock that keeps one gateway per address. A gateway binds a TCP socket of its own only
+//! after it bound the name itself; when the name is held, it takes the socket over or does not
+//! start (see `listener.rs`). A running gateway of an older version sends the TCP socket
+//! alone and releases the name: the new one then binds it once it is free.
 //!
 //! Abstract names are not files: they vanish with the socket (no stale file after a crash),
 //! and they are per network namespace, so two gateways in different containers never see each
@@ -141,53 +148,74 @@ fn unexpected(line: &[u8]) -> io::Error {
     )
 }
 
-/// The new gateway's side: the running gateway's listening socket on `listen`, or `None`
-/// when no gateway answers on `name` (or the exchange fails: then the caller binds a socket
-/// of its own, and the log says why).
-pub async fn take_over(name: &str, listen: SocketAddr) -> Option<std::net::TcpListener> {
-    let stream = match abstract_address(name)
-        .and_then(|address| StdUnixStream::connect_addr(&address))
-    {
-        Ok(stream) => stream,
-        Err(error)
-            if matches!(
-                error.kind(),
-                io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound
-            ) =>
-        {
-            tracing::debug!(
-                endpoint = name,
-                "no running gateway to take the listening socket from"
-            );
-            return None;
-        }
-        Err(error) => {
-            tracing::warn!(endpoint = name, %error, "cannot reach the handover endpoint: binding a listening socket of its own");
-            return None;
-        }
-    };
+/// What a new gateway got from the endpoint.
+#[derive(Debug)]
+pub enum TakeOver {
+    /// Nobody listens on the name (the gateway holding it just went away).
+    NoneRunning,
+    /// The running gateway's listening socket, and its endpoint when it sent it along (a
+    /// gateway of an older version does not: then the name is bound once it releases it).
+    Taken {
+        /// The listening TCP socket, checked.
+        listener: std::net::TcpListener,
+        /// The endpoint, to serve for the next upgrade.
+        endpoint: Option<Endpoint>,
+    },
+}
+
+/// The new gateway's side: the running gateway's listening socket on `listen`, or
+/// [`TakeOver::NoneRunning`] when nobody listens on `name`; an error when the exchange
+/// failed (the running gateway keeps its socket and goes on serving).
+pub async fn take_over(name: &str, listen: SocketAddr) -> io::Result<TakeOver> {
+    let stream =
+        match abstract_address(name).and_then(|address| StdUnixStream::connect_addr(&address)) {
+            Ok(stream) => stream,
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::ConnectionRefused | io::ErrorKind::NotFound
+                ) =>
+            {
+                tracing::debug!(
+                    endpoint = name,
+                    "no running gateway to take the listening socket from"
+                );
+                return Ok(TakeOver::NoneRunning);
+            }
+            Err(error) => return Err(error),
+        };
     let exchange = async {
         check_peer(&stream)?;
         stream.set_nonblocking(true)?;
         let mut stream = UnixStream::from_std(stream)?;
         stream.write_all(REQUEST).await?;
-        let (line, socket) = receive_socket(&stream).await?;
+        let (line, mut sockets) = receive_sockets(&stream).await?;
         if line != SOCKET_LINE {
             return Err(unexpected(&line));
         }
-        let Some(socket) = socket else {
+        if sockets.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 "no socket attached",
             ));
-        };
-        match check_listener(socket, listen) {
-            Ok(listener) => {
+        }
+        let socket = sockets.remove(0);
+        let endpoint = sockets.pop().map(|own| Endpoint::received(name, own));
+        let checked = check_listener(socket, listen).and_then(|listener| match endpoint {
+            Some(Err(error)) => Err(io::Error::new(
+                error.kind(),
+                format!("the handover endpoint sent along: {error}"),
+            )),
+            Some(Ok(endpoint)) => Ok((listener, Some(endpoint))),
+            None => Ok((listener, None)),
+        });
+        match checked {
+            Ok((listener, endpoint)) => {
                 if let Err(error) = stream.write_all(TAKEN).await {
                     // It went away: the socket is ours alone now, which is just as good.
                     tracing::debug!(%error, "the running gateway did not read the acknowledgement");
                 }
-                Ok(listener)
+                Ok(TakeOver::Taken { listener, endpoint })
             }
             Err(error) => {
                 let _ = stream.write_all(REFUSED).await;
@@ -201,31 +229,27 @@ pub async fn take_over(name: &str, listen: SocketAddr) -> Option<std::net::TcpLi
         }
     };
     match tokio::time::timeout(EXCHANGE_BOUND, exchange).await {
-        Ok(Ok(listener)) => {
+        Ok(Ok(taken)) => {
             tracing::info!(address = %listen, "took over the listening socket from the running gateway");
-            Some(listener)
+            Ok(taken)
         }
-        Ok(Err(error)) => {
-            tracing::warn!(endpoint = name, %error, "did not take over the listening socket: binding one of its own (the running gateway keeps serving until it is stopped)");
-            None
-        }
-        Err(_) => {
-            tracing::warn!(
-                endpoint = name,
-                bound_ms = EXCHANGE_BOUND.as_millis() as u64,
-                "the handover did not finish in time: binding a listening socket of its own"
-            );
-            None
-        }
+        Ok(Err(error)) => Err(error),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "the running gateway did not hand its socket over within {} ms",
+                EXCHANGE_BOUND.as_millis()
+            ),
+        )),
     }
 }
 
-/// Receives one message and the descriptor attached to it (descriptors beyond the first are
-/// closed).
-async fn receive_socket(stream: &UnixStream) -> io::Result<(Vec<u8>, Option<OwnedFd>)> {
+/// Receives one message and the descriptors attached to it (at most two are kept: the
+/// listening socket and the endpoint's own; any beyond are closed).
+async fn receive_sockets(stream: &UnixStream) -> io::Result<(Vec<u8>, Vec<OwnedFd>)> {
     stream
         .async_io(Interest::READABLE, || {
-            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
             let mut control = RecvAncillaryBuffer::new(&mut space);
             let mut buffer = [0_u8; LINE_LIMIT];
             let received = recvmsg(
@@ -234,27 +258,35 @@ async fn receive_socket(stream: &UnixStream) -> io::Result<(Vec<u8>, Option<Owne
                 &mut control,
                 RecvFlags::CMSG_CLOEXEC,
             )?;
-            let mut socket = None;
+            let mut sockets = Vec::new();
             for message in control.drain() {
-                if let RecvAncillaryMessage::ScmRights(mut descriptors) = message {
-                    socket = socket.or_else(|| descriptors.next());
+                if let RecvAncillaryMessage::ScmRights(descriptors) = message {
+                    for descriptor in descriptors {
+                        if sockets.len() < 2 {
+                            sockets.push(descriptor);
+                        }
+                    }
                 }
             }
-            if received.bytes == 0 && socket.is_none() {
+            if received.bytes == 0 && sockets.is_empty() {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
-            Ok((buffer[..received.bytes.min(LINE_LIMIT)].to_vec(), socket))
+            Ok((buffer[..received.bytes.min(LINE_LIMIT)].to_vec(), sockets))
         })
         .await
 }
 
-/// Sends [`SOCKET_LINE`] with `listener` attached.
-async fn send_socket(stream: &UnixStream, listener: BorrowedFd<'_>) -> io::Result<()> {
+/// Sends [`SOCKET_LINE`] with `listener` and the endpoint's own socket attached.
+async fn send_sockets(
+    stream: &UnixStream,
+    listener: BorrowedFd<'_>,
+    endpoint: BorrowedFd<'_>,
+) -> io::Result<()> {
     let sent = stream
         .async_io(Interest::WRITABLE, || {
-            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+            let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(2))];
             let mut control = SendAncillaryBuffer::new(&mut space);
-            let descriptors = [listener];
+            let descriptors = [listener, endpoint];
             if !control.push(SendAncillaryMessage::ScmRights(&descriptors)) {
                 return Err(io::Error::other("no room for the descriptor"));
             }
@@ -273,38 +305,35 @@ async fn send_socket(stream: &UnixStream, listener: BorrowedFd<'_>) -> io::Resul
     }
 }
 
-/// The running gateway's endpoint: bound to the name, holding a descriptor of the listening
-/// socket to hand over.
+/// The running gateway's endpoint: the name, bound (which is the lock on the address).
 #[derive(Debug)]
 pub struct Endpoint {
     name: String,
     listener: UnixListener,
-    socket: OwnedFd,
 }
 
 impl Endpoint {
-    /// Binds `name` for the listening socket `socket` (a descriptor of its own, closed when
-    /// the endpoint ends). While another process holds the name
-    /// (the gateway this one took the socket from, releasing it), tries again for a few
-    /// seconds; `None`, with a warning, when the name stays taken.
-    pub async fn bind(name: String, socket: OwnedFd) -> Option<Self> {
+    /// Binds `name`, once: `AddrInUse` when another process holds it (a gateway runs, or
+    /// starts, on the same address).
+    pub fn bind(name: String) -> io::Result<Self> {
+        let listener = abstract_address(&name)
+            .and_then(|address| StdUnixListener::bind_addr(&address))
+            .and_then(|listener| {
+                listener.set_nonblocking(true)?;
+                UnixListener::from_std(listener)
+            })?;
+        tracing::debug!(endpoint = name, "holding the handover endpoint");
+        Ok(Self { name, listener })
+    }
+
+    /// Binds `name` once the gateway of an older version this one took the socket from has
+    /// released it: tries again for a few seconds while it is held; `None`, with a warning,
+    /// when it stays taken.
+    pub async fn bind_released(name: String) -> Option<Self> {
         let started = tokio::time::Instant::now();
         loop {
-            let bound = abstract_address(&name)
-                .and_then(|address| StdUnixListener::bind_addr(&address))
-                .and_then(|listener| {
-                    listener.set_nonblocking(true)?;
-                    UnixListener::from_std(listener)
-                });
-            match bound {
-                Ok(listener) => {
-                    tracing::debug!(endpoint = name, "serving the handover endpoint");
-                    return Some(Self {
-                        name,
-                        listener,
-                        socket,
-                    });
-                }
+            match Self::bind(name.clone()) {
+                Ok(endpoint) => return Some(endpoint),
                 Err(error)
                     if error.kind() == io::ErrorKind::AddrInUse
                         && started.elapsed() < BIND_RETRY_BOUND =>
@@ -312,16 +341,42 @@ impl Endpoint {
                     tokio::time::sleep(BIND_RETRY_PAUSE).await;
                 }
                 Err(error) => {
-                    tracing::warn!(endpoint = name, %error, "cannot serve the handover endpoint: the next upgrade shares the port instead");
+                    tracing::warn!(endpoint = name, %error, "cannot serve the handover endpoint: the next upgrade cannot take the socket over");
                     return None;
                 }
             }
         }
     }
 
-    /// Serves until a new gateway takes the socket. The name and the descriptor are released
-    /// when this returns, or when the future is dropped (the gateway stops accepting).
-    pub async fn serve(self) {
+    /// The endpoint a running gateway sent along with its socket: a listening Unix stream
+    /// socket bound to `name`.
+    fn received(name: &str, socket: OwnedFd) -> io::Result<Self> {
+        let invalid = |what: &str| io::Error::new(io::ErrorKind::InvalidInput, what.to_owned());
+        if sockopt::socket_domain(&socket)? != AddressFamily::UNIX
+            || sockopt::socket_type(&socket)? != SocketType::STREAM
+        {
+            return Err(invalid("not a Unix stream socket"));
+        }
+        if !sockopt::socket_acceptconn(&socket)? {
+            return Err(invalid("not a listening socket"));
+        }
+        let listener = StdUnixListener::from(socket);
+        let bound = listener.local_addr()?;
+        if bound.as_abstract_name() != Some(name.as_bytes()) {
+            return Err(invalid("bound to another name"));
+        }
+        listener.set_nonblocking(true)?;
+        Ok(Self {
+            name: name.to_owned(),
+            listener: UnixListener::from_std(listener)?,
+        })
+    }
+
+    /// Serves until a new gateway takes `socket` (the listening socket, a descriptor of its
+    /// own). This process's descriptors of the endpoint and of the socket are closed when this
+    /// returns, or when the future is dropped (the gateway stops accepting); after a handover
+    /// the new gateway holds both.
+    pub async fn serve(self, socket: OwnedFd) {
         loop {
             let accepted = self.listener.accept().await;
             let mut stream = match accepted {
@@ -332,7 +387,9 @@ impl Endpoint {
                     continue;
                 }
             };
-            match tokio::time::timeout(EXCHANGE_BOUND, self.hand_over(&mut stream)).await {
+            match tokio::time::timeout(EXCHANGE_BOUND, self.hand_over(&mut stream, socket.as_fd()))
+                .await
+            {
                 Ok(Ok(true)) => {
                     let peer = sockopt::socket_peercred(&stream)
                         .map(|peer| peer.pid.as_raw_nonzero().get())
@@ -355,13 +412,13 @@ impl Endpoint {
     }
 
     /// One exchange: whether the peer took the socket.
-    async fn hand_over(&self, stream: &mut UnixStream) -> io::Result<bool> {
+    async fn hand_over(&self, stream: &mut UnixStream, socket: BorrowedFd<'_>) -> io::Result<bool> {
         check_peer(&*stream)?;
         let request = read_line(stream).await?;
         if request != REQUEST {
             return Err(unexpected(&request));
         }
-        send_socket(stream, self.socket.as_fd()).await?;
+        send_sockets(stream, socket, self.listener.as_fd()).await?;
         match read_line(stream).await?.as_slice() {
             TAKEN => Ok(true),
             REFUSED => Ok(false),
@@ -403,22 +460,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_running_endpoint_hands_its_socket_over_once_then_releases_its_name() {
+    async fn a_running_endpoint_hands_its_socket_and_its_name_over_and_the_name_stays_held() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
         let name = format!(
             "openim-gateway/handover-test/{}/{address}",
             std::process::id()
         );
+        let endpoint = Endpoint::bind(name.clone()).unwrap();
+        assert_eq!(
+            Endpoint::bind(name.clone()).unwrap_err().kind(),
+            io::ErrorKind::AddrInUse,
+            "the name is the lock on the address"
+        );
         let socket = listener.as_fd().try_clone_to_owned().unwrap();
-        let endpoint = Endpoint::bind(name.clone(), socket).await.unwrap();
-        let serving = tokio::spawn(endpoint.serve());
+        let serving = tokio::spawn(endpoint.serve(socket));
         let other: SocketAddr = "127.0.0.1:1".parse().unwrap();
         assert!(
-            take_over(&name, other).await.is_none(),
+            take_over(&name, other).await.is_err(),
             "a socket on another address is refused"
         );
-        let taken = take_over(&name, address).await.expect("taken over");
+        let Ok(TakeOver::Taken {
+            listener: taken,
+            endpoint: Some(next),
+        }) = take_over(&name, address).await
+        else {
+            panic!("not taken over with the endpoint");
+        };
         assert_eq!(taken.local_addr().unwrap(), address);
         serving
             .await
@@ -429,9 +497,24 @@ mod tests {
         taken.set_nonblocking(false).unwrap();
         let (accepted, _) = taken.accept().unwrap();
         assert_eq!(accepted.peer_addr().unwrap(), client.local_addr().unwrap());
+        // So does the name: nobody else can bind it, and the taker serves the next upgrade.
+        assert_eq!(
+            Endpoint::bind(name.clone()).unwrap_err().kind(),
+            io::ErrorKind::AddrInUse
+        );
+        let again = tokio::spawn(next.serve(taken.as_fd().try_clone_to_owned().unwrap()));
+        let Ok(TakeOver::Taken {
+            listener: last,
+            endpoint: Some(last_endpoint),
+        }) = take_over(&name, address).await
+        else {
+            panic!("the second upgrade did not take over");
+        };
+        again.await.unwrap();
+        drop((taken, last, last_endpoint));
         assert!(
-            take_over(&name, address).await.is_none(),
-            "the name was released"
+            matches!(take_over(&name, address).await, Ok(TakeOver::NoneRunning)),
+            "the name is free once every holder is gone"
         );
     }
 }

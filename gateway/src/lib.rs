@@ -26,3 +26,4 @@ mod startup;
 pub mod status;
 
 pub use gateway::{BuildError, Gateway, Reloader};
+pub use listener::ListenError;

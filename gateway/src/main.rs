@@ -32,6 +32,11 @@ fn cli() -> clap::Command {
         .after_help(settings::table::help())
         .subcommand(clap::Command::new("check-config").about(
             "Checks the settings and the files they name (GATEWAY_CONFIG, GATEWAY_OPENIM_WEBHOOKS, the NATS files), prints each command's policy and exits: 0 when valid, 2 otherwise",
+        ).arg(
+            clap::Arg::new("connect")
+                .long("connect")
+                .action(clap::ArgAction::SetTrue)
+                .help("Also logs in to each NATS server of NATS_URL and sends one request (answered by the server's \"no responders\"): exits 1, naming the server and the cause (connection refused, authentication failed, timed out), when none answers"),
         ))
         .subcommand(clap::Command::new("healthcheck").about(
             "Asks /readyz of the gateway running on GATEWAY_LISTEN (on loopback when it listens on every interface) and exits: 0 when it answers 200 within 2 s, 1 otherwise (a container healthcheck that needs no shell)",
@@ -77,6 +82,41 @@ fn printed(result: std::io::Result<()>) -> ExitCode {
     }
 }
 
+/// `check-config --connect`: each NATS server logged in to and asked once, one line each
+/// (stdout when it answered, stderr with the cause when not); 0 when at least one answered
+/// (the gateway uses whichever it reaches), 1 otherwise.
+fn check_connect(config: &Config) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            say(&format_args!(
+                "openim-gateway: cannot start the async runtime: {error}"
+            ));
+            return ExitCode::FAILURE;
+        }
+    };
+    let probes = runtime.block_on(openim_gateway::nats::probe_servers(
+        &config.nats,
+        &config.subject_prefix,
+    ));
+    let mut stdout = std::io::stdout().lock();
+    for probe in &probes {
+        match probe.result {
+            // A closed pipe only loses the line: the exit status says it all.
+            Ok(_) => drop(writeln!(stdout, "nats: {probe}")),
+            Err(_) => say(&format_args!("openim-gateway: nats: {probe}")),
+        }
+    }
+    if probes.iter().any(|probe| probe.result.is_ok()) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn main() -> ExitCode {
     // Exits with 0 after --help or --version, with 2 on an unknown argument.
     let arguments = cli().get_matches();
@@ -112,8 +152,12 @@ fn main() -> ExitCode {
     if healthcheck {
         return ExitCode::from(openim_gateway::healthcheck::run(config.listen));
     }
-    if arguments.subcommand_name() == Some("check-config") {
-        return printed(print_checked(&config));
+    if let Some(("check-config", check)) = arguments.subcommand() {
+        let checked = printed(print_checked(&config));
+        if checked != ExitCode::SUCCESS || !check.get_flag("connect") {
+            return checked;
+        }
+        return check_connect(&config);
     }
     // Log lines are written by a thread of their own: a write to stderr can block (a full pipe,
     // a slow disk), and on the event loop that would hold up every answer exactly when a
@@ -181,13 +225,17 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(admin) = gateway.admin_addr() {
         let admin = admin?;
         tracing::info!(%admin, "status page and /metrics on the admin listener");
-        println!("openim-gateway status page on http://{admin}/");
     }
     tracing::info!(%address, budget_ms = budget.as_millis() as u64, "openim-gateway listening");
-    // The one line scripts and tests wait for. Nobody reading it (stdout closed) is no
+    // The lines scripts and tests wait for. Nobody reading them (stdout closed) is no
     // reason to stop serving.
     let mut stdout = std::io::stdout();
-    if let Err(error) = writeln!(stdout, "openim-gateway listening on http://{address}")
+    let admin_line = match gateway.admin_addr() {
+        Some(Ok(admin)) => writeln!(stdout, "openim-gateway status page on http://{admin}/"),
+        _ => Ok(()),
+    };
+    if let Err(error) = admin_line
+        .and_then(|()| writeln!(stdout, "openim-gateway listening on http://{address}"))
         .and_then(|()| stdout.flush())
     {
         tracing::warn!(%error, "cannot write the listening line to stdout");

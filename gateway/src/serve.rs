@@ -35,6 +35,7 @@ use std::{
 };
 
 use axum::{body::Body, Router};
+use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::{
@@ -46,6 +47,12 @@ use tokio::{
 use tower::ServiceExt;
 
 use crate::{conditions::Condition, metrics::Metrics};
+
+/// How long a connection idles (every answer flushed) before its HTTP state is dropped and
+/// only its socket kept: hyper holds a read and a write buffer of 8 KiB each per connection,
+/// which thousands of idle kept-alive connections would otherwise keep. A connection that
+/// carries a callback more often than this keeps its state.
+const PARK_AFTER: Duration = Duration::from_millis(250);
 
 /// After a failed accept, the pause before the next: the failure (no file descriptors) does
 /// not go away in a tight loop.
@@ -62,6 +69,9 @@ pub struct ServeLimits {
     pub max_connections: usize,
     /// From the first byte of a request to the end of its headers.
     pub header_timeout: Duration,
+    /// From an answer to the next request's first byte: past it the connection is closed
+    /// (`GATEWAY_IDLE_TIMEOUT_MS`); `None`, never.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// Where a connection is in its request cycle.
@@ -89,6 +99,10 @@ struct Connection {
     /// Asked to close and not closed yet: it no longer counts against the bound, and is not
     /// picked again.
     evicting: AtomicBool,
+    /// Answers the router has produced on this connection.
+    answers: AtomicU64,
+    /// Of them, how many were flushed to the socket (hyper holds none of their bytes).
+    flushed: AtomicU64,
     /// The server's clock origin.
     epoch: Instant,
 }
@@ -101,6 +115,8 @@ impl Connection {
             request_started: Notify::new(),
             evict: Notify::new(),
             evicting: AtomicBool::new(false),
+            answers: AtomicU64::new(0),
+            flushed: AtomicU64::new(0),
             epoch,
         };
         connection.stamp();
@@ -144,6 +160,53 @@ impl Connection {
 
     fn since(&self) -> Instant {
         self.epoch + Duration::from_millis(self.since_ms.load(Ordering::Relaxed))
+    }
+
+    /// The router answered: counted before the phase turns idle, so that an idle connection
+    /// with an answer still to flush is never parked.
+    fn answered(&self) {
+        self.answers.fetch_add(1, Ordering::SeqCst);
+        self.set(Phase::Idle);
+    }
+
+    /// Whether every answer was flushed.
+    fn settled(&self) -> bool {
+        self.flushed.load(Ordering::SeqCst) == self.answers.load(Ordering::SeqCst)
+    }
+
+    /// Completes once the connection has idled `delay` with every answer flushed.
+    async fn parkable(&self, delay: Duration) {
+        loop {
+            if self.phase() == Phase::Idle && self.settled() {
+                let since = self.since();
+                tokio::time::sleep_until(since + delay).await;
+                if self.phase() == Phase::Idle && self.since() == since && self.settled() {
+                    return;
+                }
+            } else {
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+
+    /// Completes when the connection has idled `timeout` since its last answer (never when
+    /// `timeout` is `None`).
+    async fn idle_overdue(&self, timeout: Option<Duration>) {
+        let Some(timeout) = timeout else {
+            return std::future::pending().await;
+        };
+        loop {
+            if self.phase() != Phase::Idle {
+                // Busy: the idle clock starts again at its answer.
+                tokio::time::sleep(timeout).await;
+                continue;
+            }
+            let idle_since = self.since();
+            tokio::time::sleep_until(idle_since + timeout).await;
+            if self.phase() == Phase::Idle && self.since() == idle_since {
+                return;
+            }
+        }
     }
 
     /// Completes when a request's headers have taken longer than `timeout`.
@@ -273,7 +336,7 @@ pub async fn serve(
         tokio::spawn(serve_connection(
             stream,
             router.clone(),
-            limits.header_timeout,
+            limits,
             Arc::clone(&protocol_error),
             registered,
             Arc::clone(&metrics),
@@ -290,49 +353,129 @@ pub async fn serve(
     }
 }
 
+/// Why a connection's HTTP state ended.
+enum Ended {
+    /// The connection is done: closed, timed out, evicted.
+    Closed,
+    /// It idles: its socket is kept and its HTTP state dropped, until bytes arrive.
+    Parked,
+}
+
 async fn serve_connection(
     stream: TcpStream,
     router: Router,
-    header_timeout: Duration,
+    limits: ServeLimits,
     protocol_error: ProtocolErrorAnswer,
     registered: Registered,
     metrics: Arc<Metrics>,
 ) {
     let _open = metrics.connection_opened();
     let connection = Arc::clone(&registered.connection);
-    let io = TokioIo::new(Watched {
+    let mut watched = Watched {
         stream,
         connection: Arc::clone(&connection),
         protocol_error,
         replacement: None,
-    });
-    let service_connection = Arc::clone(&connection);
-    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        unread: Bytes::new(),
+    };
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.keep_alive(true);
+    loop {
+        let service_connection = Arc::clone(&connection);
         let router = router.clone();
-        let connection = Arc::clone(&service_connection);
-        connection.set(Phase::Handling);
-        async move {
-            let response = router.oneshot(request.map(Body::new)).await;
-            connection.set(Phase::Idle);
-            response
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let router = router.clone();
+            let connection = Arc::clone(&service_connection);
+            connection.set(Phase::Handling);
+            let answering: Answering = Box::pin(async move {
+                let response = router.oneshot(request.map(Body::new)).await;
+                connection.answered();
+                response
+            });
+            answering
+        });
+        // On the heap: a parked connection keeps none of hyper's state (its buffers, 16 KiB).
+        let mut serving = Box::new(builder.serve_connection(TokioIo::new(watched), service));
+        // Boxed too: the timers of a serving connection are not kept while it is parked.
+        let ended = Box::pin(async {
+            tokio::select! {
+            // hyper first: bytes that arrived are read (and the phase leaves idle) before a
+            // timer may close the connection; parked rather than closed for idling, where
+            // the socket gets a last look (the idle timeout closes an active connection only
+            // when its answer cannot be written out, its client not reading).
+            biased;
+            // The client closed, or the answer said `Connection: close`.
+            _ = std::future::poll_fn(|cx| serving.poll_without_shutdown(cx)) => Ended::Closed,
+            () = connection.parkable(PARK_AFTER) => Ended::Parked,
+            () = connection.headers_overdue(limits.header_timeout) => {
+                tracing::debug!("a request's headers took too long: closing its connection");
+                Ended::Closed
+            }
+            () = connection.idle_overdue(limits.idle_timeout) => {
+                tracing::debug!("idle past GATEWAY_IDLE_TIMEOUT_MS: closing the connection");
+                Ended::Closed
+            }
+            () = evicted(&connection) => {
+                metrics.connection_evicted();
+                tracing::debug!("closing the connection idle the longest to make room");
+                Ended::Closed
+            }
+            }
+        })
+        .await;
+        if matches!(ended, Ended::Closed) {
+            break;
         }
-    });
-    let serving = hyper::server::conn::http1::Builder::new()
-        .keep_alive(true)
-        .serve_connection(io, service);
-    tokio::select! {
-        // The client closed, or the answer said `Connection: close`.
-        _ = serving => {}
-        () = connection.headers_overdue(header_timeout) => {
-            tracing::debug!("a request's headers took too long: closing its connection");
+        // Idle, every answer flushed: hyper holds no bytes to write, and what it read ahead
+        // (pipelined bytes) is handed back.
+        let parts = serving.into_parts();
+        watched = parts.io.into_inner();
+        // A copy: the bytes hyper hands back are a view of its whole read buffer, which an
+        // empty view would keep alive.
+        watched.unread = Bytes::copy_from_slice(&parts.read_buf);
+        drop(parts.read_buf);
+        if !watched.unread.is_empty() {
+            continue;
         }
-        () = evicted(&connection) => {
-            metrics.connection_evicted();
-            tracing::debug!("closing the connection idle the longest to make room");
+        let woken = tokio::select! {
+            // Bytes first: a request that has arrived is served, never closed under.
+            biased;
+            // Bytes (or the client's close): hyper reads them.
+            readable = watched.stream.readable() => readable.is_ok(),
+            () = connection.idle_overdue(limits.idle_timeout) => {
+                // The last look before closing: bytes already queued are a request.
+                let waiting = has_bytes_waiting(&watched.stream);
+                if !waiting {
+                    tracing::debug!("idle past GATEWAY_IDLE_TIMEOUT_MS: closing the connection");
+                }
+                waiting
+            }
+            () = evicted(&connection) => {
+                metrics.connection_evicted();
+                tracing::debug!("closing the connection idle the longest to make room");
+                false
+            }
+        };
+        if !woken {
+            break;
         }
     }
     drop(registered);
 }
+
+/// Whether bytes wait in the socket's receive queue now (peeked, not read).
+fn has_bytes_waiting(stream: &TcpStream) -> bool {
+    let mut byte = [0_u8; 1];
+    let mut buf = ReadBuf::new(&mut byte);
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    matches!(stream.poll_peek(&mut cx, &mut buf), Poll::Ready(Ok(count)) if count > 0)
+}
+
+/// The router's answer, boxed so that hyper's connection can be taken apart at rest.
+type Answering = Pin<
+    Box<dyn Future<Output = Result<axum::response::Response, std::convert::Infallible>> + Send>,
+>;
 
 /// Completes when the connection is asked to make room while it idles.
 async fn evicted(connection: &Connection) {
@@ -354,6 +497,8 @@ struct Watched {
     protocol_error: ProtocolErrorAnswer,
     /// The answer being written instead of hyper's, and how much of it is written.
     replacement: Option<(Vec<u8>, usize)>,
+    /// Bytes hyper had read ahead when the connection was parked, read again first.
+    unread: Bytes,
 }
 
 impl Watched {
@@ -391,6 +536,12 @@ impl AsyncRead for Watched {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        if !self.unread.is_empty() {
+            let count = self.unread.len().min(buf.remaining());
+            buf.put_slice(&self.unread.split_to(count));
+            self.connection.received();
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
         if matches!(polled, Poll::Ready(Ok(()))) && buf.filled().len() > before {
@@ -421,7 +572,13 @@ impl AsyncWrite for Watched {
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         std::task::ready!(self.poll_replacement(cx))?;
-        Pin::new(&mut self.stream).poll_flush(cx)
+        // Answers produced before this flush: hyper wrote them out before it flushed.
+        let answers = self.connection.answers.load(Ordering::SeqCst);
+        let flushed = Pin::new(&mut self.stream).poll_flush(cx);
+        if matches!(flushed, Poll::Ready(Ok(()))) {
+            self.connection.flushed.store(answers, Ordering::SeqCst);
+        }
+        flushed
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

@@ -255,6 +255,18 @@ impl HttpConnection {
             .map_err(|_| format!("no complete answer within {EXCHANGE_BOUND:?}"))?
     }
 
+    /// Waits (at most `bound`) for the server to close the connection, sending nothing;
+    /// how long it took, or an error when bytes arrived or it stayed open.
+    pub async fn wait_closed(&mut self, bound: Duration) -> Result<Duration, String> {
+        let start = Instant::now();
+        let mut byte = [0_u8; 1];
+        match tokio::time::timeout(bound, self.stream.read(&mut byte)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => Ok(start.elapsed()),
+            Ok(Ok(_)) => Err(format!("the server sent {:?} unasked", byte[0] as char)),
+            Err(_) => Err(format!("still open after {bound:?}")),
+        }
+    }
+
     async fn exchange(
         &mut self,
         request: &HttpRequest,

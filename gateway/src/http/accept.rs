@@ -165,19 +165,30 @@ fn command_from_path<'a>(
 }
 
 async fn read_body(body: HttpBody, limit: usize, deadline: Instant) -> Result<Bytes, Rejection> {
+    // A declared `Content-Length` (hyper's size hint) above the limit is refused before a byte
+    // of the body is waited for: the client may never send the rest, and it would otherwise
+    // get 408 at the deadline instead of 413 now.
+    let declared = axum::body::HttpBody::size_hint(&body).lower();
+    if declared > u64::try_from(limit).unwrap_or(u64::MAX) {
+        return Err(too_large(limit));
+    }
     let reading = Limited::new(body, limit).collect();
     match tokio::time::timeout_at(deadline, reading).await {
         Ok(Ok(collected)) => Ok(collected.to_bytes()),
-        Ok(Err(error)) if error.is::<LengthLimitError>() => Err(Rejection::new(
-            RejectReason::TooLarge,
-            format!("body is larger than {limit} bytes"),
-        )),
+        Ok(Err(error)) if error.is::<LengthLimitError>() => Err(too_large(limit)),
         Ok(Err(error)) => Err(Rejection::new(
             RejectReason::BodyRead,
             format!("body could not be read: {error}"),
         )),
         Err(_) => Err(body_timeout()),
     }
+}
+
+fn too_large(limit: usize) -> Rejection {
+    Rejection::new(
+        RejectReason::TooLarge,
+        format!("body is larger than {limit} bytes"),
+    )
 }
 
 fn body_timeout() -> Rejection {

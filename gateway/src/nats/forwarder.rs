@@ -27,6 +27,7 @@ use super::{
     health::Health,
     hedge::HedgeBudget,
     options,
+    probe::NotReady,
     replies::{route_replies, Inbox, Pending},
     servers::ServerChoice,
     watchdog::Watchdog,
@@ -232,6 +233,16 @@ impl Forwarder {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         true
+    }
+
+    /// One request round trip on this connection, answered within the probe's bound (see
+    /// [`super::probe`]): proves the login, the publish and the reply path, as a callback
+    /// needs them.
+    pub async fn request_round_trip(&self, subject_prefix: &str) -> Result<Duration, NotReady> {
+        if !self.is_connected() {
+            return Err(NotReady::Other("not connected".to_owned()));
+        }
+        super::probe::round_trip(&self.client, subject_prefix).await
     }
 
     /// The largest message the NATS server accepts (its `max_payload`, 1 MiB until the

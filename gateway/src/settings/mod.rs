@@ -36,6 +36,9 @@ const MAX_SHUTDOWN_DELAY_MS: u64 = 600_000;
 const MAX_MAX_INFLIGHT: u64 = 10_000_000;
 const MIN_MAX_CONNECTIONS: u64 = 16;
 const MAX_MAX_CONNECTIONS: u64 = 1_000_000;
+/// `GATEWAY_IDLE_TIMEOUT_MS`: 0 (never), or from a second to a day.
+const MIN_IDLE_TIMEOUT_MS: u64 = 1000;
+const MAX_IDLE_TIMEOUT_MS: u64 = 86_400_000;
 
 /// A setting that is not valid: the variable, its value and the rule it breaks.
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -267,6 +270,8 @@ pub struct Config {
     pub max_inflight: usize,
     /// The most open HTTP connections.
     pub max_connections: usize,
+    /// A connection idle this long between requests is closed; `None`: never.
+    pub idle_timeout: Option<Duration>,
     /// The JetStream stream after-callbacks are stored in, when set.
     pub after_stream: Option<String>,
     /// The `max_bytes` of the after-callback stream when the gateway creates it.
@@ -502,6 +507,19 @@ impl Config {
             setting(GATEWAY_MAX_CONNECTIONS)
                 .integer_in(MIN_MAX_CONNECTIONS..=MAX_MAX_CONNECTIONS, ""),
         );
+        let idle_timeout_setting = setting(GATEWAY_IDLE_TIMEOUT_MS);
+        let idle_timeout = match idle_timeout_setting.value.parse::<u64>() {
+            Ok(0) => Some(None),
+            Ok(ms) if (MIN_IDLE_TIMEOUT_MS..=MAX_IDLE_TIMEOUT_MS).contains(&ms) => {
+                Some(Some(Duration::from_millis(ms)))
+            }
+            _ => {
+                errors.fail(idle_timeout_setting.invalid(&format!(
+                    "must be 0 or an integer in {MIN_IDLE_TIMEOUT_MS}..={MAX_IDLE_TIMEOUT_MS}"
+                )));
+                None
+            }
+        };
         let after_stream =
             lookup(GATEWAY_AFTER_STREAM.name).and_then(|value| {
                 let name = Raw {
@@ -656,6 +674,7 @@ impl Config {
                 shutdown_delay: Duration::from_millis(shutdown_delay_ms),
                 max_inflight: max_inflight as usize,
                 max_connections: max_connections as usize,
+                idle_timeout: idle_timeout.flatten(),
                 after_stream,
                 after_stream_max_bytes: after_stream_max_bytes
                     .unwrap_or(MIN_AFTER_STREAM_MAX_BYTES),
@@ -943,6 +962,16 @@ mod tests {
             config.reject.err_msg,
             GATEWAY_REJECT_ERR_MSG.default.unwrap()
         );
+    }
+
+    #[test]
+    fn the_idle_timeout_is_ten_minutes_by_default_and_0_never_closes() {
+        let config = all_errors(&[]).unwrap();
+        assert_eq!(config.idle_timeout, Some(Duration::from_secs(600)));
+        let never = all_errors(&[(GATEWAY_IDLE_TIMEOUT_MS.name, "0")]).unwrap();
+        assert_eq!(never.idle_timeout, None);
+        let second = all_errors(&[(GATEWAY_IDLE_TIMEOUT_MS.name, "1000")]).unwrap();
+        assert_eq!(second.idle_timeout, Some(Duration::from_secs(1)));
     }
 
     #[test]
@@ -1237,6 +1266,9 @@ mod tests {
             (GATEWAY_REJECT_ERR_MSG.name, "   "),
             (GATEWAY_MAX_BODY_BYTES.name, "1023"),
             (GATEWAY_MAX_BODY_BYTES.name, "67108865"),
+            (GATEWAY_IDLE_TIMEOUT_MS.name, "999"),
+            (GATEWAY_IDLE_TIMEOUT_MS.name, "86400001"),
+            (GATEWAY_IDLE_TIMEOUT_MS.name, "-1"),
             (GATEWAY_LISTEN.name, "nope"),
             (GATEWAY_SUBJECT_PREFIX.name, "a.*"),
             (GATEWAY_SUBJECT_PREFIX.name, "a..b"),

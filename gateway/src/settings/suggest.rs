@@ -18,7 +18,9 @@ pub fn closest<'a>(
         .into_iter()
         .map(|candidate| (score(candidate), candidate))
         .filter(|(score, _)| *score >= LIKELY)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
+        // On a tie (two names ending alike, `..._TIMEOUT_MS`), the one listed first: the
+        // settings table lists the settings most often meant first.
+        .reduce(|best, next| if next.0 > best.0 { next } else { best })
         .map(|(_, candidate)| candidate)
 }
 

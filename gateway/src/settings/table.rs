@@ -230,6 +230,14 @@ pub const GATEWAY_AFTER_STREAM_MAX_BYTES: Setting = Setting {
     meaning: "the size of that stream when the gateway creates it",
 };
 
+/// How long an HTTP connection may idle between requests before it is closed.
+pub const GATEWAY_IDLE_TIMEOUT_MS: Setting = Setting {
+    name: "GATEWAY_IDLE_TIMEOUT_MS",
+    default: Some("600000"),
+    rule: "0 or 1000..=86400000: a kept-alive HTTP connection that has carried no request for this long since its last answer is closed; 0 never closes one",
+    meaning: "how long an idle HTTP connection is kept open",
+};
+
 /// `on` or `off`: hand the listening socket to a new gateway on the same address.
 pub const GATEWAY_HANDOVER: Setting = Setting {
     name: "GATEWAY_HANDOVER",
@@ -279,6 +287,7 @@ pub const ALL: &[Setting] = &[
     GATEWAY_SHUTDOWN_DELAY_MS,
     GATEWAY_MAX_INFLIGHT,
     GATEWAY_MAX_CONNECTIONS,
+    GATEWAY_IDLE_TIMEOUT_MS,
     GATEWAY_AFTER_STREAM,
     GATEWAY_AFTER_STREAM_MAX_BYTES,
     GATEWAY_HANDOVER,

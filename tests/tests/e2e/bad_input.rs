@@ -228,3 +228,36 @@ async fn bad_input_carries_the_reject_default_when_that_is_the_default() {
         ])
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_length_over_the_limit_gets_413_at_once_without_waiting_for_the_body() {
+    // Content-Length says a terabyte; 20 bytes come and the client waits. With the default
+    // budget (4.75 s) a gateway that reads before it judges the size answers 408 at the
+    // deadline; the declared length alone must be refused at once.
+    let stack = Stack::start(&[]).await;
+    let observer = stack.observer().await;
+    let request = seed(SET_MEMBER_ROLE_ONLY).header("Content-Length", "1000000000000");
+    let mut connection = openim_gateway_tests::HttpConnection::open(stack.gateway.address())
+        .await
+        .unwrap_or_else(|error| panic!("{error}"));
+    let response = match connection.send_partial(&request, 20).await {
+        Ok(response) => response,
+        Err(error) => panic!("{}", stack.report(&error, &request, None)),
+    };
+    assert_eq!(
+        response.status,
+        413,
+        "{}",
+        stack.report("not 413", &request, Some(&response))
+    );
+    assert!(
+        response.elapsed < crate::AT_ONCE,
+        "413 after {:?}",
+        response.elapsed
+    );
+    let mut body = response.json().expect("a JSON answer");
+    body.as_object_mut().map(|object| object.remove("error"));
+    assert_eq!(body, default_allow());
+    observer.settle().await;
+    assert!(observer.received().is_empty(), "{:#?}", observer.received());
+}

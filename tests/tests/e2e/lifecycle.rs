@@ -24,9 +24,9 @@ use crate::{AT_ONCE, DEFAULT_BUDGET, LATE_SLACK, SET_MEMBER, SHORT_BUDGET, SHORT
 
 const ALLOW: &str = r#"{"actionCode":0,"nextCode":0}"#;
 /// How long a gateway may take to exit once it should.
-const EXIT_BOUND: Duration = Duration::from_secs(10);
+pub(crate) const EXIT_BOUND: Duration = Duration::from_secs(10);
 
-fn callback() -> HttpRequest {
+pub(crate) fn callback() -> HttpRequest {
     HttpRequest::openim("/callbackExample", SET_MEMBER, SET_MEMBER_ROLE_ONLY)
 }
 
@@ -194,17 +194,17 @@ async fn an_idle_connection_held_across_sigterm_does_not_hold_the_exit_past_the_
 /// connection per callback (the churn that fills a listening socket's accept queue), the
 /// others keep theirs alive as OpenIM does and open a new one when an answer says
 /// `Connection: close`.
-struct Load {
+pub(crate) struct Load {
     running: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<Tally>>,
 }
 
 /// What one load task saw.
 #[derive(Debug, Default)]
-struct Tally {
-    answered: usize,
+pub(crate) struct Tally {
+    pub(crate) answered: usize,
     /// Transport errors (refused, reset, closed before an answer) and wrong answers.
-    failures: Vec<String>,
+    pub(crate) failures: Vec<String>,
 }
 
 /// Tasks opening a new connection per callback, and tasks keeping theirs alive.
@@ -212,7 +212,7 @@ const CHURNING_TASKS: usize = 32;
 const KEPT_ALIVE_TASKS: usize = 4;
 
 impl Load {
-    fn start(address: SocketAddr, budget: Duration) -> Self {
+    pub(crate) fn start(address: SocketAddr, budget: Duration) -> Self {
         let running = Arc::new(AtomicBool::new(true));
         let mut tasks = Vec::new();
         for _ in 0..CHURNING_TASKS {
@@ -265,7 +265,7 @@ impl Load {
         Self { running, tasks }
     }
 
-    async fn stop(self) -> Tally {
+    pub(crate) async fn stop(self) -> Tally {
         self.running.store(false, Ordering::Relaxed);
         let mut total = Tally::default();
         for task in self.tasks {
@@ -351,16 +351,16 @@ async fn upgrade_twice_under_churn(handover: &str) -> Tally {
 }
 
 /// Whether `gateway` logs a line with `text` within a few seconds.
-async fn logged(gateway: &Gateway, text: &str) -> bool {
+pub(crate) async fn logged(gateway: &Gateway, text: &str) -> bool {
     gateway
         .logged(Duration::from_secs(5), |line| line.contains(text))
         .await
 }
 
 /// The old gateway's line once a new one holds its listening socket.
-const HANDED_OVER: &str = "handed the listening socket to a new gateway";
+pub(crate) const HANDED_OVER: &str = "handed the listening socket to a new gateway";
 /// The new gateway's line once it holds the socket.
-const TOOK_OVER: &str = "took over the listening socket from the running gateway";
+pub(crate) const TOOK_OVER: &str = "took over the listening socket from the running gateway";
 
 #[tokio::test]
 async fn an_upgrade_under_churn_hands_the_socket_over_and_fails_no_callback() {

@@ -12,6 +12,7 @@
 //! ```
 
 mod cluster;
+mod idle;
 mod machine;
 mod process;
 mod report;
@@ -45,8 +46,8 @@ struct Args {
     /// The directory of the release binaries; default: this driver's own directory.
     #[arg(long)]
     bin_dir: Option<PathBuf>,
-    /// Only these scenarios, comma-separated: floors, hung_worker, nats_down, memory, overload,
-    /// scaling, cluster.
+    /// Only these scenarios, comma-separated: floors, hung_worker, nats_down, memory,
+    /// idle_connections, overload, scaling, cluster.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -56,6 +57,7 @@ const SCENARIOS: [&str; 7] = [
     "hung_worker",
     "nats_down",
     "memory",
+    "idle_connections",
     "overload",
     "scaling",
     "cluster",
@@ -125,6 +127,9 @@ fn run(args: Args) -> anyhow::Result<()> {
             "overload" => scenarios::overload(&tools, &plan),
             "scaling" => scenarios::scaling(&tools, &plan),
             "cluster" => cluster::cluster(&tools, &plan),
+            "idle_connections" => {
+                idle::idle_connections(&tools, if args.quick { 2000 } else { 5000 })
+            }
             _ => scenarios::memory(&tools, &plan),
         }
         .with_context(|| format!("scenario {name} failed"))?;
