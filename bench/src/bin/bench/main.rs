@@ -52,7 +52,7 @@ struct Args {
     only: Vec<String>,
 }
 
-const SCENARIOS: [&str; 7] = [
+const SCENARIOS: [&str; 8] = [
     "floors",
     "hung_worker",
     "nats_down",
