@@ -22,5 +22,6 @@ pub mod rules;
 pub mod serve;
 pub mod settings;
 mod startup;
+pub mod telemetry;
 
 pub use gateway::{BuildError, Gateway, Reloader};

@@ -29,6 +29,7 @@ use crate::{
     outcome::{InvalidReply, RejectReason, ShadowOutcome},
     rules::CommandRules,
     settings::policy::Mode,
+    telemetry::{Answered, CallbackTrace},
 };
 
 /// A callback that passed every check, with its clock.
@@ -44,6 +45,8 @@ struct Callback<'a> {
     rules: CommandRules<'a>,
     /// The answers serialised once, as they were when it arrived.
     prebuilt: &'a Prebuilt,
+    /// Its span (traces on) and the trace context the workers get.
+    trace: CallbackTrace,
 }
 
 impl Callback<'_> {
@@ -53,6 +56,8 @@ impl Callback<'_> {
             request_id: self.request_id,
             operation_id: accept::operation_id(self.parts, &self.request),
             deadline: self.deadline,
+            traceparent: self.trace.traceparent(),
+            tracestate: self.trace.tracestate(),
         }
     }
 }
@@ -153,6 +158,7 @@ pub(super) async fn callback(State(state): State<Arc<AppState>>, request: Reques
                 request_id,
                 rules: live.rules.of(command),
                 prebuilt: &live.prebuilt,
+                trace: CallbackTrace::start(&parts.headers, command.name, arrival.elapsed()),
             };
             // The body goes to NATS byte for byte.
             match command.kind {
@@ -331,6 +337,15 @@ fn shadow_outcome(verdict: &Verdict, default: &DefaultDecision) -> ShadowOutcome
 fn answered(state: &AppState, callback: &Callback<'_>, source: DecisionSource) {
     let latency = callback.deadline.arrival.elapsed();
     state.metrics.answered(callback.command, source, latency);
+    if callback.trace.has_span() {
+        callback.trace.finish(&Answered {
+            request_id: callback.request_id,
+            operation_id: accept::operation_id(callback.parts, &callback.request),
+            source: source.as_str(),
+            budget: callback.rules.budget,
+            waited: latency,
+        });
+    }
     tracing::debug!(
         request_id = %callback.request_id,
         command = callback.command.name,

@@ -31,6 +31,7 @@ mod plain_routes;
 mod policy;
 mod routing;
 mod scale;
+mod traces;
 mod worker_example;
 mod worker_example_settings;
 mod worker_kit;

@@ -45,18 +45,19 @@ struct Args {
     #[arg(long)]
     bin_dir: Option<PathBuf>,
     /// Only these scenarios, comma-separated: floors, hung_worker, nats_down, memory, overload,
-    /// scaling.
+    /// scaling, traces.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
 
-const SCENARIOS: [&str; 6] = [
+const SCENARIOS: [&str; 7] = [
     "floors",
     "hung_worker",
     "nats_down",
     "memory",
     "overload",
     "scaling",
+    "traces",
 ];
 
 fn main() -> ExitCode {
@@ -122,6 +123,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             "nats_down" => scenarios::nats_down(&tools, &plan),
             "overload" => scenarios::overload(&tools, &plan),
             "scaling" => scenarios::scaling(&tools, &plan),
+            "traces" => scenarios::traces(&tools, &plan),
             _ => scenarios::memory(&tools, &plan),
         }
         .with_context(|| format!("scenario {name} failed"))?;
