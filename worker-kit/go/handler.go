@@ -32,7 +32,7 @@ type Context struct {
 	// Log is the worker's logger.
 	Log *Logger
 	// Trace is the request's W3C trace context (traceparent), the zero value when it carried
-	// none; it is also on the embedded context (TraceFrom). Put it on what the handler
+	// none; it is also on the embedded context (TraceFrom(ctx.Context)). Put it on what the handler
 	// publishes with InjectTrace.
 	Trace TraceContext
 }

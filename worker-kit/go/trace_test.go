@@ -71,7 +71,7 @@ func TestTheHandlerContinuesTheRequestsTrace(t *testing.T) {
 	w := New("trace-test")
 	w.Log = quietLogger()
 	Handle(w, memberInfo, func(c *Context, _ *BeforeSetGroupMemberInfoCommandRequest) (Decision, error) {
-		seen <- [2]TraceContext{c.Trace, TraceFrom(c)}
+		seen <- [2]TraceContext{c.Trace, TraceFrom(c.Context)}
 		return Allow(), nil
 	})
 	stop := serve(t, w, url)
