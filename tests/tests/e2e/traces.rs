@@ -257,3 +257,50 @@ async fn off_nothing_is_exported_and_only_an_incoming_traceparent_is_passed_on()
         receiver.diagnostics()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_after_callback_stored_in_the_stream_carries_its_spans_context() {
+    use crate::after_stream::{jetstream_server, AFTER_SET_MEMBER_COMMAND, STREAM};
+    let receiver = OtlpReceiver::start().await;
+    let (_scratch, nats) = jetstream_server().await;
+    let mut settings = exporting(&receiver, "gateway-under-test");
+    settings.push(("GATEWAY_AFTER_STREAM", STREAM.to_owned()));
+    let gateway = openim_gateway_tests::Gateway::start(&nats.url(), &borrowed(&settings)).await;
+    let request = HttpRequest::openim(
+        "/callbackExample",
+        AFTER_SET_MEMBER_COMMAND,
+        AFTER_SET_MEMBER,
+    )
+    .header("traceparent", &traceparent());
+    let response = openim_gateway_tests::http::send(gateway.address(), &request)
+        .await
+        .expect("answered");
+    assert_eq!(response.source(), Some("ack"), "{response}");
+    let span = receiver
+        .wait_for_span(EXPORT_BOUND, |span| {
+            span["name"] == AFTER_SET_MEMBER_COMMAND
+        })
+        .await
+        .unwrap_or_else(|| panic!("no after-callback span; {}", receiver.diagnostics()));
+    assert_eq!(span["parent_span_id"], PARENT_SPAN_ID, "{span:#}");
+    let client = async_nats::connect(nats.url()).await.expect("connects");
+    let stored = async_nats::jetstream::new(client)
+        .get_stream(STREAM)
+        .await
+        .expect("the gateway created the stream")
+        .get_raw_message(1)
+        .await
+        .expect("the after-callback is stored");
+    assert_eq!(
+        stored
+            .headers
+            .get(headers::TRACEPARENT)
+            .map(|value| value.as_str().to_owned()),
+        Some(format!(
+            "00-{TRACE_ID}-{}-01",
+            span["span_id"].as_str().unwrap_or_default()
+        )),
+        "the stored message's traceparent: {:?}",
+        stored.headers
+    );
+}
