@@ -3,9 +3,17 @@
 //! protobuf), decoding nothing, so that what the benchmark measures is the gateway's cost of
 //! making and sending spans, not a collector's.
 //!
-//! Prints `otlp-sink listening on http://ADDR` once bound and serves until killed.
+//! Prints `otlp-sink listening on http://ADDR` once bound and serves until killed; every
+//! second that saw exports, one stderr line with the requests and bytes received so far (the
+//! benchmark's log shows that spans really arrived).
 
-use std::{io::Write as _, net::SocketAddr, process::ExitCode};
+use std::{
+    io::Write as _,
+    net::SocketAddr,
+    process::ExitCode,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
 
 use axum::{
     body::Bytes,
@@ -45,7 +53,13 @@ fn main() -> ExitCode {
     }
 }
 
-async fn accept(_body: Bytes) -> (StatusCode, [(header::HeaderName, &'static str); 1]) {
+/// Export requests and their bytes, received so far.
+static REQUESTS: AtomicU64 = AtomicU64::new(0);
+static BYTES: AtomicU64 = AtomicU64::new(0);
+
+async fn accept(body: Bytes) -> (StatusCode, [(header::HeaderName, &'static str); 1]) {
+    REQUESTS.fetch_add(1, Ordering::Relaxed);
+    BYTES.fetch_add(body.len() as u64, Ordering::Relaxed);
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, "application/x-protobuf")],
@@ -58,6 +72,18 @@ async fn serve(listen: SocketAddr) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout();
     writeln!(stdout, "otlp-sink listening on http://{address}")?;
     stdout.flush()?;
+    tokio::spawn(async {
+        let mut reported = 0;
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let requests = REQUESTS.load(Ordering::Relaxed);
+            if requests != reported {
+                reported = requests;
+                let bytes = BYTES.load(Ordering::Relaxed);
+                eprintln!("otlp-sink: {requests} export requests, {bytes} bytes so far");
+            }
+        }
+    });
     axum::serve(listener, Router::new().route("/v1/traces", post(accept))).await?;
     Ok(())
 }
