@@ -5,11 +5,13 @@
 //!
 //! Run with `cargo bench -p openim-gateway --bench hot_path`.
 
-use std::hint::black_box;
+use std::{hint::black_box, time::Duration};
 
 use criterion::{criterion_group, criterion_main, Criterion};
+
 use openim_gateway::decision::{default_answer, normalise_reply, Body, DefaultDecision};
-use openim_gateway_proto::{catalog::Command, subject};
+use openim_gateway::{metrics::Metrics, status::Recorder};
+use openim_gateway_proto::{catalog::Command, subject, DecisionSource};
 
 /// The seed command's body, byte for byte as OpenIM sends it (`fixtures/openim/`).
 const MEMBER_INFO_BODY: &[u8] =
@@ -119,6 +121,25 @@ fn per_callback_pieces(c: &mut Criterion) {
     });
     c.bench_function("request_id/uuid_v7_to_string", |b| {
         b.iter(|| black_box(uuid::Uuid::now_v7().to_string()));
+    });
+    // What counting an answered callback costs: the Prometheus series and histogram, and
+    // within it the status page's figures (one short lock, no allocation).
+    let metrics = Metrics::new();
+    let recorder = Recorder::new();
+    let seed = command(MEMBER_INFO);
+    let took = Duration::from_micros(850);
+    c.bench_function("metrics/answered", |b| {
+        b.iter(|| {
+            metrics.answered(
+                black_box(seed),
+                DecisionSource::Worker,
+                black_box(took),
+                Duration::from_millis(4_750),
+            );
+        });
+    });
+    c.bench_function("status/answered", |b| {
+        b.iter(|| recorder.answered(black_box(seed), DecisionSource::Worker, black_box(took)));
     });
     c.bench_function("subject/for_command", |b| {
         b.iter(|| {

@@ -36,12 +36,17 @@ impl Condition {
     }
 
     /// Counts one occurrence; the first since the last report is logged at once, with the
-    /// callback's command (empty when there is none) and `detail` (a reason, or empty).
+    /// callback's command and `detail` (a reason). An empty command or detail is left out of
+    /// the line rather than written as an empty field.
     pub fn note(&self, command: &'static str, detail: &dyn std::fmt::Display) {
         if self.unreported.fetch_add(1, Ordering::Relaxed) == 0 {
+            // Only the first occurrence of an interval gets here: formatting is cheap enough.
+            let detail = detail.to_string();
+            let command = (!command.is_empty()).then_some(command);
+            let detail = (!detail.is_empty()).then_some(detail.as_str());
             tracing::warn!(
                 command,
-                %detail,
+                detail,
                 "{}; further occurrences are counted and reported every {} s",
                 self.what,
                 REPORT_INTERVAL.as_secs()
@@ -76,6 +81,8 @@ pub struct ShadowCounts {
     pub agree: u64,
     /// The worker decided otherwise.
     pub disagree: u64,
+    /// The worker allowed with changes.
+    pub modify: u64,
     /// No valid reply in time.
     pub no_decision: u64,
 }
@@ -96,6 +103,7 @@ impl ShadowTally {
         match outcome {
             ShadowOutcome::Agree => counts.agree += 1,
             ShadowOutcome::Disagree => counts.disagree += 1,
+            ShadowOutcome::Modify => counts.modify += 1,
             ShadowOutcome::NoDecision => counts.no_decision += 1,
         }
     }
@@ -112,6 +120,7 @@ impl ShadowTally {
                 command,
                 agree = counts.agree,
                 disagree = counts.disagree,
+                modify = counts.modify,
                 no_decision = counts.no_decision,
                 interval_s = REPORT_INTERVAL.as_secs(),
                 "shadow mode: the worker's decisions against the default answered, in the last interval"
@@ -145,6 +154,8 @@ pub struct Conditions {
     pub unknown_command: Condition,
     /// A request refused with a 4xx answer for any other reason (path, method, body).
     pub bad_request: Condition,
+    /// An answer left after its command's budget (`openim_gateway_late_answers_total`).
+    pub late: Condition,
     /// Shadow mode's decisions (not a warning: a summary at info).
     pub shadow: ShadowTally,
 }
@@ -173,6 +184,9 @@ impl Default for Conditions {
                 "callbacks for a command this gateway does not know (a newer OpenIM?): answering the default",
             ),
             bad_request: Condition::new("callback requests refused as malformed (4xx)"),
+            late: Condition::new(
+                "a callback answered after its budget: OpenIM may have given up on it (the machine is overloaded, or a bug)",
+            ),
             shadow: ShadowTally::default(),
         }
     }
@@ -192,6 +206,7 @@ impl Conditions {
             &self.publish_failed,
             &self.unknown_command,
             &self.bad_request,
+            &self.late,
         ]
         .into_iter()
     }
@@ -236,6 +251,7 @@ mod tests {
             ShadowOutcome::Agree,
             ShadowOutcome::Disagree,
             ShadowOutcome::Disagree,
+            ShadowOutcome::Modify,
             ShadowOutcome::NoDecision,
         ] {
             tally.note("callbackX", outcome);
@@ -247,6 +263,7 @@ mod tests {
             Some(&ShadowCounts {
                 agree: 1,
                 disagree: 2,
+                modify: 1,
                 no_decision: 1
             })
         );

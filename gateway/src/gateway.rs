@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use crate::{
     http,
     http::AppState,
-    listener::{handover_name, open_listener, serve_handover},
+    listener::{handover_name, open_admin_listener, open_listener, serve_handover},
     metrics::Metrics,
     nats::{Forwarder, SetupError},
     serve,
@@ -26,6 +26,14 @@ pub enum BuildError {
     #[error("cannot listen on {address}: {source}")]
     Bind {
         /// `GATEWAY_LISTEN`.
+        address: SocketAddr,
+        /// The operating system's reason.
+        source: io::Error,
+    },
+    /// The admin listen address could not be bound.
+    #[error("cannot listen on {address} (GATEWAY_ADMIN_LISTEN): {source}")]
+    AdminBind {
+        /// `GATEWAY_ADMIN_LISTEN`.
         address: SocketAddr,
         /// The operating system's reason.
         source: io::Error,
@@ -71,6 +79,8 @@ impl Reloader {
 #[derive(Debug)]
 pub struct Gateway {
     listener: TcpListener,
+    /// With `GATEWAY_ADMIN_LISTEN`: the listener of the status page and `/metrics`.
+    admin: Option<TcpListener>,
     /// The handover endpoint's name, served while the gateway accepts (`GATEWAY_HANDOVER`).
     handover: Option<String>,
     state: Arc<AppState>,
@@ -148,6 +158,13 @@ impl Gateway {
             header_timeout: config.callback_timeout,
         };
         let state = Arc::new(AppState::new(&config, forwarder, Arc::clone(&metrics)));
+        let admin = config
+            .admin_listen
+            .map(|address| {
+                open_admin_listener(address)
+                    .map_err(|source| BuildError::AdminBind { address, source })
+            })
+            .transpose()?;
         let handover = handover_name(&config);
         let listener = open_listener(config.listen, handover.as_deref())
             .await
@@ -157,6 +174,7 @@ impl Gateway {
             })?;
         Ok(Self {
             listener,
+            admin,
             handover,
             state,
             shutdown_delay: config.shutdown_delay,
@@ -173,6 +191,11 @@ impl Gateway {
     /// The bound address (the real port when the configuration asked for port 0).
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The admin listener's bound address, with `GATEWAY_ADMIN_LISTEN`.
+    pub fn admin_addr(&self) -> Option<io::Result<SocketAddr>> {
+        self.admin.as_ref().map(TcpListener::local_addr)
     }
 
     /// Serves until `shutdown` completes or a new gateway takes the listening socket over,
@@ -218,7 +241,22 @@ impl Gateway {
         let reporter = tokio::spawn(async move {
             reporting.conditions().report_every_interval().await;
         });
-        let app = http::router(Arc::clone(&self.state));
+        let probe = tokio::spawn(http::probe_nats(Arc::clone(&self.state)));
+        // With an admin listener, the status page and /metrics are served there (until the
+        // process exits, the drain included) and OpenIM's listener serves only callbacks and
+        // the probes.
+        let (app, admin) = match self.admin {
+            Some(listener) => {
+                let admin_app = http::admin_router(Arc::clone(&self.state));
+                let admin = tokio::spawn(async move {
+                    if let Err(error) = axum::serve(listener, admin_app).await {
+                        tracing::error!(%error, "the admin listener stopped");
+                    }
+                });
+                (http::openim_router(Arc::clone(&self.state)), Some(admin))
+            }
+            None => (http::router(Arc::clone(&self.state)), None),
+        };
         let serving = serve::serve(
             self.listener,
             app,
@@ -247,6 +285,10 @@ impl Gateway {
             ),
         }
         reporter.abort();
+        probe.abort();
+        if let Some(admin) = admin {
+            admin.abort();
+        }
         let forwarder = self.state.forwarder();
         if tokio::time::timeout(NATS_DRAIN_BOUND, forwarder.close())
             .await

@@ -38,11 +38,18 @@ pub fn run(listen: SocketAddr) -> u8 {
     match ask(address) {
         Ok(200) => READY,
         Ok(status) => {
-            eprintln!("openim-gateway healthcheck: http://{address}/readyz answered {status}");
+            // A closed stderr is no reason to panic: the exit code says it all.
+            let _ = writeln!(
+                std::io::stderr(),
+                "openim-gateway healthcheck: http://{address}/readyz answered {status}"
+            );
             NOT_READY
         }
         Err(error) => {
-            eprintln!("openim-gateway healthcheck: http://{address}/readyz: {error}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "openim-gateway healthcheck: http://{address}/readyz: {error}"
+            );
             NOT_READY
         }
     }

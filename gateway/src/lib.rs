@@ -9,6 +9,7 @@
 pub mod conditions;
 pub mod deadline;
 pub mod decision;
+pub mod describe;
 mod gateway;
 #[cfg(target_os = "linux")]
 pub mod handover;
@@ -22,6 +23,7 @@ pub mod rules;
 pub mod serve;
 pub mod settings;
 mod startup;
+pub mod status;
 pub mod telemetry;
 
 pub use gateway::{BuildError, Gateway, Reloader};

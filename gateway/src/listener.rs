@@ -79,6 +79,13 @@ pub(crate) fn serve_handover(
     None
 }
 
+/// The admin listener's socket (`GATEWAY_ADMIN_LISTEN`): always bound fresh, never handed
+/// over, with `SO_REUSEPORT` like the main one, so that during an upgrade the new gateway
+/// binds it beside the old one and both serve it until the old one exits.
+pub(crate) fn open_admin_listener(address: SocketAddr) -> io::Result<TcpListener> {
+    listen(address)
+}
+
 /// A listening socket on `address` with `SO_REUSEPORT` and an explicit backlog.
 fn listen(address: SocketAddr) -> io::Result<TcpListener> {
     let socket = if address.is_ipv4() {

@@ -39,44 +39,41 @@ fn cli() -> clap::Command {
         ))
 }
 
-/// `check-config`: what the gateway would run with, one line per command that differs from
-/// the global settings.
-fn print_checked(config: &Config) {
+/// `check-config`: what the gateway would run with, in the policy file's words: what
+/// OpenIM's `webhooks.yml` enables, the global rules, and one line per command the policy
+/// file names or `webhooks.yml` enables.
+fn print_checked(config: &Config) -> std::io::Result<()> {
     let rules = Rules::new(config);
-    println!(
+    let mut stdout = std::io::stdout().lock();
+    writeln!(
+        stdout,
         "openim-gateway: the configuration is valid (default budget {} ms)",
         rules.global_budget().as_millis()
-    );
-    // The commands no file names: the policy file's [global] section and the environment.
-    println!(
-        "global: mode={:?} default={:?} budget_ms={}",
-        config.mode,
-        config.default_decision,
-        rules.global_budget().as_millis()
-    );
-    for warning in config.warnings() {
-        println!("warning: {warning}");
+    )?;
+    for line in openim_gateway::describe::check_config_lines(config) {
+        writeln!(stdout, "{line}")?;
     }
-    for command in openim_gateway_proto::catalog::COMMANDS {
-        let rules = rules.of(command);
-        let named = config
-            .policy_file
-            .as_ref()
-            .is_some_and(|file| file.section(command).is_some())
-            || config.openim_webhooks.as_ref().is_some_and(|webhooks| {
-                webhooks
-                    .callbacks
-                    .iter()
-                    .any(|callback| callback.command.name == command.name)
-            });
-        if named {
-            println!(
-                "{}: mode={:?} default={:?} budget_ms={}",
-                command.name,
-                rules.mode,
-                rules.default,
-                rules.budget.as_millis()
-            );
+    stdout.flush()
+}
+
+/// Writes a line to stderr, ignoring a failure: with stderr closed or a closed pipe there is
+/// nowhere left to say anything (`eprintln!` would panic instead).
+fn say(line: &dyn std::fmt::Display) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// The exit of a command that printed to stdout: a reader that closed the pipe early
+/// (`check-config | head -1`, `| true`) ends the output quietly, as other command-line
+/// tools do, with 0 (the configuration was checked); any other write error is said on stderr.
+fn printed(result: std::io::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(error) => {
+            say(&format_args!(
+                "openim-gateway: cannot write to stdout: {error}"
+            ));
+            ExitCode::FAILURE
         }
     }
 }
@@ -89,7 +86,7 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(errors) if healthcheck => {
             for error in errors.iter() {
-                eprintln!("openim-gateway healthcheck: {error}");
+                say(&format_args!("openim-gateway healthcheck: {error}"));
             }
             return ExitCode::from(openim_gateway::healthcheck::NOT_READY);
         }
@@ -105,9 +102,9 @@ fn main() -> ExitCode {
                         "fields": { "message": line },
                         "target": "openim_gateway",
                     });
-                    eprintln!("{object}");
+                    say(&object);
                 } else {
-                    eprintln!("{line}");
+                    say(&line);
                 }
             }
             return ExitCode::from(2);
@@ -117,8 +114,7 @@ fn main() -> ExitCode {
         return ExitCode::from(openim_gateway::healthcheck::run(config.listen));
     }
     if arguments.subcommand_name() == Some("check-config") {
-        print_checked(&config);
-        return ExitCode::SUCCESS;
+        return printed(print_checked(&config));
     }
     // Log lines are written by a thread of their own: a write to stderr can block (a full pipe,
     // a slow disk), and on the event loop that would hold up every answer exactly when a
@@ -194,11 +190,20 @@ async fn serve(config: Config) -> Result<(), Box<dyn std::error::Error>> {
     let budget = Rules::new(&config).global_budget();
     let gateway = Gateway::build(config).await?;
     let address = gateway.local_addr()?;
+    if let Some(admin) = gateway.admin_addr() {
+        let admin = admin?;
+        tracing::info!(%admin, "status page and /metrics on the admin listener");
+        println!("openim-gateway status page on http://{admin}/");
+    }
     tracing::info!(%address, budget_ms = budget.as_millis() as u64, "openim-gateway listening");
-    // The one line scripts and tests wait for.
+    // The one line scripts and tests wait for. Nobody reading it (stdout closed) is no
+    // reason to stop serving.
     let mut stdout = std::io::stdout();
-    writeln!(stdout, "openim-gateway listening on http://{address}")?;
-    stdout.flush()?;
+    if let Err(error) = writeln!(stdout, "openim-gateway listening on http://{address}")
+        .and_then(|()| stdout.flush())
+    {
+        tracing::warn!(%error, "cannot write the listening line to stdout");
+    }
     reload_on_hangup(gateway.reloader());
     gateway.run(shutdown_signal()).await?;
     tracing::info!("openim-gateway stopped");

@@ -6,21 +6,20 @@
 //! `openim_gateway_bad_requests_total{reason="unknown_command"}`. The fields are private:
 //! the rest of the gateway records through the methods, which name what happened.
 
-use std::time::Duration;
+use std::{sync::atomic::AtomicU64, time::Duration};
 
 use openim_gateway_proto::{catalog, CallbackKind, Command, DecisionSource};
 use prometheus_client::{
     encoding::EncodeLabelSet,
-    metrics::{
-        counter::Counter,
-        family::Family,
-        gauge::Gauge,
-        histogram::{exponential_buckets, Histogram},
-    },
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 
-use crate::outcome::{InvalidReply, RejectReason, ShadowOutcome};
+use crate::{
+    outcome::{InvalidReply, RejectReason, ShadowOutcome},
+    rules::Rules,
+    status::Recorder,
+};
 
 /// Labels of `openim_gateway_callbacks_total`.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -116,11 +115,29 @@ pub struct Metrics {
     connections_evicted: Counter,
     /// Shadow-mode callbacks by how the worker's decision compared with the default.
     shadow: Family<ShadowLabels, Counter>,
+    /// Answers that left after their command's budget.
+    late_answers: Family<CommandLabels, Counter>,
+    /// Each before-callback command's budget in seconds, as the rules in force say.
+    budgets: Family<CommandLabels, Gauge<f64, AtomicU64>>,
+    /// The status page's figures, recorded with the counters they share.
+    status: Recorder,
 }
 
+/// The upper bounds of the latency histograms, in seconds. Fine below 50 ms, where a worker
+/// on the same network answers (a local one in well under a millisecond); then coarse up to
+/// a second; then bounds on the moments that matter to OpenIM: the stock budget (4.75 s:
+/// OpenIM's 5 s timeout less the default 250 ms margin) and that timeout itself, the same two
+/// for a 10 s timeout, and for OpenIM's 15 s cap. An answer between 4.75 and 5 s was late for
+/// the gateway, one above 5 s late for OpenIM too. Doubling buckets (the previous ones) jumped
+/// from 3.3 s to 6.6 s and could show neither. 24 buckets: one observation is a search of
+/// them, and each command that has been called exports 26 lines per histogram.
+pub const LATENCY_BUCKETS: [f64; 24] = [
+    0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0,
+    4.0, 4.5, 4.75, 5.0, 7.5, 9.75, 10.0, 12.5, 14.75, 15.0,
+];
+
 fn latency_histogram() -> Histogram {
-    // 100 µs .. ~13 s: from a local worker's reply to OpenIM's 15 s cap.
-    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+    Histogram::new(LATENCY_BUCKETS)
 }
 
 impl Default for Metrics {
@@ -152,6 +169,8 @@ impl Metrics {
         let open_connections = Gauge::default();
         let connections_evicted = Counter::default();
         let shadow = Family::<ShadowLabels, Counter>::default();
+        let late_answers = Family::<CommandLabels, Counter>::default();
+        let budgets = Family::<CommandLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "callbacks",
             "Callbacks answered, by command, kind (before/after) and decision source",
@@ -222,6 +241,16 @@ impl Metrics {
             "Callbacks of commands in shadow mode, by how the worker's decision compared with the default answered instead (agree, disagree, no_decision)",
             shadow.clone(),
         );
+        registry.register(
+            "late_answers",
+            "Callbacks answered after their command's budget (OpenIM's timeout less GATEWAY_SAFETY_MARGIN_MS), by command: never expected, any is worth an alert",
+            late_answers.clone(),
+        );
+        registry.register(
+            "budget_seconds",
+            "Each before-callback command's budget (OpenIM's timeout for it less GATEWAY_SAFETY_MARGIN_MS), as the rules in force say: what its callback_duration_seconds compares against",
+            budgets.clone(),
+        );
         // `get_or_create` creates the series; the guard it returns is dropped at once.
         for reason in RejectReason::ALL {
             drop(bad_requests.get_or_create(&ReasonLabels {
@@ -236,6 +265,9 @@ impl Metrics {
             for source in sources {
                 drop(callbacks.get_or_create(&callback_labels(command, *source)));
             }
+            drop(late_answers.get_or_create(&CommandLabels {
+                command: command.name,
+            }));
             if command.kind == CallbackKind::Before {
                 for outcome in ShadowOutcome::ALL {
                     drop(shadow.get_or_create(&ShadowLabels {
@@ -243,7 +275,7 @@ impl Metrics {
                         outcome: outcome.as_str(),
                     }));
                 }
-                for reason in InvalidReply::REASONS {
+                for reason in InvalidReply::possible_reasons(command) {
                     drop(invalid_replies.get_or_create(&InvalidReplyLabels {
                         command: command.name,
                         reason,
@@ -267,7 +299,30 @@ impl Metrics {
             open_connections,
             connections_evicted,
             shadow,
+            late_answers,
+            budgets,
+            status: Recorder::new(),
         }
+    }
+
+    /// Records every before-callback command's budget from `rules` (at start and on each
+    /// reload).
+    pub fn budgets(&self, rules: &Rules) {
+        for command in catalog::COMMANDS
+            .iter()
+            .filter(|command| command.kind == CallbackKind::Before)
+        {
+            self.budgets
+                .get_or_create(&CommandLabels {
+                    command: command.name,
+                })
+                .set(rules.of(command).budget.as_secs_f64());
+        }
+    }
+
+    /// The status page's figures: fed by the methods below, read by the status page.
+    pub fn status(&self) -> &Recorder {
+        &self.status
     }
 
     /// Counts a shadow-mode callback by how the worker's decision compared with the default.
@@ -278,6 +333,7 @@ impl Metrics {
                 outcome: outcome.as_str(),
             })
             .inc();
+        self.status.shadow(command, outcome);
     }
 
     /// The OpenMetrics text exposition of every metric (what Prometheus asks for first).
@@ -295,16 +351,28 @@ impl Metrics {
         openmetrics_to_prometheus_text(&self.encode_openmetrics())
     }
 
-    /// Counts an answered callback under who decided it, and observes arrival to answer.
-    pub fn answered(&self, command: &'static Command, source: DecisionSource, took: Duration) {
+    /// Counts an answered callback under who decided it, observes arrival to answer, and
+    /// counts it as late when that took longer than the command's `budget`.
+    pub fn answered(
+        &self,
+        command: &'static Command,
+        source: DecisionSource,
+        took: Duration,
+        budget: Duration,
+    ) {
         self.callbacks
             .get_or_create(&callback_labels(command, source))
             .inc();
+        let labels = CommandLabels {
+            command: command.name,
+        };
         self.callback_duration
-            .get_or_create(&CommandLabels {
-                command: command.name,
-            })
+            .get_or_create(&labels)
             .observe(took.as_secs_f64());
+        if took > budget {
+            self.late_answers.get_or_create(&labels).inc();
+        }
+        self.status.answered(command, source, took);
     }
 
     /// Observes the time from publish to a worker's reply (valid or not).
@@ -314,6 +382,7 @@ impl Metrics {
                 command: command.name,
             })
             .observe(waited.as_secs_f64());
+        self.status.worker_replied(command);
     }
 
     /// Counts a reply that could not be forwarded to OpenIM, by why (`InvalidReply::reason`).
@@ -333,6 +402,7 @@ impl Metrics {
                 reason: reason.as_str(),
             })
             .inc();
+        self.status.bad_request(reason);
     }
 
     /// Counts a before-callback in flight until the guard drops, even if OpenIM hangs up and
@@ -488,7 +558,12 @@ mod tests {
     fn classic_text_names_counter_families_by_their_samples() {
         let metrics = Metrics::new();
         let seed = Command::lookup(catalog::BEFORE_SET_GROUP_MEMBER_INFO).unwrap();
-        metrics.answered(seed, DecisionSource::Worker, Duration::from_millis(1));
+        metrics.answered(
+            seed,
+            DecisionSource::Worker,
+            Duration::from_millis(1),
+            Duration::from_millis(4750),
+        );
         metrics.bad_request(RejectReason::NotJson);
         let text = metrics.encode_prometheus_text();
         assert!(
@@ -514,5 +589,75 @@ mod tests {
         );
         assert!(!text.contains("# EOF"), "{text}");
         assert!(metrics.encode_openmetrics().ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn every_before_callbacks_budget_is_exported() {
+        let metrics = Metrics::new();
+        let variables = [("GATEWAY_CALLBACK_TIMEOUT_MS", "2000")]
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect();
+        let config = crate::settings::Config::from_map(&variables).unwrap();
+        metrics.budgets(&Rules::new(&config));
+        let text = metrics.encode_prometheus_text();
+        assert!(
+            text.contains(
+                "openim_gateway_budget_seconds{command=\"callbackBeforeSetGroupMemberInfoCommand\"} 1.75\n"
+            ),
+            "{text}"
+        );
+        assert!(
+            !text.contains(
+                "openim_gateway_budget_seconds{command=\"callbackAfterSetGroupMemberInfoCommand\"}"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn an_answer_after_the_budget_is_late_and_the_buckets_show_it() {
+        let metrics = Metrics::new();
+        let seed = Command::lookup(catalog::BEFORE_SET_GROUP_MEMBER_INFO).unwrap();
+        let budget = Duration::from_millis(4750);
+        let late = "openim_gateway_late_answers_total{command=\"callbackBeforeSetGroupMemberInfoCommand\"}";
+        assert!(
+            metrics
+                .encode_prometheus_text()
+                .contains(&format!("{late} 0\n")),
+            "every command's series starts at 0"
+        );
+        for took_ms in [1, 4740, 4750] {
+            metrics.answered(
+                seed,
+                DecisionSource::Timeout,
+                Duration::from_millis(took_ms),
+                budget,
+            );
+        }
+        let text = metrics.encode_prometheus_text();
+        assert!(text.contains(&format!("{late} 0\n")), "{text}");
+        metrics.answered(
+            seed,
+            DecisionSource::Timeout,
+            Duration::from_millis(4800),
+            budget,
+        );
+        metrics.answered(
+            seed,
+            DecisionSource::Timeout,
+            Duration::from_millis(5100),
+            budget,
+        );
+        let text = metrics.encode_prometheus_text();
+        assert!(text.contains(&format!("{late} 2\n")), "{text}");
+        // The budget and OpenIM's timeout are bucket bounds: 3 answers by the budget, 4 by
+        // the timeout, 5 in all.
+        let bucket = |le: &str| {
+            format!("openim_gateway_callback_duration_seconds_bucket{{le=\"{le}\",command=\"callbackBeforeSetGroupMemberInfoCommand\"}}")
+        };
+        assert!(text.contains(&format!("{} 3\n", bucket("4.75"))), "{text}");
+        assert!(text.contains(&format!("{} 4\n", bucket("5.0"))), "{text}");
+        assert!(text.contains(&format!("{} 5\n", bucket("7.5"))), "{text}");
     }
 }

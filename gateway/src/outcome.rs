@@ -4,6 +4,7 @@
 //! the condition reports and the logs read them. Depends on nothing in the crate.
 
 use axum::http::StatusCode;
+use openim_gateway_proto::{openim::answers::Guard, Command};
 use thiserror::Error;
 
 /// Why a request was refused before anything was asked: the `reason` label of
@@ -148,6 +149,39 @@ impl InvalidReply {
         "blank_group_name",
     ];
 
+    /// The reasons a reply to `command` can be invalid for: the ones every command's reply
+    /// can meet (the service error, the JSON and its types, the refusal's code, an identity
+    /// field the answer struct lacks), and those of the guards of the command's answer
+    /// fields (`decision/fields.rs` refuses a value for these reasons only under these
+    /// guards). The metrics start these series at 0 and no other: a series that can never
+    /// count is not exported.
+    pub fn possible_reasons(command: &Command) -> impl Iterator<Item = &'static str> + '_ {
+        let every_reply = [
+            "service_error",
+            "not_json",
+            "not_object",
+            "wrong_type",
+            "reject_code_too_small",
+            "identity_changed",
+        ];
+        let guarded = Self::REASONS.into_iter().filter(move |reason| {
+            command.answer.iter().any(|field| match field.guard {
+                Guard::RequestPointerSet => *reason == "null_pointer_field",
+                Guard::JsonObjectText => *reason == "content_not_json_object",
+                Guard::NotBlank => *reason == "blank_group_name",
+                Guard::RegisteredUsers => *reason == "null_entry" || *reason == "duplicate_entry",
+                Guard::JoiningMembers => *reason == "null_entry",
+                Guard::Free
+                | Guard::SameAsRequest
+                | Guard::ChosenWhenUnset
+                | Guard::DropUnsetEcho
+                | Guard::SubsetOf(_)
+                | Guard::Unverifiable => false,
+            })
+        });
+        every_reply.into_iter().chain(guarded)
+    }
+
     /// The reason label of `openim_gateway_invalid_replies_total`.
     pub const fn reason(&self) -> &'static str {
         match self {
@@ -170,24 +204,61 @@ impl InvalidReply {
 /// `outcome` label of `openim_gateway_shadow_decisions_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ShadowOutcome {
-    /// The worker decided as the default did.
+    /// OpenIM would have received the same decision: both allow the operation unchanged, or
+    /// both refuse it (the code and message may differ).
     Agree,
-    /// The worker decided otherwise than the default.
+    /// One allows the operation, the other refuses it.
     Disagree,
+    /// Both allow it, but the worker with changes (a command field that differs from the
+    /// default allow's): OpenIM would have received a different answer.
+    Modify,
     /// No valid reply from the worker in time.
     NoDecision,
 }
 
 impl ShadowOutcome {
     /// Every outcome, so that each counter series exists from the start.
-    pub const ALL: [Self; 3] = [Self::Agree, Self::Disagree, Self::NoDecision];
+    pub const ALL: [Self; 4] = [Self::Agree, Self::Disagree, Self::Modify, Self::NoDecision];
 
     /// The metric label and the log field.
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Agree => "agree",
             Self::Disagree => "disagree",
+            Self::Modify => "modify",
             Self::NoDecision => "no_decision",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openim_gateway_proto::catalog;
+
+    use super::*;
+
+    #[test]
+    fn the_possible_reasons_follow_the_guards_of_the_answer_fields() {
+        let reasons = |name: &str| -> Vec<&'static str> {
+            InvalidReply::possible_reasons(Command::lookup(name).unwrap()).collect()
+        };
+        for command in catalog::COMMANDS {
+            for reason in InvalidReply::possible_reasons(command) {
+                assert!(InvalidReply::REASONS.contains(&reason), "{reason}");
+            }
+        }
+        let modify = reasons("callbackBeforeMsgModifyCommand");
+        assert!(modify.contains(&"content_not_json_object"), "{modify:?}");
+        assert!(!modify.contains(&"blank_group_name"), "{modify:?}");
+        // A command whose answer has only the common fields: the six reasons any reply can
+        // meet, and none of the guarded ones.
+        assert_eq!(reasons("callbackBeforeSendSingleMsgCommand").len(), 6);
+        let join = reasons("callbackBeforeMembersJoinGroupCommand");
+        assert!(join.contains(&"null_entry"), "{join:?}");
+        let register = reasons("callbackBeforeUserRegisterCommand");
+        assert!(register.contains(&"duplicate_entry"), "{register:?}");
+        let group = reasons("callbackBeforeSetGroupInfoExCommand");
+        assert!(group.contains(&"blank_group_name"), "{group:?}");
+        assert!(group.contains(&"identity_changed"), "{group:?}");
     }
 }

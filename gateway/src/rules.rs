@@ -70,6 +70,15 @@ impl Rules {
         }
     }
 
+    /// The rules of the commands that neither `webhooks.yml` nor the policy file names.
+    pub fn global(&self) -> CommandRules<'_> {
+        CommandRules {
+            mode: self.policies.global.mode,
+            default: &self.policies.global.default,
+            budget: self.budgets.default,
+        }
+    }
+
     /// The default decision of the requests refused before their command is known.
     pub fn global_default(&self) -> &DefaultDecision {
         &self.global_default

@@ -5,6 +5,7 @@
 //! not empty, never) and what the gateway checks before a value may reach OpenIM. Nothing here
 //! invents a modification: every field written comes from the worker or from the request.
 
+mod compare;
 pub mod default;
 #[cfg(test)]
 mod fidelity_props;
@@ -15,6 +16,7 @@ pub mod judge;
 
 use serde_json::{Map, Value};
 
+pub use compare::{effect, Effect};
 pub use default::{default_answer, DefaultDecision};
 pub use judge::{judge_reply, normalise_reply, refuses};
 

@@ -24,7 +24,7 @@ use super::{
 };
 use crate::{
     deadline::Deadline,
-    decision::{self, Body, DefaultDecision},
+    decision::{self, Body, DefaultDecision, Effect},
     nats::{CallbackMeta, NotDelivered, Outcome},
     outcome::{InvalidReply, RejectReason, ShadowOutcome},
     rules::CommandRules,
@@ -65,9 +65,10 @@ impl Callback<'_> {
 /// What came of asking the workers, once a reply (if any) has been judged.
 #[derive(Debug)]
 enum Verdict {
-    /// A valid reply: the answer for OpenIM, and whether it refuses (for shadow mode, read
-    /// while judging: the answer is not parsed again on the event loop).
-    Answer(Bytes, bool),
+    /// A valid reply: the answer for OpenIM and, in shadow mode, what it would have done to
+    /// the operation (read while judging: the answer is not parsed again on the event loop;
+    /// `None` when the mode does not compare).
+    Answer(Bytes, Option<Effect>),
     /// A reply OpenIM must not see.
     Invalid(InvalidReply),
     /// A reply arrived, but could not be judged before the deadline (a very large reply).
@@ -195,6 +196,7 @@ async fn decide(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Res
         return answer_default(state, &callback, default, DecisionSource::Overload).await;
     };
     let outcome = state.forwarder.ask(&callback.meta(), payload).await;
+    let compare = rules.mode == Mode::Shadow;
     let verdict = match outcome {
         Outcome::Reply(reply) => {
             state.metrics.worker_replied(command, reply.waited);
@@ -207,12 +209,15 @@ async fn decide(state: &AppState, callback: Callback<'_>, payload: Bytes) -> Res
                     reply.service_error.as_deref(),
                     &reply.payload,
                 )
-                .map(|answer| (prebuilt.encode(&answer), decision::refuses(&answer)))
+                .map(|answer| {
+                    let effect = compare.then(|| decision::effect(command, &request, &answer));
+                    (prebuilt.encode(&answer), effect)
+                })
             })
             .await
             .map_or(Verdict::Unjudged, |judged| {
-                judged.map_or_else(Verdict::Invalid, |(answer, refuses)| {
-                    Verdict::Answer(answer, refuses)
+                judged.map_or_else(Verdict::Invalid, |(answer, effect)| {
+                    Verdict::Answer(answer, effect)
                 })
             })
         }
@@ -317,16 +322,22 @@ impl PreparedDefault {
     }
 }
 
-/// How a shadowed worker's decision compares with the default answered instead: `agree`,
-/// `disagree`, or `no_decision` when no valid reply came in time.
+/// How a shadowed worker's decision compares with the default answered instead: `agree`
+/// (both allow unchanged, or both refuse), `disagree` (one allows, the other refuses),
+/// `modify` (both allow, the worker with changes), or `no_decision` when no valid reply came
+/// in time.
 fn shadow_outcome(verdict: &Verdict, default: &DefaultDecision) -> ShadowOutcome {
-    let Verdict::Answer(_, worker_rejects) = verdict else {
+    let Verdict::Answer(_, Some(effect)) = verdict else {
         return ShadowOutcome::NoDecision;
     };
-    if *worker_rejects == (*default != DefaultDecision::Allow) {
-        ShadowOutcome::Agree
-    } else {
-        ShadowOutcome::Disagree
+    match (default, effect) {
+        (DefaultDecision::Allow, Effect::Allows)
+        | (DefaultDecision::Reject { .. }, Effect::Refuses) => ShadowOutcome::Agree,
+        (DefaultDecision::Allow, Effect::Modifies) => ShadowOutcome::Modify,
+        (DefaultDecision::Allow, Effect::Refuses)
+        | (DefaultDecision::Reject { .. }, Effect::Allows | Effect::Modifies) => {
+            ShadowOutcome::Disagree
+        }
     }
 }
 
@@ -336,13 +347,26 @@ fn shadow_outcome(verdict: &Verdict, default: &DefaultDecision) -> ShadowOutcome
 /// thousands of callbacks a second.
 fn answered(state: &AppState, callback: &Callback<'_>, source: DecisionSource) {
     let latency = callback.deadline.arrival.elapsed();
-    state.metrics.answered(callback.command, source, latency);
+    let budget = callback.rules.budget;
+    state
+        .metrics
+        .answered(callback.command, source, latency, budget);
+    if latency > budget {
+        state.conditions.late.note(
+            callback.command.name,
+            &format_args!(
+                "answered after {} ms, budget {} ms",
+                latency.as_millis(),
+                budget.as_millis()
+            ),
+        );
+    }
     if callback.trace.has_span() {
         callback.trace.finish(&Answered {
             request_id: callback.request_id,
             operation_id: accept::operation_id(callback.parts, &callback.request),
             source: source.as_str(),
-            budget: callback.rules.budget,
+            budget,
             waited: latency,
         });
     }
@@ -402,7 +426,7 @@ mod tests {
     fn every_verdict_has_one_source() {
         let cases = [
             (
-                Verdict::Answer(Bytes::from_static(b"{}"), false),
+                Verdict::Answer(Bytes::from_static(b"{}"), None),
                 DecisionSource::Worker,
             ),
             (
@@ -439,6 +463,37 @@ mod tests {
         ] {
             assert!(classify(&verdict).is_fallback(), "{verdict:?}");
         }
-        assert!(!classify(&Verdict::Answer(Bytes::new(), false)).is_fallback());
+        assert!(!classify(&Verdict::Answer(Bytes::new(), None)).is_fallback());
+    }
+
+    #[test]
+    fn shadow_outcomes_compare_the_workers_effect_with_the_default() {
+        let allow = DefaultDecision::Allow;
+        let reject = DefaultDecision::Reject {
+            err_code: 5000,
+            err_msg: "no".to_owned(),
+        };
+        let answer = |effect| Verdict::Answer(Bytes::new(), Some(effect));
+        let cases = [
+            (&allow, answer(Effect::Allows), ShadowOutcome::Agree),
+            (&allow, answer(Effect::Modifies), ShadowOutcome::Modify),
+            (&allow, answer(Effect::Refuses), ShadowOutcome::Disagree),
+            (&reject, answer(Effect::Refuses), ShadowOutcome::Agree),
+            (&reject, answer(Effect::Allows), ShadowOutcome::Disagree),
+            (&reject, answer(Effect::Modifies), ShadowOutcome::Disagree),
+            (&allow, Verdict::Timeout, ShadowOutcome::NoDecision),
+            (
+                &reject,
+                Verdict::Invalid(InvalidReply::NotObject),
+                ShadowOutcome::NoDecision,
+            ),
+        ];
+        for (default, verdict, outcome) in cases {
+            assert_eq!(
+                shadow_outcome(&verdict, default),
+                outcome,
+                "{default:?} {verdict:?}"
+            );
+        }
     }
 }

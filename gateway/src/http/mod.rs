@@ -12,6 +12,7 @@ mod answer;
 mod callback;
 mod off_loop;
 mod state;
+mod status;
 
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ use axum::{
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use self::state::AppState;
+pub use self::status::probe_nats;
 use crate::outcome::RejectReason;
 
 /// The answer to a request hyper refused while parsing it (counted as a bad request with
@@ -51,15 +53,76 @@ pub fn protocol_error_answer(state: &Arc<AppState>) -> crate::serve::ProtocolErr
     })
 }
 
-/// The gateway's routes. Callbacks are the fallback: any path not listed here is a callback
-/// path, parsed by hand so that doubled slashes and any base before the command work.
+/// The gateway's routes on one listener (no `GATEWAY_ADMIN_LISTEN`): the callbacks, the
+/// probes, `/metrics` and the status page. Callbacks are the fallback: any path not listed
+/// here is a callback path, parsed by hand so that doubled slashes and any base before the
+/// command work; a method other than GET on `/` or `/status` is one too (`POST /` is refused
+/// as a callback without a command, as before).
 pub fn router(state: Arc<AppState>) -> Router {
-    let panicked = Arc::clone(&state);
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .fallback(callback::callback)
+        .route("/", get(status::page).fallback(callback::callback))
+        .route(
+            "/status.json",
+            get(status::json).fallback(callback::callback),
+        )
+        .route("/status", get(status::to_page).fallback(callback::callback))
+        .fallback(callback::callback);
+    finish(routes, state)
+}
+
+/// The OpenIM-facing routes when an admin listener serves the rest
+/// (`GATEWAY_ADMIN_LISTEN`): the callbacks and the probes; `GET` on `/`, `/status`,
+/// `/status.json` and `/metrics` is a plain 404 that points to the admin listener.
+pub fn openim_router(state: Arc<AppState>) -> Router {
+    let routes = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(on_admin).fallback(callback::callback))
+        .route("/", get(on_admin).fallback(callback::callback))
+        .route("/status.json", get(on_admin).fallback(callback::callback))
+        .route("/status", get(on_admin).fallback(callback::callback))
+        .fallback(callback::callback);
+    finish(routes, state)
+}
+
+/// The admin listener's routes (`GATEWAY_ADMIN_LISTEN`): the status page, its JSON,
+/// `/metrics` and the probes; nothing else (no callback is served there).
+pub fn admin_router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/", get(status::page))
+        .route("/status.json", get(status::json))
+        .route("/status", get(status::to_page))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn on_admin() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        "not found: the status page and /metrics are served on the admin listener (GATEWAY_ADMIN_LISTEN)\n",
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        "not found: this listener serves /, /status.json, /metrics, /healthz and /readyz\n",
+    )
+        .into_response()
+}
+
+/// The layers every OpenIM-facing router has: `Connection: close` while draining, and
+/// outermost, the panic layer.
+fn finish(routes: Router<Arc<AppState>>, state: Arc<AppState>) -> Router {
+    let panicked = Arc::clone(&state);
+    routes
         .layer(middleware::map_response_with_state(
             Arc::clone(&state),
             close_when_draining,

@@ -1,16 +1,23 @@
 //! What the handlers share: the forwarder, the metrics, the limits, and the rules in force
 //! (replaced as a whole on a reload; a callback keeps the ones it started with).
 
-use std::sync::{
-    atomic::{AtomicBool, Ordering},
-    Arc, PoisonError, RwLock,
+use std::{
+    collections::HashSet,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc, Mutex, PoisonError, RwLock,
+    },
+    time::Duration,
 };
+
+use tokio::time::Instant;
 
 use super::{accept::Limits, answer::Prebuilt};
 use crate::{
     conditions::Conditions,
+    describe,
     metrics::{InflightGuard, Metrics},
-    nats::Forwarder,
+    nats::{Forwarder, ServerSummary, ServiceSeen},
     rules::{self, Rules},
     settings::{Config, WebhookSecret},
 };
@@ -36,20 +43,39 @@ pub struct AppState {
     pub(super) max_inflight: usize,
     /// Warnings about conditions, counted rather than repeated.
     pub(super) conditions: Conditions,
+    /// The NATS servers as the status page shows them: without user information.
+    pub(super) nats_servers: Vec<String>,
+    /// What the status page's probe last measured.
+    pub(super) probed: Mutex<Probed>,
+}
+
+/// What the status page's probe last measured ([`super::probe_nats`]).
+#[derive(Debug, Default)]
+pub(super) struct Probed {
+    /// The last round trip to NATS, and when it was measured.
+    pub(super) round_trip: Option<(Duration, Instant)>,
+    /// The server of the connection at the last probe.
+    pub(super) server: Option<ServerSummary>,
+    /// The workers found by the last discovery, and when it ran.
+    pub(super) services: Option<(Vec<ServiceSeen>, Instant)>,
 }
 
 impl AppState {
     /// The shared state of a gateway configured by `config`.
     pub fn new(config: &Config, forwarder: Forwarder, metrics: Arc<Metrics>) -> Self {
+        let live = Live::started(config);
+        metrics.budgets(&live.rules);
         Self {
             forwarder,
             metrics,
-            live: RwLock::new(Arc::new(Live::new(config))),
+            live: RwLock::new(Arc::new(live)),
             webhook_secret: config.webhook_secret.clone(),
             max_body_bytes: config.max_body_bytes,
             draining: AtomicBool::new(false),
             max_inflight: config.max_inflight,
             conditions: Conditions::default(),
+            nats_servers: config.nats.servers_without_credentials(),
+            probed: Mutex::default(),
         }
     }
 
@@ -96,8 +122,12 @@ impl AppState {
     /// flight finish with the ones they started with; nothing else of `config` is applied.
     pub fn reload(&self, config: &Config) {
         let live = Arc::new(Live::new(config));
-        *self.live.write().unwrap_or_else(PoisonError::into_inner) = live;
-        tracing::info!("policy reloaded");
+        let before = std::mem::replace(
+            &mut *self.live.write().unwrap_or_else(PoisonError::into_inner),
+            Arc::clone(&live),
+        );
+        self.metrics.budgets(&live.rules);
+        describe::log_reload(&before.rules, &live.rules);
     }
 
     pub(super) fn limits<'a>(&'a self, live: &'a Live) -> Limits<'a> {
@@ -117,17 +147,36 @@ pub(super) struct Live {
     pub(super) rules: Rules,
     /// Answers serialised once per policy.
     pub(super) prebuilt: Prebuilt,
+    /// The commands OpenIM's `webhooks.yml` enables, when it is read.
+    pub(super) enabled: Option<HashSet<&'static str>>,
 }
 
 impl Live {
+    /// The rules a gateway starts with, logged in the policy file's words.
+    fn started(config: &Config) -> Self {
+        let live = Self::new(config);
+        describe::log_start(config, &live.rules);
+        live
+    }
+
     fn new(config: &Config) -> Self {
         let rules = Rules::new(config);
         if let Some(webhooks) = &config.openim_webhooks {
             rules::log_webhooks(webhooks, &rules);
         }
+        describe::log_webhooks_summary(config);
+        let enabled = config.openim_webhooks.as_ref().map(|webhooks| {
+            webhooks
+                .callbacks
+                .iter()
+                .filter(|callback| callback.enabled)
+                .map(|callback| callback.command.name)
+                .collect()
+        });
         Self {
             prebuilt: Prebuilt::new(rules.global_default()),
             rules,
+            enabled,
         }
     }
 }

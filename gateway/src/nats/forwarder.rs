@@ -101,9 +101,9 @@ impl fmt::Display for NotDelivered {
 /// Sends callbacks to the workers and routes their replies back.
 #[derive(Debug, Clone)]
 pub struct Forwarder {
-    client: Client,
+    pub(super) client: Client,
     /// `{GATEWAY_SUBJECT_PREFIX}.{command}` for every catalog command, built once.
-    subjects: Arc<HashMap<&'static str, Subject>>,
+    pub(super) subjects: Arc<HashMap<&'static str, Subject>>,
     /// `{inbox}.` : a reply subject is this prefix plus the request number.
     reply_prefix: Arc<str>,
     /// Callbacks waiting for a reply, by request number.

@@ -19,6 +19,7 @@ mod error;
 mod events;
 mod forwarder;
 mod headers;
+mod info;
 mod options;
 mod replies;
 
@@ -26,3 +27,4 @@ pub use after_stream::AFTER_STREAM_MAX_AGE;
 pub use error::SetupError;
 pub use forwarder::{Forwarder, NotDelivered, Outcome, Reply};
 pub use headers::CallbackMeta;
+pub use info::{ServerSummary, ServiceSeen};

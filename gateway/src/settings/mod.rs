@@ -14,6 +14,7 @@ use thiserror::Error;
 
 pub mod nats;
 pub mod policy;
+pub mod suggest;
 pub mod table;
 pub mod traces;
 pub mod webhooks;
@@ -90,21 +91,17 @@ fn known_gateway_names() -> impl Iterator<Item = &'static str> {
 pub fn closest_setting(name: &str) -> Option<&'static str> {
     let short = |name: &str| name.strip_prefix(GATEWAY_PREFIX).unwrap_or(name).to_owned();
     let wanted = short(name);
-    known_gateway_names()
-        .map(|known| {
-            let candidate = short(known);
-            let whole = strsim::jaro_winkler(&wanted, &candidate);
-            let tail = candidate
-                .match_indices('_')
-                .map(|(index, _)| &candidate[index + 1..])
-                .filter(|tail| wanted.len() >= 4 && tail.len() >= 4)
-                .map(|tail| strsim::jaro_winkler(&wanted, tail))
-                .fold(0.0, f64::max);
-            (whole.max(tail), known)
-        })
-        .filter(|(score, _)| *score >= 0.88)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, known)| known)
+    suggest::closest(known_gateway_names(), |known| {
+        let candidate = short(known);
+        let whole = suggest::similarity(&wanted, &candidate);
+        let tail = candidate
+            .match_indices('_')
+            .map(|(index, _)| &candidate[index + 1..])
+            .filter(|tail| wanted.len() >= 4 && tail.len() >= 4)
+            .map(|tail| suggest::similarity(&wanted, tail))
+            .fold(0.0, f64::max);
+        whole.max(tail)
+    })
 }
 
 /// Whether `name=value` is one of the variables Kubernetes puts in every pod for a Service
@@ -247,6 +244,8 @@ pub struct Config {
     pub nats: NatsSettings,
     /// The HTTP listen address; port 0 picks a free port (tests).
     pub listen: SocketAddr,
+    /// The admin listener's address (the status page and `/metrics`), when set.
+    pub admin_listen: Option<SocketAddr>,
     /// Subjects are `{subject_prefix}.{command}`.
     pub subject_prefix: String,
     /// OpenIM's timeout for a callback.
@@ -423,6 +422,22 @@ impl Config {
             setting(GATEWAY_LISTEN)
                 .parse::<SocketAddr>("a socket address such as 127.0.0.1:10006 or 0.0.0.0:10006"),
         );
+        let admin_listen = lookup(GATEWAY_ADMIN_LISTEN.name).and_then(|value| {
+            let raw = Raw {
+                name: GATEWAY_ADMIN_LISTEN.name,
+                value,
+            };
+            let address = errors.check(raw.parse::<SocketAddr>(
+                "a socket address such as 127.0.0.1:10007 or 0.0.0.0:10007",
+            ))?;
+            if listen == Some(address) && address.port() != 0 {
+                errors.fail(raw.invalid(&format!(
+                    "must differ from {GATEWAY_LISTEN} ({address}): the admin listener is a second port"
+                )));
+                return None;
+            }
+            Some(address)
+        });
         let subject_prefix = setting(GATEWAY_SUBJECT_PREFIX);
         if !subject::is_valid_publish_subject(&subject_prefix.value) {
             errors.fail(subject_prefix.invalid(
@@ -628,6 +643,7 @@ impl Config {
             ) if errors.0.is_empty() => Ok(Self {
                 nats,
                 listen,
+                admin_listen,
                 subject_prefix: subject_prefix.value,
                 callback_timeout: Duration::from_millis(timeout_ms),
                 safety_margin: Duration::from_millis(margin_ms),
@@ -1019,6 +1035,34 @@ mod tests {
             let errors = all_errors(&[(name, value)]).unwrap_err();
             assert!(errors.to_string().contains("unknown setting"), "{errors}");
         }
+    }
+
+    #[test]
+    fn the_admin_listener_is_off_unless_set_and_must_be_another_address() {
+        assert_eq!(config(&[]).unwrap().admin_listen, None);
+        let admin = config(&[(GATEWAY_ADMIN_LISTEN.name, "0.0.0.0:10007")]).unwrap();
+        assert_eq!(admin.admin_listen, Some("0.0.0.0:10007".parse().unwrap()));
+        // Port 0 on both (tests): two different ports once bound.
+        let both_free = config(&[
+            (GATEWAY_LISTEN.name, "127.0.0.1:0"),
+            (GATEWAY_ADMIN_LISTEN.name, "127.0.0.1:0"),
+        ])
+        .unwrap();
+        assert_eq!(both_free.admin_listen, Some("127.0.0.1:0".parse().unwrap()));
+        let error = config(&[(GATEWAY_ADMIN_LISTEN.name, "10007")]).unwrap_err();
+        assert_eq!(error.variable, GATEWAY_ADMIN_LISTEN.name);
+        assert_eq!(error.value, "10007");
+        assert!(error.rule.contains("socket address"), "{error}");
+        let error = config(&[
+            (GATEWAY_LISTEN.name, "127.0.0.1:10006"),
+            (GATEWAY_ADMIN_LISTEN.name, "127.0.0.1:10006"),
+        ])
+        .unwrap_err();
+        assert_eq!(error.variable, GATEWAY_ADMIN_LISTEN.name);
+        assert!(
+            error.rule.contains("must differ from GATEWAY_LISTEN"),
+            "{error}"
+        );
     }
 
     #[test]

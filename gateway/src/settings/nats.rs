@@ -72,6 +72,22 @@ impl NatsSettings {
             .join(",")
     }
 
+    /// The servers as `scheme://host:port`: no user, password or token, however the URL
+    /// carried them (for the status page).
+    pub fn servers_without_credentials(&self) -> Vec<String> {
+        self.servers
+            .iter()
+            .map(|server| {
+                let host = server.host();
+                if host.contains(':') {
+                    format!("{}://[{host}]:{}", server.scheme(), server.port())
+                } else {
+                    format!("{}://{host}:{}", server.scheme(), server.port())
+                }
+            })
+            .collect()
+    }
+
     /// Whether the operator configured TLS: then a plain connection is refused rather than
     /// silently used.
     pub fn tls_required(&self) -> bool {

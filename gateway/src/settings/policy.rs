@@ -25,7 +25,7 @@
 
 use openim_gateway_proto::{CallbackKind, Command};
 
-use super::table::OPENIM_TIMEOUT_CAP_MS;
+use super::{suggest::closest_command, table::OPENIM_TIMEOUT_CAP_MS};
 
 /// How a command's callbacks are decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +39,15 @@ pub enum Mode {
 }
 
 impl Mode {
+    /// The mode in the policy file's words.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Enforce => "enforce",
+            Self::Shadow => "shadow",
+            Self::Off => "off",
+        }
+    }
+
     /// The mode a policy file names.
     pub fn parse(value: &str) -> Option<Self> {
         match value {
@@ -142,8 +151,11 @@ impl PolicyFile {
                     for (name, value) in sections {
                         let key = format!("commands.{name}");
                         let Some(command) = Command::lookup(name) else {
+                            let hint = closest_command(name)
+                                .map(|meant| format!("; did you mean {meant}?"))
+                                .unwrap_or_default();
                             errors.push(format!(
-                                "{key}: unknown command: must be one of OpenIM's callback commands"
+                                "{key}: unknown command: must be one of OpenIM's callback commands{hint}"
                             ));
                             continue;
                         };
@@ -313,6 +325,21 @@ mod tests {
             assert!(errors[0].contains(shown), "{text:?}: {errors:?}");
             assert!(!errors[0].contains('\n'), "{errors:?}");
         }
+    }
+
+    #[test]
+    fn a_misspelled_command_gets_a_did_you_mean() {
+        let errors =
+            PolicyFile::parse("[commands.callbackBeforeSendSingelMsgCommand]\nmode = \"off\"\n")
+                .unwrap_err();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].ends_with("did you mean callbackBeforeSendSingleMsgCommand?"),
+            "{errors:?}"
+        );
+        let errors =
+            PolicyFile::parse("[commands.callbackNopeCommand]\nmode = \"off\"\n").unwrap_err();
+        assert!(!errors[0].contains("did you mean"), "{errors:?}");
     }
 
     #[test]

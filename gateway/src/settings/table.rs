@@ -83,7 +83,15 @@ pub const GATEWAY_LISTEN: Setting = Setting {
     name: "GATEWAY_LISTEN",
     default: Some("127.0.0.1:10006"),
     rule: "a socket address; 0.0.0.0:10006 when OpenIM runs on another host or in a container",
-    meaning: "where OpenIM's callbacks, the probes and /metrics are served",
+    meaning: "where OpenIM's callbacks, the probes, /metrics and the status page are served",
+};
+
+/// A second listener for the operator's pages, apart from OpenIM's.
+pub const GATEWAY_ADMIN_LISTEN: Setting = Setting {
+    name: "GATEWAY_ADMIN_LISTEN",
+    default: None,
+    rule: "a socket address other than GATEWAY_LISTEN's; set: the status page (/, /status.json) and /metrics are served there only, and GATEWAY_LISTEN serves the callbacks and /healthz, /readyz; unset: GATEWAY_LISTEN serves everything",
+    meaning: "where the status page and /metrics are served, apart from OpenIM's listener",
 };
 
 /// Subjects are `{prefix}.{command}`.
@@ -287,6 +295,7 @@ pub const ALL: &[Setting] = &[
     GATEWAY_NATS_TLS_CERT,
     GATEWAY_NATS_TLS_KEY,
     GATEWAY_LISTEN,
+    GATEWAY_ADMIN_LISTEN,
     GATEWAY_SUBJECT_PREFIX,
     GATEWAY_CALLBACK_TIMEOUT_MS,
     GATEWAY_OPENIM_WEBHOOKS,

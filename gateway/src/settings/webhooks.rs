@@ -156,6 +156,49 @@ impl OpenImWebhooks {
         })
     }
 
+    /// The keys of the blocks OpenIM calls (`enable: true`), sorted, each once.
+    pub fn enabled_keys(&self) -> Vec<&str> {
+        let mut keys: Vec<&str> = self
+            .callbacks
+            .iter()
+            .filter(|callback| callback.enabled)
+            .map(|callback| callback.key.as_str())
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys
+    }
+
+    /// How many blocks of the file drive a command this gateway knows.
+    pub fn known_keys(&self) -> usize {
+        let mut keys: Vec<&str> = self
+            .callbacks
+            .iter()
+            .map(|callback| callback.key.as_str())
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        keys.len()
+    }
+
+    /// What the file enables, in a sentence: how many callbacks and which, or a warning
+    /// (`Err`) when it enables none, as OpenIM's stock file does (every `enable: false`).
+    pub fn enabled_summary(&self) -> Result<String, String> {
+        let enabled = self.enabled_keys();
+        if enabled.is_empty() {
+            return Err(format!(
+                "OpenIM's webhooks.yml enables none of its {} callbacks (every block has enable: false, as in OpenIM's stock file): OpenIM will not call the gateway at all; set enable: true on each callback a worker should decide or hear",
+                self.known_keys()
+            ));
+        }
+        Ok(format!(
+            "OpenIM's webhooks.yml enables {} of {} callbacks: {}",
+            enabled.len(),
+            self.known_keys(),
+            enabled.join(", ")
+        ))
+    }
+
     /// Reads and parses the file at `path`.
     pub fn read(path: &str) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
@@ -273,6 +316,28 @@ mod tests {
             assert!(commands_of_key(key).is_empty(), "{key}");
             assert!(!reason.is_empty());
         }
+    }
+
+    #[test]
+    fn the_summary_counts_the_enabled_blocks_and_warns_when_there_is_none() {
+        let none = OpenImWebhooks::parse(
+            "url: http://gw:10006/x\nbeforeSendSingleMsg:\n  enable: false\nbeforeMemberJoinGroup:\n  enable: false\n",
+        )
+        .unwrap();
+        let warning = none.enabled_summary().unwrap_err();
+        assert!(
+            warning.contains("enables none of its 2 callbacks"),
+            "{warning}"
+        );
+        let some = OpenImWebhooks::parse(
+            "beforeSendSingleMsg:\n  enable: true\nbeforeMemberJoinGroup:\n  enable: true\nafterSendSingleMsg:\n  enable: false\n",
+        )
+        .unwrap();
+        // beforeMemberJoinGroup drives two commands, and counts once.
+        assert_eq!(
+            some.enabled_summary().unwrap(),
+            "OpenIM's webhooks.yml enables 2 of 3 callbacks: beforeMemberJoinGroup, beforeSendSingleMsg"
+        );
     }
 
     #[test]

@@ -116,3 +116,58 @@ async fn an_unknown_argument_is_refused_with_exit_2() {
         assert!(report.stderr.contains("--"), "{report:?}");
     }
 }
+
+/// Runs `openim-gateway ARGS | true` (or with `2>&1 >/dev/null`, its stderr into the pipe)
+/// through `sh`, with only `settings` (and `PATH`) in the environment. The gateway starts a
+/// second after the pipe, when `true` has long exited: every write meets a pipe without a
+/// reader. Returns the gateway's exit code and what it wrote to the other stream.
+fn run_into_a_closed_pipe(
+    args: &[&str],
+    settings: &[(&str, &str)],
+    stderr_closed: bool,
+) -> (Option<i32>, String) {
+    // fd 3 is the shell's own stdout, outside the pipe: the other stream and the exit code.
+    let redirect = if stderr_closed { "2>&1 >&3" } else { "2>&3" };
+    let script =
+        format!("exec 3>&1; {{ sleep 1; \"$0\" \"$@\" {redirect}; echo \"exit=$?\" >&3; }} | true");
+    let mut command = std::process::Command::new("sh");
+    command
+        .env_clear()
+        .arg("-c")
+        .arg(script)
+        .arg(binaries::gateway())
+        .args(args);
+    if let Some(path) = std::env::var_os("PATH") {
+        command.env("PATH", path);
+    }
+    for (name, value) in settings {
+        command.env(name, value);
+    }
+    let output = command.output().expect("sh runs");
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let code = text
+        .lines()
+        .find_map(|line| line.strip_prefix("exit="))
+        .and_then(|code| code.trim().parse().ok());
+    (code, text)
+}
+
+#[tokio::test]
+async fn a_closed_pipe_ends_the_output_quietly() {
+    let nobody = [("NATS_URL", "nats://127.0.0.1:9")];
+    for args in [&["check-config"][..], &["--help"], &["--version"]] {
+        let (code, stderr) = run_into_a_closed_pipe(args, &nobody, false);
+        assert_eq!(code, Some(0), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+            "{args:?}: {stderr}"
+        );
+    }
+    // Bad settings with stderr closed: still exit 2, not a panic's 101.
+    let (code, stdout) = run_into_a_closed_pipe(
+        &["check-config"],
+        &[("GATEWAY_CALLBACK_TIMEOUT_MS", "soon")],
+        true,
+    );
+    assert_eq!(code, Some(2), "{stdout}");
+}

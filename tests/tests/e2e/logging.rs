@@ -203,7 +203,8 @@ async fn timeouts_are_warned_about_once_then_counted_once_per_interval() {
         "the callbacks took too long to fit in the first interval: {:?}",
         started.elapsed()
     );
-    let first = warnings(&stack, TIMED_OUT);
+    // The log thread writes the warning a moment after the answer: wait for it (bounded).
+    let first = wait_for_warning(&stack, TIMED_OUT, Duration::from_secs(2)).await;
     assert_eq!(
         first.len(),
         1,
@@ -268,4 +269,71 @@ async fn json_logs_are_one_object_a_line_and_each_callback_line_carries_its_fiel
     assert_eq!(fields["command"], SET_MEMBER, "{fields}");
     assert_eq!(fields["source"], source.as_str(), "{fields}");
     assert!(fields["latency_us"].is_u64(), "{fields}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_warnings_leave_empty_fields_out() {
+    // An unknown command has no catalog command, and no responders has no detail: neither
+    // is written as an empty field.
+    let stack = Stack::start(&[("GATEWAY_LOG_FORMAT", "json")]).await;
+    let unknown = HttpRequest::openim(
+        "/callbackExample",
+        "callbackBeforeSomethingNewCommand",
+        openim_gateway_tests::fixtures::SET_MEMBER_ROLE_ONLY,
+    );
+    assert_eq!(stack.send(&unknown).await.status, 404);
+    let member = HttpRequest::openim(
+        "/callbackExample",
+        SET_MEMBER,
+        openim_gateway_tests::fixtures::SET_MEMBER_ROLE_ONLY,
+    );
+    assert_eq!(
+        stack.send(&member).await.source(),
+        Some(DecisionSource::NoResponders.as_str())
+    );
+    for text in ["does not know", "no worker subscribes"] {
+        assert!(
+            !wait_for_warning(&stack, text, Duration::from_secs(5))
+                .await
+                .is_empty(),
+            "{text}: {}",
+            stack.gateway.stderr_log().all()
+        );
+    }
+    let objects: Vec<serde_json::Value> = stack
+        .gateway
+        .stderr_log()
+        .lines()
+        .iter()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    for object in &objects {
+        let fields = object["fields"].as_object().expect("fields");
+        for (key, value) in fields {
+            assert_ne!(value, "", "empty field {key:?} in {object}");
+        }
+    }
+    let warning = |text: &str| {
+        objects
+            .iter()
+            .find(|object| {
+                object["fields"]["message"]
+                    .as_str()
+                    .is_some_and(|message| message.contains(text))
+            })
+            .unwrap_or_else(|| panic!("no {text:?} line"))
+            .clone()
+    };
+    let unknown = warning("does not know");
+    assert!(unknown["fields"].get("command").is_none(), "{unknown}");
+    assert!(
+        unknown["fields"]["detail"]
+            .as_str()
+            .is_some_and(|detail| detail.contains("callbackBeforeSomethingNewCommand")),
+        "{unknown}"
+    );
+    let nobody = warning("no worker subscribes");
+    assert_eq!(nobody["fields"]["command"], SET_MEMBER, "{nobody}");
+    assert!(nobody["fields"].get("detail").is_none(), "{nobody}");
 }

@@ -301,7 +301,7 @@ async fn check_config_validates_the_files_and_exits() {
         report
             .stdout
             .lines()
-            .any(|line| line.starts_with(SET_MEMBER) && line.contains("mode=Shadow")),
+            .any(|line| line.starts_with(SET_MEMBER) && line.contains(r#"mode = "shadow""#)),
         "{report:?}"
     );
     // The global policy, which every command the file does not name gets.
@@ -309,7 +309,8 @@ async fn check_config_validates_the_files_and_exits() {
         report
             .stdout
             .lines()
-            .any(|line| line == "global: mode=Off default=Allow budget_ms=4750"),
+            .any(|line| line
+                == r#"global (every command not named below): mode = "off", default = "allow", budget 4750 ms"#),
         "{report:?}"
     );
     // Without webhooks.yml, a timeout above GATEWAY_CALLBACK_TIMEOUT_MS cannot be checked
@@ -518,4 +519,262 @@ async fn a_reloaded_global_default_answers_requests_refused_before_their_command
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(code, 5123, "the reloaded global default was not used");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_tells_a_modification_from_an_agreement() {
+    // Default allow: a worker that allows unchanged agrees, one that allows with a changed
+    // field modifies (OpenIM would have received another answer), one that refuses disagrees.
+    let scratch = Scratch::new();
+    let policy = scratch.write(
+        "policy.toml",
+        &format!("[global]\ndefault = \"allow\"\n\n[commands.{SET_MEMBER}]\nmode = \"shadow\"\n"),
+    );
+    let stack = Stack::start(&[("GATEWAY_CONFIG", &policy)]).await;
+    let request = HttpRequest::openim(
+        "/callbackExample",
+        SET_MEMBER,
+        openim_gateway_tests::fixtures::SET_MEMBER_ALL_FIELDS,
+    );
+    let subject = format!("openim.callback.{SET_MEMBER}");
+    for (reply, sent) in [
+        (r#"{"actionCode":0,"nextCode":0,"nickName":"Robert"}"#, 2),
+        (
+            r#"{"actionCode":0,"errCode":0,"errMsg":"","errDlt":"","nextCode":0}"#,
+            1,
+        ),
+        (r#"{"actionCode":0,"nextCode":0,"nickName":"Bob"}"#, 1),
+        (
+            r#"{"actionCode":0,"nextCode":1,"errCode":5555,"errMsg":"no"}"#,
+            1,
+        ),
+    ] {
+        let worker =
+            ScriptedWorker::start(&stack.nats.url(), &subject, Behaviour::reply(reply)).await;
+        for _ in 0..sent {
+            let response = stack.send(&request).await;
+            assert_eq!(
+                response.source(),
+                Some(DecisionSource::Shadow.as_str()),
+                "{response:?}"
+            );
+            let answer = body(&response);
+            // The default allow is answered: nothing of the worker's reaches OpenIM.
+            assert!(answer.get("nickName").is_none(), "{answer}");
+            assert_eq!(answer["nextCode"], 0, "{answer}");
+        }
+        assert_eq!(worker.received().len(), sent, "{reply}");
+        worker.stop().await;
+    }
+    let samples = stack.metrics().await;
+    let counted = |outcome: &str| {
+        metrics::sum(
+            &samples,
+            "openim_gateway_shadow_decisions_total",
+            &[("command", SET_MEMBER), ("outcome", outcome)],
+        )
+    };
+    // "Bob" is the request's own nickName: setting it again changes nothing.
+    for (outcome, expected) in [
+        ("modify", 2.0),
+        ("agree", 2.0),
+        ("disagree", 1.0),
+        ("no_decision", 0.0),
+    ] {
+        assert!(
+            (counted(outcome) - expected).abs() < f64::EPSILON,
+            "{outcome}: {} counted, expected {expected}",
+            counted(outcome)
+        );
+    }
+    let summary = |line: &str| {
+        line.contains("shadow mode")
+            && line.contains(SET_MEMBER)
+            && line.contains("agree=2")
+            && line.contains("disagree=1")
+            && line.contains("modify=2")
+    };
+    assert!(
+        stack.gateway.logged(Duration::from_secs(15), summary).await,
+        "{}",
+        stack.gateway.stderr_log().all()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_says_what_changed_for_each_command() {
+    let scratch = Scratch::new();
+    let policy = scratch.write(
+        "policy.toml",
+        &format!("[commands.{SET_MEMBER}]\nmode = \"enforce\"\n"),
+    );
+    let stack = Stack::start(&[("GATEWAY_CONFIG", &policy)]).await;
+    // The start names the file's command in the file's words.
+    let started = r#"mode = "enforce", default = "allow", budget 4750 ms"#;
+    assert!(
+        stack
+            .gateway
+            .logged(Duration::from_secs(5), |line| line.contains(SET_MEMBER)
+                && line.contains(started))
+            .await,
+        "{}",
+        stack.gateway.stderr_log().all()
+    );
+    scratch.write(
+        "policy.toml",
+        &format!(
+            "[commands.{SET_MEMBER}]\nmode = \"shadow\"\ndefault = \"reject\"\nreject_err_code = 5101\nreject_err_msg = \"paused\"\ntimeout_ms = 2000\n"
+        ),
+    );
+    let budget = |samples: &[openim_gateway_tests::metrics::Sample]| {
+        metrics::sum(
+            samples,
+            "openim_gateway_budget_seconds",
+            &[("command", SET_MEMBER)],
+        )
+    };
+    assert!((budget(&stack.metrics().await) - 4.75).abs() < 1e-9);
+    hang_up(&stack.gateway);
+    let changed = format!(
+        r#"{SET_MEMBER}: mode = "enforce", default = "allow", budget 4750 ms -> mode = "shadow", default = "reject", reject_err_code = 5101, reject_err_msg = "paused", budget 1750 ms"#
+    );
+    assert!(
+        stack
+            .gateway
+            .logged(Duration::from_secs(5), |line| line.contains(&changed))
+            .await,
+        "{}",
+        stack.gateway.stderr_log().all()
+    );
+    assert!(
+        stack
+            .gateway
+            .logged(Duration::from_secs(5), |line| line
+                .contains("policy reloaded")
+                && line.contains("changed=1"))
+            .await,
+        "{}",
+        stack.gateway.stderr_log().all()
+    );
+    // The exported budget follows the reload.
+    let after = budget(&stack.metrics().await);
+    assert!((after - 1.75).abs() < 1e-9, "{after}");
+    // The same file again: nothing changed, and the log says so.
+    hang_up(&stack.gateway);
+    assert!(
+        stack
+            .gateway
+            .logged(Duration::from_secs(5), |line| line
+                .contains("policy reloaded: nothing changed"))
+            .await,
+        "{}",
+        stack.gateway.stderr_log().all()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_config_says_what_webhooks_yml_enables_and_in_the_files_words() {
+    let scratch = Scratch::new();
+    // OpenIM's stock file: every callback off.
+    let stock = scratch.write(
+        "stock.yml",
+        "url: http://127.0.0.1:10006/callbackExample\nbeforeSendSingleMsg:\n  enable: false\n  timeout: 5\nbeforeSetGroupMemberInfo:\n  enable: false\n  timeout: 5\nafterSendSingleMsg:\n  enable: false\n  timeout: 5\n",
+    );
+    let report =
+        Gateway::run_args_expecting_exit(&["check-config"], &[("GATEWAY_OPENIM_WEBHOOKS", &stock)])
+            .await;
+    assert_eq!(report.code, Some(0), "{report:?}");
+    assert!(
+        report
+            .stdout
+            .lines()
+            .any(|line| line.starts_with("warning: ")
+                && line.contains("enables none of its 3 callbacks")),
+        "{report:?}"
+    );
+    // No command line: none is called.
+    assert!(
+        !report
+            .stdout
+            .lines()
+            .any(|line| line.starts_with("callback")),
+        "{report:?}"
+    );
+    // The running gateway warns too.
+    let nats = openim_gateway_tests::NatsServer::not_started();
+    let gateway = Gateway::start(
+        &nats.url(),
+        &[
+            ("GATEWAY_OPENIM_WEBHOOKS", &stock),
+            ("GATEWAY_SHUTDOWN_DELAY_MS", "0"),
+        ],
+    )
+    .await;
+    assert!(
+        gateway
+            .logged(Duration::from_secs(5), |line| line.contains("WARN")
+                && line.contains("enables none of its 3 callbacks"))
+            .await,
+        "{}",
+        gateway.stderr_log().all()
+    );
+    drop(gateway);
+
+    let some = scratch.write(
+        "some.yml",
+        "beforeSendSingleMsg:\n  enable: true\n  timeout: 5\nbeforeSetGroupMemberInfo:\n  enable: true\n  timeout: 2\nafterSendSingleMsg:\n  enable: false\n",
+    );
+    let policy = scratch.write(
+        "policy.toml",
+        &format!("[commands.{SET_MEMBER}]\nmode = \"shadow\"\ndefault = \"reject\"\nreject_err_code = 5101\n"),
+    );
+    let report = Gateway::run_args_expecting_exit(
+        &["check-config"],
+        &[
+            ("GATEWAY_OPENIM_WEBHOOKS", &some),
+            ("GATEWAY_CONFIG", &policy),
+        ],
+    )
+    .await;
+    assert_eq!(report.code, Some(0), "{report:?}");
+    let lines: Vec<&str> = report.stdout.lines().collect();
+    assert!(
+        lines.contains(
+            &"OpenIM's webhooks.yml enables 2 of 3 callbacks: beforeSendSingleMsg, beforeSetGroupMemberInfo"
+        ),
+        "{report:?}"
+    );
+    let member = format!(
+        r#"{SET_MEMBER}: mode = "shadow", default = "reject", reject_err_code = 5101, reject_err_msg = "rejected: decision service unavailable", budget 1750 ms (enabled in webhooks.yml)"#
+    );
+    assert!(lines.contains(&member.as_str()), "{report:?}");
+    assert!(
+        lines.contains(
+            &r#"callbackBeforeSendSingleMsgCommand: mode = "enforce", default = "allow", budget 4750 ms (enabled in webhooks.yml)"#
+        ),
+        "{report:?}"
+    );
+    // No Rust debug text anywhere.
+    assert!(
+        !report.stdout.contains("Reject {") && !report.stdout.contains("mode="),
+        "{report:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misspelled_command_in_the_policy_file_gets_a_did_you_mean() {
+    let scratch = Scratch::new();
+    let policy = scratch.write(
+        "policy.toml",
+        "[commands.callbackBeforeSendSingelMsgCommand]\nmode = \"off\"\n",
+    );
+    let report =
+        Gateway::run_args_expecting_exit(&["check-config"], &[("GATEWAY_CONFIG", &policy)]).await;
+    assert_eq!(report.code, Some(2), "{report:?}");
+    assert!(
+        report.stderr.lines().any(|line| line
+            .contains("commands.callbackBeforeSendSingelMsgCommand: unknown command")
+            && line.ends_with("did you mean callbackBeforeSendSingleMsgCommand?")),
+        "{report:?}"
+    );
 }
