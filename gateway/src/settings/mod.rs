@@ -615,7 +615,14 @@ impl Config {
         if log_format.is_none() {
             errors.fail(log_format_setting.invalid("must be text or json"));
         }
-        let traces = traces::traces(&lookup, &mut errors);
+        let (traces, invalid) = traces::traces(&lookup);
+        for bad in invalid {
+            errors.fail(ConfigError {
+                variable: bad.variable.to_owned(),
+                value: bad.value,
+                rule: bad.rule,
+            });
+        }
 
         match (
             nats,

@@ -4,12 +4,9 @@
 
 use axum::http::Uri;
 
-use super::{
-    table::{
-        OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL,
-        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_SDK_DISABLED, OTEL_SERVICE_NAME,
-    },
-    Collected, ConfigError, Raw,
+use super::table::{
+    Setting, OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL,
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, OTEL_SDK_DISABLED, OTEL_SERVICE_NAME,
 };
 
 /// The one OTLP protocol the gateway's exporter speaks.
@@ -28,17 +25,64 @@ pub struct TraceSettings {
     pub service_name: String,
 }
 
-/// The trace settings through `lookup`: `None` when traces are off. An empty value counts as
-/// unset, as the OpenTelemetry specification says.
+/// A bad `OTEL_*` value: the variable, the value as given and the rule it breaks (the settings
+/// turn it into their one-line error).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// The environment variable.
+    pub variable: &'static str,
+    /// The value as given.
+    pub value: String,
+    /// What a valid value looks like.
+    pub rule: String,
+}
+
+/// One variable that is set (an empty value counts as unset, as the OpenTelemetry
+/// specification says).
+struct Given {
+    variable: &'static str,
+    value: String,
+}
+
+impl Given {
+    fn invalid(&self, rule: &str) -> Invalid {
+        Invalid {
+            variable: self.variable,
+            value: self.value.clone(),
+            rule: rule.to_owned(),
+        }
+    }
+
+    /// The value, when it is an absolute `http://` or `https://` URL with a host.
+    fn http_url(&self, invalid: &mut Vec<Invalid>) -> Option<&str> {
+        let rule =
+            "must be an http:// or https:// URL such as http://127.0.0.1:4318 (OTLP over HTTP)";
+        let value = self.value.trim();
+        match value.parse::<Uri>() {
+            Ok(uri)
+                if matches!(uri.scheme_str(), Some("http" | "https"))
+                    && uri.host().is_some_and(|host| !host.is_empty()) =>
+            {
+                Some(value)
+            }
+            _ => {
+                invalid.push(self.invalid(rule));
+                None
+            }
+        }
+    }
+}
+
+/// The trace settings through `lookup` (`None` when traces are off), and every bad value.
 pub(super) fn traces(
     lookup: &impl Fn(&str) -> Option<String>,
-    errors: &mut Collected,
-) -> Option<TraceSettings> {
-    let given = |setting: super::table::Setting| {
+) -> (Option<TraceSettings>, Vec<Invalid>) {
+    let mut invalid = Vec::new();
+    let given = |setting: Setting| {
         lookup(setting.name)
             .filter(|value| !value.trim().is_empty())
-            .map(|value| Raw {
-                name: setting.name,
+            .map(|value| Given {
+                variable: setting.name,
                 value,
             })
     };
@@ -47,14 +91,14 @@ pub(super) fn traces(
             "true" => Some(true),
             "false" => Some(false),
             _ => {
-                errors.fail(raw.invalid("must be true or false"));
+                invalid.push(raw.invalid("must be true or false"));
                 None
             }
         }
     });
     if let Some(raw) = given(OTEL_EXPORTER_OTLP_PROTOCOL) {
         if raw.value.trim() != HTTP_PROTOBUF {
-            errors.fail(raw.invalid(&format!(
+            invalid.push(raw.invalid(&format!(
                 "must be {HTTP_PROTOBUF}: the gateway exports over OTLP/HTTP with protobuf bodies only (port 4318 of an OpenTelemetry Collector, not gRPC's 4317)"
             )));
         }
@@ -64,32 +108,19 @@ pub(super) fn traces(
         |raw| raw.value.trim().to_owned(),
     );
     let traces_endpoint = given(OTEL_EXPORTER_OTLP_TRACES_ENDPOINT)
-        .and_then(|raw| errors.check(http_url(&raw).map(|()| raw.value.trim().to_owned())));
+        .and_then(|raw| raw.http_url(&mut invalid).map(str::to_owned));
     let base_endpoint = given(OTEL_EXPORTER_OTLP_ENDPOINT)
-        .and_then(|raw| errors.check(http_url(&raw).map(|()| traces_url(&raw.value))));
-    if disabled == Some(true) {
-        return None;
-    }
-    traces_endpoint
-        .or(base_endpoint)
-        .map(|endpoint| TraceSettings {
-            endpoint,
-            service_name,
-        })
-}
-
-/// `raw` is an absolute `http://` or `https://` URL with a host.
-fn http_url(raw: &Raw) -> Result<(), ConfigError> {
-    let rule = "must be an http:// or https:// URL such as http://127.0.0.1:4318 (OTLP over HTTP)";
-    match raw.value.trim().parse::<Uri>() {
-        Ok(uri)
-            if matches!(uri.scheme_str(), Some("http" | "https"))
-                && uri.host().is_some_and(|host| !host.is_empty()) =>
-        {
-            Ok(())
-        }
-        _ => Err(raw.invalid(rule)),
-    }
+        .and_then(|raw| raw.http_url(&mut invalid).map(traces_url));
+    let settings = match disabled {
+        Some(true) => None,
+        _ => traces_endpoint
+            .or(base_endpoint)
+            .map(|endpoint| TraceSettings {
+                endpoint,
+                service_name,
+            }),
+    };
+    (settings, invalid)
 }
 
 /// The traces URL under a base endpoint: `http://collector:4318` becomes
@@ -103,14 +134,12 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn read(variables: &[(&str, &str)]) -> (Option<TraceSettings>, Vec<ConfigError>) {
+    fn read(variables: &[(&str, &str)]) -> (Option<TraceSettings>, Vec<Invalid>) {
         let map: HashMap<String, String> = variables
             .iter()
             .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
             .collect();
-        let mut errors = Collected::default();
-        let settings = traces(&|name: &str| map.get(name).cloned(), &mut errors);
-        (settings, errors.0)
+        traces(&|name: &str| map.get(name).cloned())
     }
 
     #[test]
@@ -193,7 +222,7 @@ mod tests {
             assert_eq!(errors[0].variable, name);
             assert_eq!(errors[0].value, value);
             assert!(errors[0].rule.contains(rule), "{:?}", errors[0].rule);
-            assert!(!errors[0].to_string().contains('\n'));
+            assert!(!errors[0].rule.contains('\n'));
         }
     }
 }

@@ -265,6 +265,8 @@ async fn an_after_callback_stored_in_the_stream_carries_its_spans_context() {
     let (_scratch, nats) = jetstream_server().await;
     let mut settings = exporting(&receiver, "gateway-under-test");
     settings.push(("GATEWAY_AFTER_STREAM", STREAM.to_owned()));
+    // The smallest stream: a new stream reserves its size in the server's store.
+    settings.push(("GATEWAY_AFTER_STREAM_MAX_BYTES", "1048576".to_owned()));
     let gateway = openim_gateway_tests::Gateway::start(&nats.url(), &borrowed(&settings)).await;
     let request = HttpRequest::openim(
         "/callbackExample",
