@@ -24,6 +24,7 @@ pub mod serve;
 pub mod settings;
 mod startup;
 pub mod status;
+pub mod telemetry;
 
 pub use gateway::{BuildError, Gateway, Reloader};
 pub use listener::ListenError;

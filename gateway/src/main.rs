@@ -13,6 +13,7 @@ use std::{
 use openim_gateway::{
     rules::Rules,
     settings::{self, Config, LogFormat},
+    telemetry::Traces,
     BuildError, Gateway,
 };
 
@@ -200,7 +201,18 @@ fn main() -> ExitCode {
     for warning in config.warnings() {
         tracing::warn!("{warning}");
     }
-    match runtime.block_on(serve(config)) {
+    // Traces, when configured: built here, off the runtime (the exporter's HTTP client
+    // blocks, on a thread of its own), and flushed after it stops.
+    let traces = match Traces::start(config.traces.as_ref()) {
+        Ok(traces) => traces,
+        Err(error) => {
+            tracing::error!(%error, "openim-gateway stopped");
+            return ExitCode::from(2);
+        }
+    };
+    let served = runtime.block_on(serve(config));
+    traces.shutdown();
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "openim-gateway stopped");

@@ -26,3 +26,10 @@ pub const OPENIM_OPERATION_ID: &str = "operationID";
 pub const NATS_SERVICE_ERROR: &str = "Nats-Service-Error";
 /// The error code header that goes with [`NATS_SERVICE_ERROR`].
 pub const NATS_SERVICE_ERROR_CODE: &str = "Nats-Service-Error-Code";
+/// W3C Trace Context's parent header (`00-<trace id>-<parent span id>-<flags>`): on a NATS
+/// request, the gateway's span of the callback when the gateway exports traces, else
+/// OpenIM's own header passed on unchanged (and absent when OpenIM sent none). The same
+/// lowercase name as over HTTP.
+pub const TRACEPARENT: &str = "traceparent";
+/// W3C Trace Context's vendor state, passed on with [`TRACEPARENT`].
+pub const TRACESTATE: &str = "tracestate";

@@ -31,6 +31,10 @@ type Context struct {
 	Deadline time.Time
 	// Log is the worker's logger.
 	Log *Logger
+	// Trace is the request's W3C trace context (traceparent), the zero value when it carried
+	// none; it is also on the embedded context (TraceFrom(ctx.Context)). Put it on what the handler
+	// publishes with InjectTrace.
+	Trace TraceContext
 }
 
 // BadRequestError makes the kit answer Nats-Service-Error-Code 400: return one from a handler

@@ -254,7 +254,10 @@ func (w *Worker) one(parent context.Context, nc *nats.Conn, e endpoint, msg *nat
 		}
 		return msg.Header.Get(name)
 	}
-	info := &Context{Command: e.command, RequestID: header(HeaderRequestID), OperationID: header(HeaderOperationID), Log: w.Log}
+	info := &Context{Command: e.command, RequestID: header(HeaderRequestID), OperationID: header(HeaderOperationID), Log: w.Log, Trace: traceOf(msg.Header)}
+	if info.Trace.Valid() {
+		parent = WithTrace(parent, info.Trace)
+	}
 	deadline, hasDeadline := parseDeadline(header(HeaderDeadlineUnixMs))
 	if hasDeadline {
 		info.Deadline = deadline

@@ -29,6 +29,7 @@ use crate::{
     outcome::{InvalidReply, RejectReason, ShadowOutcome},
     rules::CommandRules,
     settings::policy::Mode,
+    telemetry::{Answered, CallbackTrace},
 };
 
 /// A callback that passed every check, with its clock.
@@ -44,6 +45,8 @@ struct Callback<'a> {
     rules: CommandRules<'a>,
     /// The answers serialised once, as they were when it arrived.
     prebuilt: &'a Prebuilt,
+    /// Its span (traces on) and the trace context the workers get.
+    trace: CallbackTrace,
 }
 
 impl Callback<'_> {
@@ -53,6 +56,8 @@ impl Callback<'_> {
             request_id: self.request_id,
             operation_id: accept::operation_id(self.parts, &self.request),
             deadline: self.deadline,
+            traceparent: self.trace.traceparent(),
+            tracestate: self.trace.tracestate(),
         }
     }
 }
@@ -154,6 +159,7 @@ pub(super) async fn callback(State(state): State<Arc<AppState>>, request: Reques
                 request_id,
                 rules: live.rules.of(command),
                 prebuilt: &live.prebuilt,
+                trace: CallbackTrace::start(&parts.headers, command.name, arrival.elapsed()),
             };
             // The body goes to NATS byte for byte.
             match command.kind {
@@ -354,6 +360,15 @@ fn answered(state: &AppState, callback: &Callback<'_>, source: DecisionSource) {
                 budget.as_millis()
             ),
         );
+    }
+    if callback.trace.has_span() {
+        callback.trace.finish(&Answered {
+            request_id: callback.request_id,
+            operation_id: accept::operation_id(callback.parts, &callback.request),
+            source: source.as_str(),
+            budget,
+            waited: latency,
+        });
     }
     tracing::debug!(
         request_id = %callback.request_id,

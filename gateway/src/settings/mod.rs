@@ -16,12 +16,14 @@ pub mod nats;
 pub mod policy;
 pub mod suggest;
 pub mod table;
+pub mod traces;
 pub mod webhooks;
 
 use self::{
     nats::{NatsAuth, NatsSettings},
     policy::{Mode, PolicyFile, RejectFallback},
     table::*,
+    traces::TraceSettings,
     webhooks::OpenImWebhooks,
 };
 use crate::decision::DefaultDecision;
@@ -283,6 +285,8 @@ pub struct Config {
     pub log_filter: String,
     /// Text or JSON lines.
     pub log_format: LogFormat,
+    /// Where spans are exported (`OTEL_*`); `None`: traces are off.
+    pub traces: Option<TraceSettings>,
     /// OpenIM's `webhooks.yml`, when `GATEWAY_OPENIM_WEBHOOKS` names it.
     pub openim_webhooks: Option<OpenImWebhooks>,
     /// The policy file, when `GATEWAY_CONFIG` names it.
@@ -633,6 +637,14 @@ impl Config {
         if log_format.is_none() {
             errors.fail(log_format_setting.invalid("must be text or json"));
         }
+        let (traces, invalid) = traces::traces(&lookup);
+        for bad in invalid {
+            errors.fail(ConfigError {
+                variable: bad.variable.to_owned(),
+                value: bad.value,
+                rule: bad.rule,
+            });
+        }
 
         match (
             nats,
@@ -681,6 +693,7 @@ impl Config {
                 handover: handover.unwrap_or(true),
                 log_filter: log_filter.value,
                 log_format: log_format.unwrap_or(LogFormat::Text),
+                traces,
                 openim_webhooks,
                 policy_file,
                 mode,

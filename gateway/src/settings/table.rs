@@ -262,6 +262,46 @@ pub const GATEWAY_LOG_FORMAT: Setting = Setting {
     meaning: "the shape of the log lines on stderr",
 };
 
+/// OpenTelemetry's base endpoint: traces go to it plus `/v1/traces`.
+pub const OTEL_EXPORTER_OTLP_ENDPOINT: Setting = Setting {
+    name: "OTEL_EXPORTER_OTLP_ENDPOINT",
+    default: None,
+    rule: "an http:// or https:// URL of an OTLP/HTTP receiver, such as http://127.0.0.1:4318: spans go to it plus /v1/traces; unset (and no OTEL_EXPORTER_OTLP_TRACES_ENDPOINT): no traces",
+    meaning: "turns traces on: a span per callback, exported over OTLP/HTTP",
+};
+
+/// OpenTelemetry's traces endpoint, used as given.
+pub const OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: Setting = Setting {
+    name: "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    default: None,
+    rule: "an http:// or https:// URL that spans are POSTed to as they are; wins over OTEL_EXPORTER_OTLP_ENDPOINT",
+    meaning: "turns traces on, with the full URL of the traces receiver",
+};
+
+/// The OTLP protocol: only `http/protobuf` is spoken.
+pub const OTEL_EXPORTER_OTLP_PROTOCOL: Setting = Setting {
+    name: "OTEL_EXPORTER_OTLP_PROTOCOL",
+    default: Some("http/protobuf"),
+    rule: "http/protobuf, the only protocol the gateway exports with (not grpc)",
+    meaning: "how spans are sent",
+};
+
+/// The `service.name` of the gateway's spans.
+pub const OTEL_SERVICE_NAME: Setting = Setting {
+    name: "OTEL_SERVICE_NAME",
+    default: Some("openim-gateway"),
+    rule: "any name; several gateways may share one",
+    meaning: "the service name on the gateway's spans",
+};
+
+/// `true` switches traces off whatever the endpoints say.
+pub const OTEL_SDK_DISABLED: Setting = Setting {
+    name: "OTEL_SDK_DISABLED",
+    default: Some("false"),
+    rule: "true or false: true, no traces even with an endpoint",
+    meaning: "switches traces off",
+};
+
 /// Every setting, in the order `--help` and the documentation list them.
 pub const ALL: &[Setting] = &[
     NATS_URL,
@@ -293,6 +333,11 @@ pub const ALL: &[Setting] = &[
     GATEWAY_HANDOVER,
     RUST_LOG,
     GATEWAY_LOG_FORMAT,
+    OTEL_EXPORTER_OTLP_ENDPOINT,
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    OTEL_EXPORTER_OTLP_PROTOCOL,
+    OTEL_SERVICE_NAME,
+    OTEL_SDK_DISABLED,
 ];
 
 /// The settings part of `--help`: each variable with its default, its rule and what it is

@@ -57,6 +57,13 @@ fn bad_settings() -> Vec<BadSetting> {
         bad("GATEWAY_MAX_BODY_BYTES", "1023"),
         bad("GATEWAY_MAX_BODY_BYTES", "67108865"),
         bad("GATEWAY_LISTEN", "nope"),
+        bad("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4318"),
+        bad(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "grpc://collector:4317",
+        ),
+        bad("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+        bad("OTEL_SDK_DISABLED", "yes"),
         bad("GATEWAY_SUBJECT_PREFIX", "a.*"),
         bad("GATEWAY_SUBJECT_PREFIX", "a..b"),
         bad("GATEWAY_SUBJECT_PREFIX", "a.>"),

@@ -37,6 +37,7 @@ mod routing;
 mod scale;
 mod status_page;
 mod takeover;
+mod traces;
 mod worker_example;
 mod worker_example_settings;
 mod worker_kit;

@@ -10,6 +10,7 @@ const {
   HEADER_REQUEST_ID,
   HEADER_DEADLINE_UNIX_MS,
   HEADER_SERVICE_ERROR,
+  HEADER_SERVICE_ERROR_CODE,
   SHUTDOWN_GRACE_MS,
   EXIT_OK,
   EXIT_CANNOT_RUN,
@@ -19,6 +20,7 @@ const { REQUEST_TYPES, jsonObject, respond } = require("./handler.js");
 const { deadlineUnixMs, nowUnixMs, isPast } = require("./deadline.js");
 const { stopOnSignals } = require("./shutdown.js");
 const { connectUntilStopped } = require("./connect.js");
+const { startExporting, flushTraces, startRequestSpan, endRequestSpan } = require("./trace.js");
 
 // --- The NATS loop ---------------------------------------------------------------------------
 
@@ -129,7 +131,9 @@ class Worker {
         return;
       }
     }
+    const span = startRequestSpan(msg.headers, command, msg.subject);
     const reply = await respond(this.handlers[command], this.parsers[command], msg.data);
+    endRequestSpan(span, reply.headers?.[HEADER_SERVICE_ERROR_CODE]);
     if (reply.headers) {
       log.warn(`request_id=${requestId} ${reply.headers[HEADER_SERVICE_ERROR]}`);
     } else {
@@ -185,6 +189,7 @@ async function serve(settings, handlers, { name = "openim-worker-node", parsers 
     for (const [key, value] of Object.entries(plain)) headers.set(key, value);
     return headers;
   };
+  startExporting(name);
   const worker = new Worker(client, settings, handlers, { parsers, makeHeaders });
   try {
     await worker.subscribe();
@@ -204,6 +209,7 @@ async function serve(settings, handlers, { name = "openim-worker-node", parsers 
   log.info("shutting down: draining the subscriptions");
   if (await worker.drain()) log.info("drained, all replies flushed");
   await client.close().catch(() => {});
+  await flushTraces();
   return EXIT_OK;
 }
 

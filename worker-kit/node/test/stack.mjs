@@ -127,8 +127,10 @@ export class Child {
 
 /** nats-server and the gateway. */
 export class Stack {
-  static async start() {
+  /** `gatewayEnv`: variables added to the gateway's environment. */
+  static async start(gatewayEnv = {}) {
     const stack = new Stack();
+    stack.gatewayEnv = gatewayEnv;
     try {
       await stack.startChildren();
     } catch (error) {
@@ -155,6 +157,7 @@ export class Stack {
       GATEWAY_LISTEN: `127.0.0.1:${await freePort()}`,
       GATEWAY_SHUTDOWN_DELAY_MS: "0",
       RUST_LOG: "info",
+      ...this.gatewayEnv,
     });
     const line = await this.gateway.waitFor((text) => text.startsWith("openim-gateway listening on"), START_TIMEOUT_MS);
     if (line === null) throw new Error(`the gateway did not start:\n${this.gateway.tail()}`);
@@ -162,7 +165,7 @@ export class Stack {
   }
 
   /** POSTs `body` as OpenIM does; resolves to `{ status, source, json }`. */
-  post(command, body) {
+  post(command, body, headers = {}) {
     const port = Number(this.address.split(":").pop());
     const host = this.address.slice(0, this.address.lastIndexOf(":"));
     return new Promise((resolve, reject) => {
@@ -172,7 +175,7 @@ export class Stack {
           port,
           method: "POST",
           path: `/callbackExample/${command}`,
-          headers: { "Content-Type": "application/json; charset=utf-8", operationID: "kit-test" },
+          headers: { "Content-Type": "application/json; charset=utf-8", operationID: "kit-test", ...headers },
           agent: false,
           timeout: 10000,
         },

@@ -112,7 +112,7 @@ class Child:
 class Stack:
     """nats-server and the gateway; `worker(argv)` starts a worker connected to them."""
 
-    def __init__(self) -> None:
+    def __init__(self, gateway_env: Optional[dict] = None) -> None:
         nats, gateway = binaries()
         self.children: list = []
         try:
@@ -126,7 +126,7 @@ class Stack:
                 time.sleep(0.05)
             self.gateway = self._start([gateway], clean_env() | {
                 "NATS_URL": self.nats_url, "GATEWAY_LISTEN": f"127.0.0.1:{free_port()}",
-                "GATEWAY_SHUTDOWN_DELAY_MS": "0"})
+                "GATEWAY_SHUTDOWN_DELAY_MS": "0"} | (gateway_env or {}))
             line = self.gateway.wait_for("openim-gateway listening on")
             if line is None:
                 raise RuntimeError(f"the gateway did not start:\n{self.gateway.tail()}")
@@ -148,22 +148,24 @@ class Stack:
         self.children.append(child)
         return child
 
-    def worker(self, script: str, cwd: Optional[str] = None) -> Child:
+    def worker(self, script: str, cwd: Optional[str] = None,
+               env: Optional[dict] = None) -> Child:
         """Runs `python script` with this interpreter (the one the kit is installed in) and
-        waits for its readiness line."""
-        child = self._start([sys.executable, script], clean_env() | {"NATS_URL": self.nats_url},
-                            cwd)
+        waits for its readiness line; `env` adds variables."""
+        child = self._start([sys.executable, script],
+                            clean_env() | {"NATS_URL": self.nats_url} | (env or {}), cwd)
         if child.wait_for("worker ready on") is None:
             raise RuntimeError(f"the worker did not start:\n{child.tail()}")
         return child
 
-    def post(self, command: str, body: bytes) -> tuple:
+    def post(self, command: str, body: bytes, headers: Optional[dict] = None) -> tuple:
         """POSTs a callback as OpenIM does: (status, X-Decision-Source, the JSON answer)."""
         host, port = self.address.rsplit(":", 1)
         connection = http.client.HTTPConnection(host, int(port), timeout=10)
         try:
             connection.request("POST", f"/callbackExample/{command}", body=body, headers={
-                "Content-Type": "application/json; charset=utf-8", "operationID": "kit-test"})
+                "Content-Type": "application/json; charset=utf-8", "operationID": "kit-test"}
+                | (headers or {}))
             response = connection.getresponse()
             return (response.status, response.getheader("X-Decision-Source"),
                     json.loads(response.read()))

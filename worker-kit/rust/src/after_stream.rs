@@ -38,7 +38,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::deadline::header;
-use crate::handler::{bad_request_description, BoxFuture, HandlerError};
+use crate::handler::{bad_request_description, BoxFuture, HandlerError, INTERNAL_ERROR_CODE};
+use crate::trace::RequestTrace;
 use crate::worker::{DEFAULT_CONCURRENCY, DEFAULT_SHUTDOWN_GRACE};
 
 /// How long the server waits for an acknowledgement before delivering a message again.
@@ -83,6 +84,12 @@ impl<Body> AfterCallback<Body> {
     /// `X-Operation-Id`, OpenIM's id for the user's operation, when OpenIM gave one.
     pub fn operation_id(&self) -> Option<&str> {
         header(Some(&self.headers), headers::OPERATION_ID)
+    }
+
+    /// W3C `traceparent`: the gateway's span of this callback (or OpenIM's header passed on),
+    /// to put on what the handler sends on; `None` when the callback carried none.
+    pub fn traceparent(&self) -> Option<&str> {
+        header(Some(&self.headers), headers::TRACEPARENT)
     }
 }
 
@@ -570,6 +577,7 @@ impl AfterStreamConsumer {
     /// Pulls and handles messages until `shutdown` completes, then waits for the pull
     /// request still open and the running handlers (within the grace), and returns the counts.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) -> AfterStreamReport {
+        crate::trace::start_exporting(&self.durable);
         let semaphore = Arc::new(Semaphore::new(self.concurrency));
         let settle = Settle {
             handler: Arc::clone(&self.handler),
@@ -669,6 +677,8 @@ impl AfterStreamConsumer {
             );
             tasks.shutdown().await;
         }
+        // The spans of the last deliveries, when traces are exported.
+        let _ = tokio::task::spawn_blocking(crate::trace::flush).await;
         if let Err(error) = self.client.flush().await {
             tracing::warn!(%error, "cannot flush the last acknowledgements");
         }
@@ -706,8 +716,11 @@ async fn settle_one(
         .ok()
         .and_then(|info| u64::try_from(info.delivered).ok())
         .unwrap_or(1);
+    let command = command_of(&message.subject, Some(&message_headers), &settle.prefix);
+    // With traces on, a span per delivery: the child of the gateway's span of the callback.
+    let trace = RequestTrace::start(Some(&message_headers), &command, &message.subject);
     let delivery = Delivery {
-        command: command_of(&message.subject, Some(&message_headers), &settle.prefix),
+        command,
         payload: message.payload.clone(),
         headers: message_headers,
         delivered,
@@ -724,7 +737,12 @@ async fn settle_one(
             return;
         }
     };
-    match keep_alive(handling, &message, settle.ack_wait / 2).await {
+    let outcome = keep_alive(handling, &message, settle.ack_wait / 2).await;
+    trace.end(
+        Some(request_id.as_str()),
+        outcome.as_ref().err().map(|_| INTERNAL_ERROR_CODE),
+    );
+    match outcome {
         Ok(()) => match message.double_ack().await {
             Ok(()) => Counters::add(&settle.counters.acked),
             Err(error) => {

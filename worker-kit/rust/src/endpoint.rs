@@ -39,6 +39,7 @@ use tokio::time::Instant;
 use crate::deadline::{deadline_unix_ms, header, is_past, now_unix_ms};
 use crate::handler::{Context, Handle, Response, BAD_REQUEST_CODE};
 use crate::service::EndpointStats;
+use crate::trace::RequestTrace;
 
 /// How many messages past the fenced count the server may still send during a drain: it
 /// covers what gets routed here during the fence's round trip. Under steady load the
@@ -281,11 +282,13 @@ async fn answer(
             return;
         }
     }
+    let trace = RequestTrace::start(message_headers, &command, &message.subject);
     let context = Context {
         command,
         operation_id: header(message_headers, headers::OPERATION_ID).map(str::to_owned),
         request_id: request_id.clone(),
         deadline_unix_ms: deadline,
+        traceparent: trace.traceparent(),
     };
     let response = handler.respond(message.payload, context).await;
     let published = match &response {
@@ -306,6 +309,13 @@ async fn answer(
                 .await
         }
     };
+    trace.end(
+        request_id.as_deref(),
+        match &response {
+            Response::Answer(_) => None,
+            Response::ServiceError { code, .. } => Some(*code),
+        },
+    );
     match published {
         Ok(()) => stats.record(
             started.elapsed(),

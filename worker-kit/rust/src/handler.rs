@@ -28,6 +28,10 @@ pub struct Context {
     pub operation_id: Option<String>,
     /// `X-Deadline-Unix-Ms`: a handler doing I/O can bound it by this.
     pub deadline_unix_ms: Option<u64>,
+    /// W3C `traceparent` to put on what the handler sends on (HTTP calls, NATS messages):
+    /// the kit's span of this request when it exports traces, else the gateway's; `None`
+    /// when the request carried none.
+    pub traceparent: Option<String>,
 }
 
 /// A handler that cannot decide. The gateway receives a `Nats-Service-Error` (code 500) and
@@ -192,6 +196,7 @@ mod tests {
             request_id: None,
             operation_id: None,
             deadline_unix_ms: None,
+            traceparent: None,
         }
     }
 

@@ -304,6 +304,7 @@ impl Worker {
         self,
         shutdown: impl Future<Output = ()>,
     ) -> Result<ShutdownReport, WorkerError> {
+        crate::trace::start_exporting(&self.registry.identity.name);
         let semaphore = Arc::new(Semaphore::new(self.concurrency));
         let (stop, stopped) = watch::channel(false);
         let discovery = tokio::spawn(service::serve(
@@ -344,6 +345,8 @@ impl Worker {
             }
         }
         let flushed = tokio::time::timeout(self.grace, self.client.flush()).await;
+        // The spans of the last requests, when traces are exported.
+        let _ = tokio::task::spawn_blocking(crate::trace::flush).await;
 
         let mut report = ShutdownReport::default();
         for stats in &self.registry.endpoints {

@@ -47,12 +47,12 @@ struct Args {
     #[arg(long)]
     bin_dir: Option<PathBuf>,
     /// Only these scenarios, comma-separated: floors, hung_worker, nats_down, memory,
-    /// idle_connections, overload, scaling, cluster.
+    /// idle_connections, overload, scaling, cluster, traces.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
 
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 9] = [
     "floors",
     "hung_worker",
     "nats_down",
@@ -61,6 +61,7 @@ const SCENARIOS: [&str; 8] = [
     "overload",
     "scaling",
     "cluster",
+    "traces",
 ];
 
 fn main() -> ExitCode {
@@ -130,6 +131,7 @@ fn run(args: Args) -> anyhow::Result<()> {
             "idle_connections" => {
                 idle::idle_connections(&tools, if args.quick { 2000 } else { 5000 })
             }
+            "traces" => scenarios::traces(&tools, &plan),
             _ => scenarios::memory(&tools, &plan),
         }
         .with_context(|| format!("scenario {name} failed"))?;

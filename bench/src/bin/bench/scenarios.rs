@@ -11,6 +11,9 @@
 //! 4. `memory`: the gateway's RSS across a flood of timed-out requests.
 //! 5. `scaling`: maximum throughput through one gateway with one worker, then three workers
 //!    in the queue group, then two gateways sharing those workers.
+//! 6. `overload`: closed-loop callers past the in-flight bound.
+//! 7. `traces`: the gateway with traces off and on (exporting to `otlp-sink`), one request at
+//!    a time and at maximum throughput: what a span per callback costs.
 
 use std::{
     collections::BTreeMap,
@@ -878,5 +881,135 @@ pub(crate) fn overload(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome> {
         outcome.rows.extend(one.rows);
         outcome.runs.extend(one.runs);
     }
+    Ok(outcome)
+}
+
+/// The gateway with traces off and on, as [`traces`] compares them.
+const TRACES_TARGETS: [&str; 2] = ["traces_off", "traces_on"];
+
+/// Scenario 7: what traces cost. Two gateways on one worker, identical but for
+/// `OTEL_EXPORTER_OTLP_ENDPOINT`, which points the second at `otlp-sink` (a receiver that
+/// decodes nothing); one request at a time and at maximum throughput, in interleaved rounds.
+/// The cost is the difference of the two, p50 one at a time and max rps.
+pub(crate) fn traces(tools: &Tools, plan: &Plan) -> anyhow::Result<Outcome> {
+    let nats = tools.nats("nats-server")?;
+    let worker = tools.worker(&nats)?;
+    let (sink, sink_url) = tools.otlp_sink()?;
+    let off = tools.gateway(
+        &nats,
+        &GatewaySettings {
+            name: "openim-gateway-traces-off",
+            ..GatewaySettings::new(5000, 250)
+        },
+    )?;
+    let on = tools.gateway(
+        &nats,
+        &GatewaySettings {
+            name: "openim-gateway-traces-on",
+            otlp_endpoint: Some(&sink_url),
+            ..GatewaySettings::new(5000, 250)
+        },
+    )?;
+    let nats_guard = nats.guard().context("nats-server is not running")?;
+    let stack = [nats_guard, &worker, &sink, &off.guard, &on.guard];
+    let mut outcome = Outcome::default();
+    let mut runs: BTreeMap<(&str, &str), Vec<RunResult>> = BTreeMap::new();
+    let mut cpu: BTreeMap<&str, f64> = BTreeMap::new();
+    for (phase, connections, duration_s) in [
+        ("serial", 1, plan.serial_s),
+        ("max", plan.max_connections, plan.max_s),
+    ] {
+        for round in 1..=plan.rounds {
+            for target in TRACES_TARGETS {
+                let label = format!("{target}_{phase}");
+                eprintln!("bench: traces: {label} round {round}/{}", plan.rounds);
+                let args = closed(&label, connections, plan.warmup_s, duration_s);
+                let url = if target == "traces_on" {
+                    &on.url
+                } else {
+                    &off.url
+                };
+                let measured = tools.loadgen(url, &args, &stack)?;
+                if phase == "max" {
+                    // The gateway's (and the sink's) CPU per request, warm-up included.
+                    let requests = (measured.result.rate * (plan.warmup_s + duration_s)).max(1.0);
+                    let name = if target == "traces_on" {
+                        "openim-gateway-traces-on"
+                    } else {
+                        "openim-gateway-traces-off"
+                    };
+                    let used = measured.cpu_s.get(name).copied().unwrap_or_default()
+                        + if target == "traces_on" {
+                            measured.cpu_s.get("otlp-sink").copied().unwrap_or_default()
+                        } else {
+                            0.0
+                        };
+                    *cpu.entry(target).or_default() += used * 1e6 / requests / plan.rounds as f64;
+                }
+                outcome.keep("traces", &measured);
+                runs.entry((target, phase))
+                    .or_default()
+                    .push(measured.result);
+            }
+        }
+    }
+    let aggregate = |target: &str, phase: &str| {
+        Aggregate::of(
+            runs.get(&(target, phase))
+                .map(Vec::as_slice)
+                .unwrap_or_default(),
+        )
+    };
+    let mut figures = serde_json::Map::new();
+    for target in TRACES_TARGETS {
+        let serial = aggregate(target, "serial");
+        let max = aggregate(target, "max");
+        outcome
+            .rows
+            .push(serial.row(&format!("{target}: one at a time (c=1)")));
+        outcome.rows.push(max.row(&format!(
+            "{target}: max throughput (c={})",
+            plan.max_connections
+        )));
+        figures.insert(
+            target.to_owned(),
+            json!({
+                "serial_p50_us": serial.p50_us,
+                "serial_p99_us": serial.p99_us,
+                "max_rps": max.rate.round(),
+                "max_load_p50_us": max.p50_us,
+                "cpu_us_per_request": cpu.get(target).map(|us| us.round()),
+                "errors": serial.errors + max.errors,
+            }),
+        );
+    }
+    let (serial_off, serial_on) = (
+        aggregate("traces_off", "serial"),
+        aggregate("traces_on", "serial"),
+    );
+    let (max_off, max_on) = (
+        aggregate("traces_off", "max"),
+        aggregate("traces_on", "max"),
+    );
+    let signed = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+    figures.insert(
+        "cost_p50_us".to_owned(),
+        json!(signed(serial_on.p50_us) - signed(serial_off.p50_us)),
+    );
+    figures.insert(
+        "cost_p99_us".to_owned(),
+        json!(signed(serial_on.p99_us) - signed(serial_off.p99_us)),
+    );
+    figures.insert(
+        "max_rps_ratio".to_owned(),
+        json!(if max_off.rate > 0.0 {
+            round2(max_on.rate / max_off.rate)
+        } else {
+            0.0
+        }),
+    );
+    outcome
+        .summary
+        .insert("traces".to_owned(), Value::Object(figures));
     Ok(outcome)
 }

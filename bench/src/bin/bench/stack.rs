@@ -118,6 +118,16 @@ impl Tools {
         Ok((guard, url))
     }
 
+    /// The OTLP sink (`otlp-sink`) and its base URL.
+    pub(crate) fn otlp_sink(&self) -> anyhow::Result<(Guard, String)> {
+        let mut command = Command::new(self.bin("otlp-sink"));
+        command.arg("--listen").arg("127.0.0.1:0");
+        let mut guard = Guard::spawn("otlp-sink", command, &self.log_dir)?;
+        let line = guard.wait_for_line("otlp-sink listening on", Duration::from_secs(15))?;
+        let url = url_in(&line)?;
+        Ok((guard, url))
+    }
+
     /// A gateway configured by `settings`, connected to `nats` and ready.
     pub(crate) fn gateway(
         &self,
@@ -140,6 +150,11 @@ impl Tools {
         }
         if let Some(threads) = settings.runtime_threads {
             command.env("GATEWAY_RUNTIME_THREADS", threads.to_string());
+        }
+        if let Some(endpoint) = settings.otlp_endpoint {
+            command
+                .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+                .env("OTEL_SERVICE_NAME", settings.name);
         }
         let mut guard = Guard::spawn(settings.name, command, &self.log_dir)?;
         let line = guard.wait_for_line("openim-gateway listening on", Duration::from_secs(15))?;
@@ -337,6 +352,8 @@ pub(crate) struct GatewaySettings<'a> {
     pub(crate) runtime_threads: Option<usize>,
     /// `GATEWAY_MAX_INFLIGHT`, when set (the gateway's default: 10000).
     pub(crate) max_inflight: Option<usize>,
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`, when set: traces on, exported there.
+    pub(crate) otlp_endpoint: Option<&'a str>,
 }
 
 impl<'a> GatewaySettings<'a> {
@@ -358,6 +375,7 @@ impl<'a> GatewaySettings<'a> {
             log_filter: "info",
             runtime_threads: None,
             max_inflight: None,
+            otlp_endpoint: None,
         }
     }
 }

@@ -41,7 +41,8 @@ it returns and delivered again when it raises::
                                          ["callbackAfterSetGroupMemberInfoCommand"]))
 
 The modules, one concept each: `settings`, `protocol`, `answer`, `request`, `handler`,
-`deadline`, `worker`, `connect`, `shutdown`, `service`, `after_stream`, and the generated
+`deadline`, `worker`, `connect`, `shutdown`, `service`, `after_stream`, `trace` (a span per
+request with OTEL_EXPORTER_OTLP_ENDPOINT and the `[otel]` extra), and the generated
 `models` (with `changes`). Everything is also exported here.
 """
 
@@ -72,6 +73,7 @@ from .settings import (DEFAULT_CONCURRENCY, DEFAULT_NATS_URL, LOG_LEVELS, MAX_CO
                        SettingsError, file_setting, gather, is_valid_subject, misspelled,
                        normalise_whitespace, parse_int_setting, parse_nats_urls,
                        redact_nats_urls)
+from .trace import current_traceparent
 from .worker import Worker
 
 __version__ = "1.0.0"
@@ -90,6 +92,7 @@ __all__ = ["ACK_TIMEOUT_S", "AfterHandler", "AfterStreamConsumer", "AfterStreamS
            "WORKER_LOG_LEVEL", "WORKER_NATS_CREDS", "WORKER_NATS_NKEY", "WORKER_NATS_TLS_CA",
            "WORKER_NATS_TLS_CERT", "WORKER_NATS_TLS_KEY", "WORKER_SUBJECT_PREFIX", "Worker", "after_command",
            "after_subjects", "allow", "answer", "configure_logging", "consume_after_stream",
+           "current_traceparent",
            "deadline_unix_ms", "file_setting", "gather", "is_past", "is_valid_name", "is_valid_subject",
            "json_object", "misspelled", "models", "modify", "normalise_whitespace",
            "now_unix_ms", "parse_int_setting", "parse_json", "parse_name_setting",

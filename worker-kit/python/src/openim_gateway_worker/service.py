@@ -7,6 +7,7 @@ import logging
 import sys
 from typing import Any, Callable, Mapping, Optional
 
+from . import trace
 from .connect import connect
 from .handler import Handler
 from .protocol import EXIT_BAD_SETTINGS, EXIT_CANNOT_RUN, EXIT_OK
@@ -28,6 +29,7 @@ async def serve(settings: Settings, handlers: Mapping[str, Handler], name: str,
         return connected
     client, closed = connected
 
+    trace.start_exporting(name)
     worker = Worker(client, settings, handlers, parsers)
     try:
         await worker.subscribe()
@@ -47,6 +49,7 @@ async def serve(settings: Settings, handlers: Mapping[str, Handler], name: str,
     if await worker.drain():
         log.info("drained, all replies flushed")
     await client.close()
+    await asyncio.get_running_loop().run_in_executor(None, trace.flush)
     return EXIT_OK
 
 

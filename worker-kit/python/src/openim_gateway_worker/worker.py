@@ -8,9 +8,11 @@ from typing import Any, Callable, Mapping, Optional
 
 from .deadline import deadline_unix_ms, is_past, now_unix_ms
 from .handler import Handler, respond
-from .protocol import HEADER_REQUEST_ID, HEADER_SERVICE_ERROR, QUEUE_GROUP
+from .protocol import (HEADER_REQUEST_ID, HEADER_SERVICE_ERROR, HEADER_SERVICE_ERROR_CODE,
+                       QUEUE_GROUP)
 from .request import REQUEST_TYPES, json_object
 from .settings import SHUTDOWN_GRACE_S, Settings
+from .trace import request_span
 
 log = logging.getLogger("openim_gateway_worker")
 
@@ -77,8 +79,12 @@ class Worker:
                 log.info("request_id=%s late_by_ms=%d deadline passed: nobody waits for this "
                          "answer, not replying", request_id, now - deadline)
                 return
-        reply = await respond(self.handlers[command], self.parsers[command], msg.data,
-                              command)
+        with request_span(headers, command, msg.subject) as span:
+            reply = await respond(self.handlers[command], self.parsers[command], msg.data,
+                                  command)
+            if span is not None and reply.headers:
+                span.set_attribute("openim_worker.service_error_code",
+                                   int(reply.headers[HEADER_SERVICE_ERROR_CODE]))
         if reply.headers:
             log.warning("request_id=%s %s", request_id, reply.headers[HEADER_SERVICE_ERROR])
         elif reply.decision is not None:
