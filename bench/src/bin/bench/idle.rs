@@ -62,9 +62,11 @@ fn open(address: SocketAddr, wire: &[u8]) -> anyhow::Result<TcpStream> {
 
 /// The scenario: `connections` idle kept-alive connections.
 pub(crate) fn idle_connections(tools: &Tools, connections: usize) -> anyhow::Result<Outcome> {
-    // Each connection is a descriptor here too.
-    let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE)?;
-    let wanted = (connections as u64 + 256).min(hard);
+    // Each connection is a descriptor here too. Only ever raised: the scenarios after this
+    // one start their load generators from this process, and a lowered limit would leave
+    // them unable to open their connections.
+    let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE)?;
+    let wanted = (connections as u64 + 256).max(soft).min(hard);
     rlimit::setrlimit(rlimit::Resource::NOFILE, wanted, hard)?;
     let connections = connections.min(usize::try_from(wanted).unwrap_or(0).saturating_sub(256));
     let nats = tools.nats("nats-server")?;
