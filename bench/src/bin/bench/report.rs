@@ -129,6 +129,20 @@ fn number(summary: &BTreeMap<String, Value>, path: &[&str]) -> Option<f64> {
     value.as_f64()
 }
 
+/// The errors (connection, timeout, status...) a load run met, summed over `scenarios`;
+/// `None` when none of them ran.
+fn errors(summary: &BTreeMap<String, Value>, scenarios: &[&str]) -> Option<f64> {
+    let counts: Vec<f64> = scenarios
+        .iter()
+        .filter_map(|scenario| summary.get(*scenario)?.get("errors")?.as_object())
+        .flat_map(|errors| errors.values().filter_map(Value::as_f64))
+        .collect();
+    let ran = scenarios
+        .iter()
+        .any(|scenario| summary.contains_key(*scenario));
+    ran.then(|| counts.iter().fold(0.0, |total, count| total + count))
+}
+
 /// One budget (BENCHMARKS.md), judged.
 #[derive(Debug, Clone)]
 pub(crate) struct Budget {
@@ -213,6 +227,16 @@ pub(crate) fn budgets(summary: &BTreeMap<String, Value>) -> Vec<Budget> {
             "0 answers after send + budget + 5 ms, back to back, past GATEWAY_MAX_INFLIGHT",
             number(summary, &["overload_4096_bound_256", "late"]),
             " late",
+            |v| v == 0.0,
+        ),
+        judged(
+            "no errors under overload",
+            "0 failed requests (connect, timeout, status) at 1024 and 4096 callers",
+            errors(
+                summary,
+                &["overload_1024", "overload_4096", "overload_4096_bound_256"],
+            ),
+            " errors",
             |v| v == 0.0,
         ),
         judged(
