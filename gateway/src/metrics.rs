@@ -64,24 +64,6 @@ struct ReasonLabels {
     reason: &'static str,
 }
 
-/// The sources a before-callback's answer is counted under.
-const BEFORE_SOURCES: [DecisionSource; 8] = [
-    DecisionSource::Worker,
-    DecisionSource::Timeout,
-    DecisionSource::NoResponders,
-    DecisionSource::Unavailable,
-    DecisionSource::InvalidReply,
-    DecisionSource::Overload,
-    DecisionSource::Shadow,
-    DecisionSource::Off,
-];
-/// The sources an after-callback's acknowledgement is counted under.
-const AFTER_SOURCES: [DecisionSource; 3] = [
-    DecisionSource::Ack,
-    DecisionSource::Unpublished,
-    DecisionSource::Off,
-];
-
 /// Every metric, registered once at start. Written only through the methods below, so that
 /// each metric's labels are chosen in one place.
 #[derive(Debug)]
@@ -301,10 +283,7 @@ impl Metrics {
             }));
         }
         for command in catalog::COMMANDS {
-            let sources: &[DecisionSource] = match command.kind {
-                CallbackKind::Before => &BEFORE_SOURCES,
-                CallbackKind::After => &AFTER_SOURCES,
-            };
+            let sources: &[DecisionSource] = DecisionSource::of_kind(command.kind);
             for source in sources {
                 drop(callbacks.get_or_create(&callback_labels(command, *source)));
             }

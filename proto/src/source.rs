@@ -5,6 +5,26 @@
 //! dashboards all spell them the same way. This module does not decide which source applies;
 //! the gateway's callback path does.
 
+use crate::CallbackKind;
+
+/// The sources a before-callback's answer can be counted under.
+const BEFORE: [DecisionSource; 8] = [
+    DecisionSource::Worker,
+    DecisionSource::Timeout,
+    DecisionSource::NoResponders,
+    DecisionSource::Unavailable,
+    DecisionSource::InvalidReply,
+    DecisionSource::Overload,
+    DecisionSource::Shadow,
+    DecisionSource::Off,
+];
+/// The sources an after-callback's acknowledgement can be counted under.
+const AFTER: [DecisionSource; 3] = [
+    DecisionSource::Ack,
+    DecisionSource::Unpublished,
+    DecisionSource::Off,
+];
+
 /// Who decided an answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DecisionSource {
@@ -90,6 +110,15 @@ impl DecisionSource {
             self,
             Self::Worker | Self::Ack | Self::Unpublished | Self::Shadow
         )
+    }
+
+    /// The sources an answer to a callback of `kind` can be counted under, in the order of
+    /// [`Self::ALL`] (a request refused before its command is known is counted apart).
+    pub const fn of_kind(kind: CallbackKind) -> &'static [Self] {
+        match kind {
+            CallbackKind::Before => &BEFORE,
+            CallbackKind::After => &AFTER,
+        }
     }
 
     /// The source a header or label value names, if any.

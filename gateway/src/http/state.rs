@@ -7,7 +7,6 @@ use std::{
         atomic::{AtomicBool, Ordering},
         Arc, Mutex, PoisonError, RwLock,
     },
-    time::Duration,
 };
 
 use tokio::time::Instant;
@@ -52,8 +51,6 @@ pub struct AppState {
 /// What the status page's probe last measured ([`super::probe_nats`]).
 #[derive(Debug, Default)]
 pub(super) struct Probed {
-    /// The last round trip to NATS, and when it was measured.
-    pub(super) round_trip: Option<(Duration, Instant)>,
     /// The server of the connection at the last probe.
     pub(super) server: Option<ServerSummary>,
     /// The workers found by the last discovery, and when it ran.

@@ -31,10 +31,8 @@ use crate::{
     },
 };
 
-/// How often the probe measures the round trip to NATS.
+/// How often the probe asks for the server and the registered workers.
 const PROBE_EVERY: Duration = Duration::from_secs(5);
-/// The longest a round-trip measurement may take.
-const ROUND_TRIP_BOUND: Duration = Duration::from_secs(2);
 /// How long discovery collects answers.
 const DISCOVERY_WAIT: Duration = Duration::from_millis(500);
 
@@ -48,21 +46,20 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// `0.1.0 (commit d7480da)` or `0.1.0`, from the build script.
 const BUILD: &str = env!("OPENIM_BUILD_VERSION");
 
-/// Measures NATS every [`PROBE_EVERY`] until the gateway stops: the round trip, the server
-/// and the registered workers. Runs in a task of its own.
+/// Asks NATS every [`PROBE_EVERY`] until the gateway stops: the server and the registered
+/// workers (the round trip is the watchdog's, read on each page load). Runs in a task of its
+/// own.
 pub async fn probe_nats(state: Arc<AppState>) {
     let mut ticks = tokio::time::interval(PROBE_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
         let forwarder = &state.forwarder;
-        let round_trip = forwarder.round_trip(ROUND_TRIP_BOUND).await;
         let server = forwarder.server();
         let services = forwarder.discover_services(DISCOVERY_WAIT).await;
         let mut probed = state.probed.lock().unwrap_or_else(PoisonError::into_inner);
         let previous = std::mem::take(&mut *probed);
         *probed = Probed {
-            round_trip: round_trip.map(|took| (took, Instant::now())),
             server,
             services: match services {
                 Some(services) => Some((services, Instant::now())),
@@ -142,6 +139,7 @@ fn status(state: &AppState) -> Status {
     let probed = state.probed.lock().unwrap_or_else(PoisonError::into_inner);
     let connected = state.forwarder.is_connected();
     let server = probed.server.as_ref().filter(|_| connected);
+    let round_trip = state.forwarder.last_round_trip();
     let seconds_ago = |at: Instant| at.elapsed().as_secs();
     Status {
         gateway: GatewayStatus {
@@ -159,10 +157,8 @@ fn status(state: &AppState) -> Status {
             server_name: server.map(|server| server.name.clone()),
             server_version: server.map(|server| server.version.clone()),
             server_address: server.map(|server| server.address.clone()),
-            rtt_ms: probed
-                .round_trip
-                .map(|(took, _)| (took.as_secs_f64() * 1e6).round() / 1e3),
-            rtt_measured_seconds_ago: probed.round_trip.map(|(_, at)| seconds_ago(at)),
+            rtt_ms: round_trip.map(|(took, _)| (took.as_secs_f64() * 1e6).round() / 1e3),
+            rtt_measured_seconds_ago: round_trip.map(|(_, at)| seconds_ago(at)),
             pending_replies: state.forwarder.pending_len(),
         },
         workers: WorkersStatus {

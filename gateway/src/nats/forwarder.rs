@@ -110,7 +110,7 @@ pub struct Forwarder {
     /// Whether the connection is known good; wakes every waiting callback when it is lost
     /// (dropped, or stalled): a reply published on a lost connection never comes, so the
     /// callback is asked again on the next one, or answered at once.
-    health: Arc<Health>,
+    pub(super) health: Arc<Health>,
     /// `GATEWAY_HEDGE_AFTER_PERCENT`: the share of the budget after which a callback without
     /// a reply is asked once more; `None`: never.
     hedge_after_percent: Option<u32>,

@@ -29,12 +29,19 @@ pub(super) struct Health {
     lost: Notify,
     /// Wakes the callbacks waiting for a good connection.
     good: Notify,
+    /// The watchdog's last round trip that came back, and when; `None` once the connection
+    /// is lost, until one comes back.
+    round_trip: Mutex<Option<(Duration, Instant)>>,
 }
 
 impl Health {
     /// The connection is gone, or stalled: every callback waiting on it is woken.
     pub(super) fn lose(&self) {
         *self.lost_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        *self
+            .round_trip
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = None;
         self.lost.notify_waiters();
     }
 
@@ -44,11 +51,24 @@ impl Health {
         self.lose();
     }
 
-    /// A round trip came back: the connection is good. Returns whether it was stalled.
-    pub(super) fn good(&self) -> bool {
+    /// A round trip came back after `took`: the connection is good. Returns whether it was
+    /// stalled.
+    pub(super) fn good(&self, took: Duration) -> bool {
+        *self
+            .round_trip
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some((took, Instant::now()));
         let was_stalled = self.stalled.swap(false, Ordering::Relaxed);
         self.good.notify_waiters();
         was_stalled
+    }
+
+    /// The last round trip that came back on the current connection, and when.
+    pub(super) fn last_round_trip(&self) -> Option<(Duration, Instant)> {
+        *self
+            .round_trip
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Whether the watchdog saw the current connection stall.

@@ -54,17 +54,13 @@ impl Forwarder {
         })
     }
 
-    /// The time of a PING to the server and its PONG (a flush), at most `bound`; `None` when
-    /// not connected or past the bound.
-    pub async fn round_trip(&self, bound: Duration) -> Option<Duration> {
+    /// The last round trip through the server the watchdog made on this connection, and
+    /// when it came back; `None` when not connected, or none came back since the last loss.
+    pub fn last_round_trip(&self) -> Option<(Duration, Instant)> {
         if !self.is_connected() {
             return None;
         }
-        let start = Instant::now();
-        match tokio::time::timeout(bound, self.client.flush()).await {
-            Ok(Ok(())) => Some(start.elapsed()),
-            _ => None,
-        }
+        self.health.last_round_trip()
     }
 
     /// The workers that answer `$SRV.INFO` within `wait` and serve one of this gateway's

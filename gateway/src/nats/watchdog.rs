@@ -68,7 +68,7 @@ impl Watchdog {
             let sent = Instant::now();
             match self.round_trip().await {
                 RoundTrip::Back => {
-                    if self.health.good() {
+                    if self.health.good(sent.elapsed()) {
                         tracing::info!(
                             "nats round trips come back again: callbacks are asked on the new connection"
                         );

@@ -16,24 +16,6 @@ use crate::outcome::ShadowOutcome;
 /// How often the page reloads itself, in seconds.
 pub const REFRESH_SECONDS: u32 = 5;
 
-/// The sources a before-callback's answer is counted under.
-const BEFORE_SOURCES: [DecisionSource; 8] = [
-    DecisionSource::Worker,
-    DecisionSource::Timeout,
-    DecisionSource::NoResponders,
-    DecisionSource::Unavailable,
-    DecisionSource::InvalidReply,
-    DecisionSource::Overload,
-    DecisionSource::Shadow,
-    DecisionSource::Off,
-];
-/// The sources an after-callback's acknowledgement is counted under.
-const AFTER_SOURCES: [DecisionSource; 3] = [
-    DecisionSource::Ack,
-    DecisionSource::Unpublished,
-    DecisionSource::Off,
-];
-
 /// Everything the page shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
@@ -179,10 +161,7 @@ impl Period {
     pub fn of(counts: &Counts, kind: CallbackKind, budget: Duration) -> Self {
         let answered = counts.answered();
         let fallbacks = counts.fallbacks();
-        let sources: &[DecisionSource] = match kind {
-            CallbackKind::Before => &BEFORE_SOURCES,
-            CallbackKind::After => &AFTER_SOURCES,
-        };
+        let sources: &[DecisionSource] = DecisionSource::of_kind(kind);
         let by_source = sources
             .iter()
             .map(|source| (source.as_str().to_owned(), counts.of(*source).into()))

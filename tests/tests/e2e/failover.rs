@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use openim_gateway_proto::{headers, DecisionSource};
 use openim_gateway_tests::fixtures::SET_MEMBER_ROLE_ONLY;
 use openim_gateway_tests::{
-    allow, http, metrics, Behaviour, Expect, Gateway, HttpRequest, NatsCluster, Stack, Worker,
+    allow, http, metrics, Behaviour, Expect, Gateway, HttpRequest, NatsCluster, Stack,
 };
 
 use crate::{default_allow, AT_ONCE, LATE_SLACK, RECOVERY_BOUND, SET_MEMBER};
@@ -79,32 +79,9 @@ async fn load(gateway: std::net::SocketAddr, callers: usize, duration: Duration)
 async fn a_frozen_nats_node_is_left_within_a_second_and_every_callback_keeps_its_decision() {
     let mut cluster = NatsCluster::start().await;
     let gateway = Gateway::start(&cluster.urls_from(0), &TWO_SECOND_BUDGET).await;
-    let deadline = Instant::now() + RECOVERY_BOUND;
-    let gateway_node = loop {
-        if let Some(node) = cluster.node_of_connection("openim-gateway").await {
-            break node;
-        }
-        assert!(Instant::now() < deadline, "the gateway never connected");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
     // The workers on the two other nodes: the frozen node holds only the gateway.
-    let mut workers: Vec<Worker> = Vec::new();
-    for node in (0..3).filter(|node| *node != gateway_node) {
-        workers.push(Worker::start(&cluster.url(node), &[]).await);
-    }
-    let deadline = Instant::now() + RECOVERY_BOUND;
-    loop {
-        let response = http::send(gateway.address(), &seed()).await;
-        if matches!(&response, Ok(response) if response.source() == Some(DecisionSource::Worker.header_value()))
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no decision through the cluster: {response:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let (gateway_node, mut workers) =
+        crate::workers_beside_the_gateway(&mut cluster, &gateway, &seed()).await;
     let address = gateway.address();
     assert_eq!(
         counter(address, "openim_gateway_nats_stalls_total").await,

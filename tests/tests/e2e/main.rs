@@ -82,6 +82,46 @@ async fn answered_by_the_budget(
     (response, took)
 }
 
+/// Finds the node of `cluster` the gateway is connected to (a client given several URLs picks
+/// one at random), starts a worker on each of the two others, and waits until `seed` gets a
+/// worker's decision (interest crosses the routes asynchronously): that node then holds only
+/// the gateway, so stopping or freezing it tests the gateway's failover alone. Returns the
+/// node and the workers.
+async fn workers_beside_the_gateway(
+    cluster: &mut openim_gateway_tests::NatsCluster,
+    gateway: &openim_gateway_tests::Gateway,
+    seed: &openim_gateway_tests::HttpRequest,
+) -> (usize, Vec<openim_gateway_tests::Worker>) {
+    use openim_gateway_proto::DecisionSource;
+    use std::time::Instant;
+    let deadline = Instant::now() + RECOVERY_BOUND;
+    let gateway_node = loop {
+        if let Some(node) = cluster.node_of_connection("openim-gateway").await {
+            break node;
+        }
+        assert!(Instant::now() < deadline, "the gateway never connected");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut workers = Vec::new();
+    for node in (0..3).filter(|node| *node != gateway_node) {
+        workers.push(openim_gateway_tests::Worker::start(&cluster.url(node), &[]).await);
+    }
+    let deadline = Instant::now() + RECOVERY_BOUND;
+    loop {
+        let response = openim_gateway_tests::http::send(gateway.address(), seed).await;
+        if matches!(&response, Ok(response) if response.source() == Some(DecisionSource::Worker.header_value()))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no decision through the cluster: {response:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (gateway_node, workers)
+}
+
 /// The gateway's default decision for a plain command with `GATEWAY_DEFAULT_DECISION=allow`.
 fn default_allow() -> serde_json::Value {
     openim_gateway_tests::allow()

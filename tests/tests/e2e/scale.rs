@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::StreamExt as _;
 use openim_gateway_proto::DecisionSource;
 use openim_gateway_tests::fixtures::SET_MEMBER_ROLE_ONLY;
-use openim_gateway_tests::{http, Gateway, HttpRequest, NatsCluster, Stack, Worker};
+use openim_gateway_tests::{http, Gateway, HttpRequest, NatsCluster, Stack};
 
 use crate::{LATE_SLACK, RECOVERY_BOUND, SET_MEMBER, SHORT_BUDGET, SHORT_BUDGET_SETTINGS};
 
@@ -319,34 +319,9 @@ async fn two_gateways_answer_from_the_same_worker_pool() {
 async fn the_gateway_moves_to_another_cluster_node_when_its_node_stops() {
     let mut cluster = NatsCluster::start().await;
     let gateway = Gateway::start(&cluster.urls_from(0), &SHORT_BUDGET_SETTINGS).await;
-    // The client picks one of the URLs at random: find where it is, and put the workers on
-    // the two other nodes.
-    let deadline = Instant::now() + RECOVERY_BOUND;
-    let gateway_node = loop {
-        if let Some(node) = cluster.node_of_connection("openim-gateway").await {
-            break node;
-        }
-        assert!(Instant::now() < deadline, "the gateway never connected");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let mut workers: Vec<Worker> = Vec::new();
-    for node in (0..3).filter(|node| *node != gateway_node) {
-        workers.push(Worker::start(&cluster.url(node), &[]).await);
-    }
-    // Interest crosses the routes asynchronously: wait for a decision from a worker.
-    let deadline = Instant::now() + RECOVERY_BOUND;
-    loop {
-        let response = http::send(gateway.address(), &seed()).await;
-        if matches!(&response, Ok(response) if response.source() == Some(DecisionSource::Worker.header_value()))
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no decision through the cluster: {response:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The workers on the two other nodes: the stopped node holds only the gateway.
+    let (gateway_node, mut workers) =
+        crate::workers_beside_the_gateway(&mut cluster, &gateway, &seed()).await;
 
     let stop_at = Duration::from_secs(1);
     let targets = [gateway.address()];
